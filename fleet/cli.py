@@ -1,0 +1,136 @@
+"""`posfleet`: the fleet tool's command line. One Typer sub-app per noun, joined here.
+
+Nouns so far: ``wire`` (decode captured frames and messages) and ``keys`` (fleet master
+keys). Inventory, fees, rollouts, swaps, notices and reports join as they are built.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from protocols.codec import Message, decode
+from protocols.errors import ProtocolError
+from protocols.framing import BadFrame, Control, Frame, FrameDecoder
+from protocols.mac import generate_master_key_file
+from protocols.spec import SPEC
+
+app = typer.Typer(
+    name="posfleet",
+    help="POS terminal fleet manager: inventory, fee tables, rollouts, swaps, notices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+wire_app = typer.Typer(help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True)
+keys_app = typer.Typer(help="Fleet master keys (AES-128, 32 hex digits).", no_args_is_help=True)
+app.add_typer(wire_app, name="wire")
+app.add_typer(keys_app, name="keys")
+
+err_console = Console(stderr=True)
+out = Console()
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one readable error line and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _parse_hex(text: str) -> bytes:
+    cleaned = "".join(ch for ch in text if ch not in string.whitespace + ":")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError as exc:
+        raise fail(f"not hex: {exc}", 2) from None
+
+
+def _messages_in(data: bytes) -> list[tuple[str, bytes]]:
+    """Frames in a capture (STX…LRC), or the whole input as one message body."""
+    if not data.startswith(b"\x02"):
+        return [("body", data)]
+    found: list[tuple[str, bytes]] = []
+    dec = FrameDecoder()
+    for event in [*dec.feed(data), *dec.flush()]:
+        if isinstance(event, Frame):
+            found.append((f"frame {len(found) + 1}", event.body))
+        elif isinstance(event, BadFrame):
+            raise fail(str(event.error))
+        elif isinstance(event, Control):
+            continue
+    return found
+
+
+def _show(value: str | bytes) -> str:
+    return value.hex(" ") if isinstance(value, bytes) else value
+
+
+@wire_app.command("decode")
+def wire_decode(
+    hex_data: Annotated[
+        str | None, typer.Argument(help="Hex of a frame (02 …) or a message body; '-' = stdin.")
+    ] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="Raw bytes captured from a line.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+) -> None:
+    """Decode captured bytes: frames are checked (LEN, ETX, LRC), bodies decoded field by field."""
+    if fmt not in ("table", "json"):
+        raise fail(f"--format must be table or json, not {fmt!r}", 2)
+    if (hex_data is None) == (file is None):
+        raise fail("give either HEX or --file", 2)
+    if file is not None:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise fail(f"{file}: {exc.strerror}") from None
+    else:
+        data = _parse_hex(sys.stdin.read() if hex_data == "-" else str(hex_data))
+    try:
+        decoded: list[tuple[str, Message]] = [(w, decode(b)) for w, b in _messages_in(data)]
+    except ProtocolError as exc:
+        raise fail(str(exc)) from None
+    if fmt == "json":
+        doc = [
+            {"where": w, "mti": m.mti, "fields": {str(n): _show(v) for n, v in m.fields.items()}}
+            for w, m in decoded
+        ]
+        out.print_json(json.dumps(doc))
+        return
+    for where, msg in decoded:
+        table = Table(title=f"{where}: MTI {msg.mti}", title_justify="left")
+        table.add_column("field", justify="right")
+        table.add_column("name")
+        table.add_column("value", overflow="fold")
+        for number, value in msg.fields.items():
+            table.add_row(str(number), SPEC[number].name, _show(value))
+        out.print(table)
+
+
+@keys_app.command("new")
+def keys_new(
+    path: Annotated[Path, typer.Argument(help="Where to write the key file (mode 0600).")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Generate a random fleet master key file (32 hex digits)."""
+    if path.exists() and not force:
+        raise fail(f"{path} exists; pass --force to replace it", 2)
+    try:
+        generate_master_key_file(path)
+    except (OSError, ProtocolError) as exc:
+        raise fail(f"{path}: {exc}") from None
+    out.print(f"wrote {path}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
