@@ -29,7 +29,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-wire_app = typer.Typer(help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True)
+wire_app = typer.Typer(
+    help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Fleet master keys (AES-128, 32 hex digits).", no_args_is_help=True)
 app.add_typer(wire_app, name="wire")
 app.add_typer(keys_app, name="keys")
@@ -77,7 +79,9 @@ def wire_decode(
     hex_data: Annotated[
         str | None, typer.Argument(help="Hex of a frame (02 …) or a message body; '-' = stdin.")
     ] = None,
-    file: Annotated[Path | None, typer.Option("--file", help="Raw bytes captured from a line.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Raw bytes captured from a line.")
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
 ) -> None:
     """Decode captured bytes: frames are checked (LEN, ETX, LRC), bodies decoded field by field."""
@@ -122,7 +126,7 @@ def keys_new(
     if path.exists() and not force:
         raise fail(f"{path} exists; pass --force to replace it", 2)
     try:
-        generate_master_key_file(path)
+        generate_master_key_file(path, overwrite=force)
     except (OSError, ProtocolError) as exc:
         raise fail(f"{path}: {exc}") from None
     out.print(f"wrote {path}")

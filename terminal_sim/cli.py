@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Annotated
 
 import typer
@@ -29,9 +31,6 @@ def cable(
 
     Prints `READY <end A> <end B>`; connect any serial tool to either end.
     """
-    import signal
-    import threading
-
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
