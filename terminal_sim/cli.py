@@ -21,6 +21,11 @@ app = typer.Typer(
 out = Console()
 
 
+@app.callback()
+def _root() -> None:
+    """Emulated POS terminals on virtual serial ports, and a line emulator with faults."""
+
+
 @app.command("cable")
 def cable(
     seconds: Annotated[
