@@ -1,133 +1,144 @@
-"""Link-layer throughput and protocol overhead of a fee-table download.
+"""Link throughput and protocol overhead of a real fee-table download over a pty pair.
 
-Pushes a 64 KiB payload over a :class:`protocols.pty.PtyPair` (a virtual null-modem) as
-0800/360-like requests: each body is an ISO 8583 header of 86 bytes (MTI, bitmap, STAN,
-TID, MID, fields 60 and 61, MAC: the 986 - 900 bytes of a real block message) followed by
-up to 900 payload bytes. The terminal side answers every request with a 60-byte body
-(an 0810-like response). Everything goes through :class:`protocols.link.Link` on both
-ends: frames, ACKs, T1 discipline.
+A 64 KiB fee table (a real ``FEE1`` file) is pushed as signed 0800/360 block messages of
+900 bytes, then committed with 0800/361; the far side verifies every MAC, answers each
+block with a signed 0810 giving the next expected block, and checks digest and CRC on the
+commit. Both ends run :class:`protocols.link.Link` (frames, ACKs, T1 discipline) over a
+:class:`protocols.pty.PtyPair`.
 
-Reported: payload bytes/s and frames/s on the pty (which moves bytes at memory speed:
-this is the software's ceiling, not a line's), and the share of wire bytes that is
-protocol overhead (framing + ACK bytes + response frames + ISO headers). With those
-shares, the ceiling on a real line is ``baud / 10 * payload / wire bytes`` (8N1, 10 bits
-a byte; line turnaround and processing time not counted).
-
-Run: ``python -m bench.link_throughput`` or ``python bench/link_throughput.py``.
+Reported: payload bytes/s on the pty (which moves bytes at memory speed: the software's
+own ceiling, not a line's), and the share of the wire that is protocol overhead (framing,
+ACK bytes, ISO headers and MACs of the requests, the responses). On a real line wire time
+is bytes × 10 bits ÷ baud, so the payload ceiling at a baud is ``payload ÷ wire bytes`` of
+the line rate (turnaround and terminal processing not counted).
 """
 
 from __future__ import annotations
 
 import statistics
-import sys
 import threading
 import time
-from pathlib import Path
+from datetime import UTC, datetime
 
-if __package__ in (None, ""):  # run as a script: make the project importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+from protocols import messages as m
+from protocols.codec import decode, encode
+from protocols.errors import MacError
+from protocols.feetable import FeeRule, FeeTable
 from protocols.framing import OVERHEAD
 from protocols.link import Link
+from protocols.mac import derive_terminal_key
 from protocols.pty import PtyPair
 
-PAYLOAD_SIZE = 64 * 1024
-BLOCK = 900
-ISO_HEADER = 86  # a 986-byte 0800/360 body carries 900 bytes of table
-RESPONSE_SIZE = 60
+TID = "TERM0001"
+KEY = derive_terminal_key(bytes(range(16)), "PF00000001")
 RUNS = 3
 
 
-def _request_body(stan: int, index: int, count: int, block: bytes) -> bytes:
-    fields = (
-        b"0800"
-        + b"\x20\x20\x01\x00\x00\xc0\x00\x1d"  # bitmap: 3, 11, 24... (shape only)
-        + f"{stan:06d}".encode()
-        + b"TID00001"
-        + b"MID000000000001"
-        + b"011"
-        + b"00000001360"  # field 60: LLL + 60.1, 60.2 batch, 60.3 = 360
-        + b"016"
-        + f"{7:08d}{index:04d}{count:04d}".encode()  # field 61
-        + f"{len(block):03d}".encode()  # field 62 length prefix
-    )
-    # pad to a real block message's header size (the MAC of field 64 included)
-    return fields.ljust(ISO_HEADER, b" ") + block
+def table_of_size(target: int, version: int = 7) -> FeeTable:
+    """A real fee table of about ``target`` bytes (24 bytes of header and CRC, 21 a rule)."""
+    count = (target - 24) // 21
+    rules = [FeeRule(1 + i % 4, i % 10_000, i % 10_000, 3000 + i % 5000) for i in range(count)]
+    rules.append(FeeRule(0, 0, 9999, 6000))
+    return FeeTable(version, datetime(2027, 1, 1, tzinfo=UTC), 156, tuple(rules))
 
 
-def _response_body(request: bytes) -> bytes:
-    return (b"0810" + request[4:18] + b"00").ljust(RESPONSE_SIZE, b"\x00")
+class _Receiver:
+    def __init__(self) -> None:
+        self.blocks: list[bytes] = []
+        self.committed = False
+
+    def handle(self, body: bytes) -> bytes:
+        req = decode(body)
+        try:
+            m.verify(req, KEY)
+        except MacError:
+            return encode(m.response_to(req, m.ResponseCode.MAC_FAILED))
+        addr = m.block_address(req)
+        if m.network_code(req) is m.NetCode.BLOCK:
+            if addr.index == len(self.blocks):
+                self.blocks.append(req.binary(62))
+            nxt = m.BlockAddress(addr.version, len(self.blocks), addr.count).encode()
+            return encode(m.sign(m.response_to(req, m.ResponseCode.APPROVED, {61: nxt}), KEY))
+        table = FeeTable.from_bytes(b"".join(self.blocks))
+        self.committed = table.digest() == req.binary(62)
+        code = m.ResponseCode.APPROVED if self.committed else m.ResponseCode.TABLE_CHECK_FAILED
+        return encode(m.sign(m.response_to(req, code), KEY))
 
 
-def _one_run(payload: bytes) -> tuple[float, int, dict[str, int], dict[str, int]]:
-    blocks = [payload[i : i + BLOCK] for i in range(0, len(payload), BLOCK)]
+def push(host: Link, table: FeeTable, tid: str = TID) -> int:
+    """Push ``table`` block by block and commit it; return the number of exchanges."""
+    stan = m.StanCounter()
+    blocks = table.blocks()
+    for index, data in enumerate(blocks):
+        req = m.sign(m.block(stan.next(), tid, table.version, index, len(blocks), data), KEY)
+        rsp = decode(host.request(encode(req)))
+        if rsp[39] != "00":
+            raise RuntimeError(f"block {index} refused: {rsp[39]}")
+    req = m.sign(m.commit(stan.next(), tid, table.version, len(blocks), table.digest()), KEY)
+    if decode(host.request(encode(req)))[39] != "00":
+        raise RuntimeError("commit refused")
+    return len(blocks) + 1
+
+
+def _one_run(table: FeeTable) -> tuple[float, int, dict[str, int], dict[str, int]]:
+    receiver = _Receiver()
     stop = threading.Event()
-    with PtyPair() as pair:
-        terminal = Link(pair.b, 115200, request_key=lambda body: body[12:18])
-        host = Link(pair.a, 115200, response_check=lambda q, r: r[12:18] == q[12:18])
-        server = threading.Thread(
-            target=terminal.serve_forever, args=(_response_body, stop), daemon=True
-        )
+    with PtyPair() as pair, Link(pair.a, 115200) as host, Link(pair.b, 115200) as terminal:
+        server = threading.Thread(target=terminal.serve_forever, args=(receiver.handle, stop))
         server.start()
         try:
             start = time.perf_counter()
-            for index, block in enumerate(blocks):
-                host.request(_request_body(index + 1, index, len(blocks), block))
+            exchanges = push(host, table)
             elapsed = time.perf_counter() - start
         finally:
             stop.set()
             server.join(5)
-            host.close()
-            terminal.close()
-    return elapsed, len(blocks), host.stats.as_dict(), terminal.stats.as_dict()
+    assert receiver.committed, "the table did not arrive intact"
+    return elapsed, exchanges, host.stats.as_dict(), terminal.stats.as_dict()
 
 
 def run() -> list[str]:
     """Run the benchmark; return the report lines."""
-    payload = bytes((i * 131 + 7) & 0xFF for i in range(PAYLOAD_SIZE))
-    results = [_one_run(payload) for _ in range(RUNS)]
+    table = table_of_size(64 * 1024)
+    payload = len(table.to_bytes())
+    results = [_one_run(table) for _ in range(RUNS)]
     elapsed = statistics.median(r[0] for r in results)
     _, exchanges, host, terminal = results[0]
 
     wire = host["bytes_sent"] + host["bytes_received"]
-    framing = (host["frames_sent"] + terminal["frames_sent"]) * OVERHEAD
+    frames = host["frames_sent"] + terminal["frames_sent"]
     acks = host["acks_sent"] + terminal["acks_sent"] + host["naks_sent"] + terminal["naks_sent"]
-    response_bodies = terminal["frames_sent"] * RESPONSE_SIZE
-    iso_headers = host["frames_sent"] * ISO_HEADER
-    overhead = wire - len(payload)
+    request_bodies = host["bytes_sent"] - host["frames_sent"] * OVERHEAD - host["acks_sent"]
+    response_bodies = terminal["bytes_sent"] - terminal["frames_sent"] * OVERHEAD
+    response_bodies -= terminal["acks_sent"]
 
     def share(n: int) -> str:
         return f"{n:>7} B  {100 * n / wire:5.1f} %"
 
     lines = [
-        f"link throughput over a PtyPair: {len(payload)} B payload in {exchanges} requests "
-        f"of <= {BLOCK} B (+{ISO_HEADER} B ISO header), {RESPONSE_SIZE} B responses; "
-        f"median of {RUNS} runs",
-        f"  time               {elapsed * 1000:8.1f} ms",
-        f"  payload            {len(payload) / elapsed / 1e6:8.2f} MB/s",
-        f"  exchanges          {exchanges / elapsed:8.0f} /s  "
-        f"({(host['frames_sent'] + terminal['frames_sent']) / elapsed:.0f} frames/s)",
-        f"  resends            {host['resends'] + terminal['resends']:8d}",
-        f"wire bytes (both directions): {wire} B",
-        f"  payload          {share(len(payload))}",
-        f"  overhead         {share(overhead)}",
-        f"    framing (STX LEN ETX LRC) {share(framing)}",
+        f"## Link: a {payload} B fee table pushed over a pty pair as {exchanges - 1} signed "
+        f"0800/360 blocks + 1 commit (median of {RUNS} runs)",
+        f"  time                          {elapsed * 1000:8.1f} ms",
+        f"  payload                       {payload / elapsed / 1e6:8.2f} MB/s",
+        f"  exchanges                     {exchanges / elapsed:8.0f} /s",
+        f"  resends                       {host['resends'] + terminal['resends']:8d}",
+        f"wire bytes, both directions: {wire} B",
+        f"  payload (table bytes)       {share(payload)}",
+        f"  protocol overhead           {share(wire - payload)}",
+        f"    framing (STX LEN ETX LRC) {share(frames * OVERHEAD)}",
         f"    ACK/NAK bytes             {share(acks)}",
-        f"    ISO headers of requests   {share(iso_headers)}",
-        f"    response bodies           {share(response_bodies)}",
+        f"    request headers + MACs    {share(request_bodies - payload)}",
+        f"    response messages         {share(response_bodies)}",
     ]
-    efficiency = len(payload) / wire
+    efficiency = payload / wire
     for baud in (9600, 115200):
         line_rate = baud / 10
-        ceiling = line_rate * efficiency
         lines.append(
-            f"at {baud:>6} baud: line {line_rate:7.0f} B/s -> payload ceiling "
-            f"{ceiling:7.0f} B/s ({100 * efficiency:.1f} %), 64 KiB in >= "
-            f"{len(payload) / ceiling:6.1f} s"
+            f"at {baud:>6} baud: wire time {wire / line_rate:6.1f} s, of which overhead "
+            f"{100 * (1 - efficiency):.1f} %; payload ceiling {line_rate * efficiency:6.0f} B/s"
         )
     return lines
 
 
 if __name__ == "__main__":
-    for line in run():
-        print(line)
+    print("\n".join(run()))
