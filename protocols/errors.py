@@ -73,3 +73,27 @@ class MacError(ProtocolError):
 
 class LinkError(ProtocolError):
     """The serial link failed: no ACK after all resends, no response within T2, port lost."""
+
+
+class RefusedError(ProtocolError):
+    """The far side answered, but not with ``00``: ``code`` is its response code (field 39)."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        code: str,
+        field: int | str | None = 39,
+        offset: int | None = None,
+    ) -> None:
+        self.code = code
+        super().__init__(reason, field=field, offset=offset)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_refused, (self.reason, self.code, self.field, self.offset))
+
+
+def _rebuild_refused(
+    reason: str, code: str, field: int | str | None, offset: int | None
+) -> RefusedError:
+    return RefusedError(reason, code=code, field=field, offset=offset)

@@ -1,0 +1,303 @@
+"""Crash-safe storage of an emulated terminal: one SQLite file in its state directory.
+
+Everything the terminal knows lives in ``<state-dir>/terminal.db``: the active and pending
+fee tables (their exact bytes), the partial download (version, block count, the blocks
+stored so far), the last response to a state-changing request (so a resend after a crash
+is answered, not executed again), and the last sales.
+
+Every request is handled in **one transaction** (:meth:`StateStore.transaction`): a
+process killed at any instant leaves either the state before the request or the state
+after it, never a mix. SQLite runs in WAL mode with ``synchronous=NORMAL``: a committed
+transaction survives the process being killed (it is in the WAL, written before commit
+returns); only a power loss of the whole machine could lose the last few commits, and
+even then the database stays consistent (never a half-written table).
+
+Invariants the store keeps (checked by the crash test):
+
+* at most one ``active`` and one ``pending`` table; a table row is only ever written by a
+  commit that passed digest, CRC and format checks, so the active table is always one of
+  the complete tables;
+* blocks are stored for one version at a time, in order, without gaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Partial", "SaleRecord", "StateStore", "StoredTable"]
+
+DB_NAME = "terminal.db"
+KEEP_SALES = 100
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fee_tables (
+    version      INTEGER PRIMARY KEY,
+    role         TEXT NOT NULL CHECK (role IN ('active', 'pending', 'previous')),
+    effective    INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    sha256       BLOB NOT NULL,
+    committed_at INTEGER NOT NULL,
+    activated_at INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_active ON fee_tables(role) WHERE role = 'active';
+CREATE UNIQUE INDEX IF NOT EXISTS one_pending ON fee_tables(role) WHERE role = 'pending';
+CREATE TABLE IF NOT EXISTS download (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    version    INTEGER NOT NULL,
+    count      INTEGER NOT NULL,
+    started_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS blocks (
+    idx  INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS last_response (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    request  BLOB NOT NULL,
+    response BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sales (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    at            INTEGER NOT NULL,
+    stan          TEXT NOT NULL,
+    amount        INTEGER NOT NULL,
+    card_type     INTEGER NOT NULL,
+    code          TEXT NOT NULL,
+    fee           INTEGER,
+    net           INTEGER,
+    approval      TEXT,
+    table_version INTEGER
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTable:
+    version: int
+    role: str
+    effective: datetime
+    data: bytes
+    sha256: bytes
+    committed_at: datetime
+    activated_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """A download in progress: ``next_block`` = blocks stored so far."""
+
+    version: int
+    count: int
+    next_block: int
+    started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRecord:
+    at: datetime
+    stan: str
+    amount: int
+    card_type: int
+    code: str
+    fee: int | None
+    net: int | None
+    approval: str | None
+    table_version: int | None
+
+
+def _dt(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+class StateStore:
+    """The terminal's state in ``state_dir`` (created on first use).
+
+    Opened lazily: a terminal that was never talked to has no file yet (a fleet of 1,000
+    idle terminals costs no file descriptors). One connection, used by one thread at a
+    time (the serving thread); a lock guards against misuse.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / DB_NAME
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
+
+    # -- connection and transactions -------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=30
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    @property
+    def exists(self) -> bool:
+        return self._conn is not None or self.path.exists()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit: everything inside commits together or not at all."""
+        with self._lock:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._conn is None and not self.path.exists():
+                return []
+            return self._connect().execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def table(self, role: str) -> StoredTable | None:
+        rows = self._query(
+            "SELECT version, role, effective, data, sha256, committed_at, activated_at "
+            "FROM fee_tables WHERE role = ?",
+            (role,),
+        )
+        if not rows:
+            return None
+        v, r, eff, data, sha, committed, activated = rows[0]
+        effective, committed_dt = _dt(eff), _dt(committed)
+        assert effective is not None and committed_dt is not None
+        return StoredTable(v, r, effective, data, sha, committed_dt, _dt(activated))
+
+    def tables(self) -> list[StoredTable]:
+        out = []
+        for role in ("active", "pending"):
+            table = self.table(role)
+            if table is not None:
+                out.append(table)
+        return out
+
+    def partial(self) -> Partial | None:
+        rows = self._query("SELECT version, count, started_at FROM download WHERE id = 1")
+        if not rows:
+            return None
+        version, count, started = rows[0]
+        stored = self._query("SELECT count(*) FROM blocks")[0][0]
+        started_dt = _dt(started)
+        assert started_dt is not None
+        return Partial(version, count, stored, started_dt)
+
+    def blocks_data(self) -> bytes:
+        return b"".join(r[0] for r in self._query("SELECT data FROM blocks ORDER BY idx"))
+
+    def last_response(self, request: bytes) -> bytes | None:
+        rows = self._query("SELECT request, response FROM last_response WHERE id = 1")
+        if rows and rows[0][0] == request:
+            return bytes(rows[0][1])
+        return None
+
+    def sales(self, limit: int = 10) -> list[SaleRecord]:
+        rows = self._query(
+            "SELECT at, stan, amount, card_type, code, fee, net, approval, table_version "
+            "FROM sales ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        out = []
+        for at, *rest in rows:
+            when = _dt(at)
+            assert when is not None
+            out.append(SaleRecord(when, *rest))
+        return out
+
+    # -- writes (call inside transaction()) ----------------------------------------------------
+
+    @staticmethod
+    def start_download(conn: sqlite3.Connection, version: int, count: int, now: int) -> None:
+        conn.execute("DELETE FROM blocks")
+        conn.execute(
+            "INSERT OR REPLACE INTO download (id, version, count, started_at) VALUES (1, ?, ?, ?)",
+            (version, count, now),
+        )
+
+    @staticmethod
+    def add_block(conn: sqlite3.Connection, index: int, data: bytes) -> None:
+        conn.execute("INSERT INTO blocks (idx, data) VALUES (?, ?)", (index, data))
+
+    @staticmethod
+    def clear_download(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM blocks")
+        conn.execute("DELETE FROM download")
+
+    @staticmethod
+    def store_pending(
+        conn: sqlite3.Connection, version: int, effective: int, data: bytes, sha: bytes, now: int
+    ) -> None:
+        """A checked table becomes pending (replacing an older pending one)."""
+        conn.execute("DELETE FROM fee_tables WHERE role = 'pending'")
+        conn.execute("DELETE FROM fee_tables WHERE version = ?", (version,))
+        conn.execute(
+            "INSERT INTO fee_tables (version, role, effective, data, sha256, committed_at) "
+            "VALUES (?, 'pending', ?, ?, ?, ?)",
+            (version, effective, data, sha, now),
+        )
+
+    @staticmethod
+    def activate_pending(conn: sqlite3.Connection, now: int) -> bool:
+        """Pending → active if its effective time has come; the old active is kept as previous."""
+        row = conn.execute(
+            "SELECT version FROM fee_tables WHERE role = 'pending' AND effective <= ?", (now,)
+        ).fetchone()
+        if row is None:
+            return False
+        conn.execute("DELETE FROM fee_tables WHERE role = 'previous'")
+        conn.execute("UPDATE fee_tables SET role = 'previous' WHERE role = 'active'")
+        conn.execute(
+            "UPDATE fee_tables SET role = 'active', activated_at = ? WHERE version = ?",
+            (now, row[0]),
+        )
+        return True
+
+    @staticmethod
+    def remember_response(conn: sqlite3.Connection, request: bytes, response: bytes) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO last_response (id, request, response) VALUES (1, ?, ?)",
+            (request, response),
+        )
+
+    @staticmethod
+    def record_sale(conn: sqlite3.Connection, sale: SaleRecord) -> None:
+        conn.execute(
+            "INSERT INTO sales (at, stan, amount, card_type, code, fee, net, approval, "
+            "table_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                int(sale.at.timestamp()),
+                sale.stan,
+                sale.amount,
+                sale.card_type,
+                sale.code,
+                sale.fee,
+                sale.net,
+                sale.approval,
+                sale.table_version,
+            ),
+        )
+        conn.execute("DELETE FROM sales WHERE id <= (SELECT max(id) FROM sales) - ?", (KEEP_SALES,))
