@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -135,8 +136,6 @@ def test_digest_crc_or_format_failure_is_f1(host: HostSession) -> None:
     # a file whose digest matches but whose CRC does not
     broken = data[:-1] + bytes([data[-1] ^ 1])
     assert raw(host, m.block(host.stan.next(), TID, 9, 0, 1, broken), signed=True)[39] == "00"
-    import hashlib
-
     digest = hashlib.sha256(broken).digest()
     assert raw(host, m.commit(host.stan.next(), TID, 9, 1, digest), signed=True)[39] == "F1"
     assert host.sign_on().info.active_version == 0
