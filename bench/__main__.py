@@ -7,7 +7,13 @@ import platform
 import sys
 import time
 
-MODULES = ["bench.codec", "bench.link_throughput"]
+MODULES = [
+    "bench.codec",
+    "bench.link_throughput",
+    "bench.line_pacing",
+    "bench.possim_fleet",
+    "bench.line_push",
+]
 
 
 def main(argv: list[str]) -> int:

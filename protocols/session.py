@@ -13,6 +13,7 @@ benchmarks.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocols import messages as m
@@ -145,8 +146,13 @@ class HostSession:
 
     # -- the download ----------------------------------------------------------------------
 
-    def push(self, table: FeeTable) -> PushResult:
+    def push(
+        self, table: FeeTable, progress: Callable[[int, int], None] | None = None
+    ) -> PushResult:
         """Download ``table`` and commit it, resuming a partial download of the same version.
+
+        ``progress(stored, count)`` is called with the blocks the terminal reports stored:
+        once at the start (a resumed download starts above 0) and after every block.
 
         Raises :class:`~protocols.errors.RefusedError` (e.g. ``76`` older than the active
         table, ``A0`` wrong key, ``F1`` checks failed) and
@@ -163,6 +169,8 @@ class HostSession:
         start = partial.next_block if partial.version == version else 0
         start = min(start, count)
         index, sent = start, 0
+        if progress is not None:
+            progress(start, count)
         budget = 2 * count + 8  # 77s that keep moving us around mean the terminal is confused
         while index < count:
             if sent >= budget:
@@ -186,6 +194,8 @@ class HostSession:
                     field=61,
                 )
             index = nxt.index
+            if progress is not None:
+                progress(index, count)
         commit = m.commit(self.stan.next(), self.tid, version, count, table.digest())
         self._ok(commit, signed=True, what=f"commit of version {version}")
         return PushResult(version, count, start, sent, already=False)

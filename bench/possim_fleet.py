@@ -1,0 +1,83 @@
+"""`possim fleet`: 1,000 emulated terminals in one process, each answering an echo.
+
+Starts ``possim fleet --count 1000 --tcp 127.0.0.1:0`` and, once it prints ``READY ALL``,
+connects to every terminal in turn (``socket://``, as the fleet tool does) and times one
+0800/301 echo, connection included. Target (issue 3): every terminal answers within 1 s
+while all are idle. Also reported: start-up time and the fleet process's memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from protocols.link import Link
+from protocols.mac import derive_terminal_key, generate_master_key_file, load_master_key
+from protocols.session import HostSession
+
+COUNT = 1000
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(count: int = COUNT) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "master.key"
+        generate_master_key_file(key_file)
+        master = load_master_key(key_file)
+        possim = str(Path(sys.executable).with_name("possim"))
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [possim, "--log-level", "WARNING", "fleet", "--count", str(count), "--tcp",
+             "127.0.0.1:0", "--key-file", str(key_file), "--state-dir", f"{tmp}/state"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            urls: dict[str, str] = {}
+            for line in proc.stdout:
+                words = line.split()
+                if words == ["READY", "ALL"]:
+                    break
+                urls[words[1]] = words[2]
+            ready = time.perf_counter() - start
+            rss_idle = _rss_mib(proc.pid)
+            latencies = []
+            for number, (serial, url) in enumerate(urls.items(), start=1):
+                tid = f"T{number:07d}"
+                t0 = time.perf_counter()
+                with Link(url, 115200) as link:
+                    HostSession(link, tid, derive_terminal_key(master, serial)).echo()
+                latencies.append(time.perf_counter() - t0)
+            rss_after = _rss_mib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(60)
+    latencies.sort()
+    worst = latencies[-1]
+    verdict = "meets" if worst <= 1.0 and len(latencies) == count else "MISSES"
+    return [
+        f"## possim fleet: {count} terminals in one process (pid {proc.pid}), TCP",
+        f"  ready (READY ALL) after      {ready:8.2f} s",
+        f"  memory idle / after echoes   {rss_idle:8.1f} / {rss_after:.1f} MiB",
+        f"  echo, connect included: median {statistics.median(latencies) * 1000:.1f} ms, "
+        f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms, "
+        f"max {worst * 1000:.1f} ms over {len(latencies)} terminals",
+        f"  every terminal answered within 1 s: {verdict} the target; exit code {code}",
+    ]
+
+
+if __name__ == "__main__":
+    print("\n".join(run(int(sys.argv[1]) if len(sys.argv) > 1 else COUNT)))
+    os._exit(0)
