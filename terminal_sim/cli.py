@@ -24,6 +24,7 @@ from rich.table import Table
 
 from protocols.errors import ProtocolError
 from protocols.link import Link
+from protocols.mac import derive_terminal_key, load_master_key
 from protocols.messages import EntryMode, ResponseCode
 from protocols.pty import PtyPair
 from protocols.session import HostSession
@@ -153,8 +154,6 @@ MANIFEST_COLUMNS = ("serial", "model", "firmware", "tid", "mid", "mcc")
 
 def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
     """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``."""
-    from protocols.mac import derive_terminal_key, load_master_key
-
     master = load_master_key(key_file)
     configs: list[TerminalConfig] = []
     problems: list[str] = []
@@ -200,8 +199,6 @@ def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
 def generated_fleet(
     count: int, key_file: Path, model: str, firmware: str, mcc: int
 ) -> list[TerminalConfig]:
-    from protocols.mac import derive_terminal_key, load_master_key
-
     master = load_master_key(key_file)
     return [
         TerminalConfig(

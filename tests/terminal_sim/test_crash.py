@@ -66,26 +66,30 @@ def stored(state_dir: Path) -> dict[str, tuple[int, bytes]]:
 def test_sigkill_at_random_points_of_downloads(tmp_path: Path, master_key_file: Path) -> None:
     rng = random.Random(20261122)
     state_dir = tmp_path / "state"
-    tables = [make_table(v, rules=1500) for v in (1, 2, 3)]  # ~31 KiB: 35 blocks each
+    tables = [make_table(v, rules=2000) for v in range(1, 7)]  # ~41 KiB: 47 blocks each
     published = {t.version: t.to_bytes() for t in tables}
+    # how long one push takes here, so that kills land inside pushes
+    scratch = Possim(master_key_file, tmp_path / "scratch")
+    with Link(scratch.path, 115200) as link:
+        started = time.monotonic()
+        HostSession(link, TID, KEY).push(tables[0])
+        duration = time.monotonic() - started
+    scratch.stop()
     kills = resumed = 0
-    duration = 0.5  # first guess of one push's length; measured below
     target = 0
-    for _iteration in range(14):
+    for _iteration in range(24):
         if target == len(tables):
             break
         possim = Possim(master_key_file, state_dir)
         link = Link(possim.path, 115200, t2=2.0, t1_margin=0.2)
         session = HostSession(link, TID, KEY)
-        timer = threading.Timer(rng.uniform(0.0, duration), possim.kill)
+        timer = threading.Timer(rng.uniform(0.0, 1.2 * duration), possim.kill)
         timer.start()
-        started = time.monotonic()
         try:
             result = session.push(tables[target])
         except (LinkError, ProtocolError):
             kills += 1
         else:
-            duration = max(duration, time.monotonic() - started)
             resumed += result.resumed_from > 0
             target += 1
         finally:
@@ -96,6 +100,7 @@ def test_sigkill_at_random_points_of_downloads(tmp_path: Path, master_key_file: 
         if (state_dir / "terminal.db").exists():
             for role, (version, data) in stored(state_dir).items():
                 assert data == published[version], f"{role} table {version} differs"
+    print(f"kills {kills}, pushes that resumed {resumed}")
     assert kills >= 3, "the test must actually kill pushes mid-way"
     # finish whatever is left without kills
     possim = Possim(master_key_file, state_dir)
@@ -108,13 +113,13 @@ def test_sigkill_at_random_points_of_downloads(tmp_path: Path, master_key_file: 
                 result = session.push(table)
                 resumed += result.resumed_from > 0
         info = session.sign_on().info
-        assert (info.active_version, info.pending_version) == (3, 0)
+        assert (info.active_version, info.pending_version) == (6, 0)
         assert not info.partial.in_progress
         assert session.sale(10_000, 2).fee == 60
     finally:
         link.close()
         assert possim.stop() == 0
     final = stored(state_dir)
-    assert final["active"] == (3, published[3])
-    assert final["previous"] == (2, published[2])
+    assert final["active"] == (6, published[6])
+    assert final["previous"] == (5, published[5])
     assert resumed >= 1, "at least one push must have resumed a partial download"
