@@ -10,7 +10,6 @@ import time
 MODULES = [
     "bench.codec",
     "bench.link_throughput",
-    "bench.line_pacing",
     "bench.possim_fleet",
     "bench.line_push",
 ]

@@ -31,6 +31,11 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(count: int = COUNT) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         key_file = Path(tmp) / "master.key"
@@ -61,12 +66,30 @@ def run(count: int = COUNT) -> list[str]:
                     HostSession(link, tid, derive_terminal_key(master, serial)).echo()
                 latencies.append(time.perf_counter() - t0)
             rss_after = _rss_mib(proc.pid)
+            # all connected at once (a serving thread each), then every one echoed in turn
+            sessions = []
+            for number, (serial, url) in enumerate(urls.items(), start=1):
+                key = derive_terminal_key(master, serial)
+                sessions.append(HostSession(Link(url, 115200), f"T{number:07d}", key))
+            time.sleep(1.0)
+            cpu_before = _cpu_seconds(proc.pid)
+            time.sleep(2.0)
+            idle_cpu = (_cpu_seconds(proc.pid) - cpu_before) / 2.0
+            connected = []
+            for session in sessions:
+                t0 = time.perf_counter()
+                session.echo()
+                connected.append(time.perf_counter() - t0)
+            rss_connected = _rss_mib(proc.pid)
+            for session in sessions:
+                session.link.close()
         finally:
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(60)
     latencies.sort()
-    worst = latencies[-1]
-    verdict = "meets" if worst <= 1.0 and len(latencies) == count else "MISSES"
+    connected.sort()
+    worst = max(latencies[-1], connected[-1])
+    verdict = "meets" if worst <= 1.0 and len(latencies) == len(connected) == count else "MISSES"
     return [
         f"## possim fleet: {count} terminals in one process (pid {proc.pid}), TCP",
         f"  ready (READY ALL) after      {ready:8.2f} s",
@@ -74,6 +97,10 @@ def run(count: int = COUNT) -> list[str]:
         f"  echo, connect included: median {statistics.median(latencies) * 1000:.1f} ms, "
         f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms, "
         f"max {worst * 1000:.1f} ms over {len(latencies)} terminals",
+        f"  all {count} connected at once: CPU of the idle fleet {100 * idle_cpu:.0f} % of a core, "
+        f"memory {rss_connected:.1f} MiB",
+        f"  echo, all connected: median {statistics.median(connected) * 1000:.1f} ms, "
+        f"max {connected[-1] * 1000:.1f} ms",
         f"  every terminal answered within 1 s: {verdict} the target; exit code {code}",
     ]
 

@@ -51,10 +51,9 @@ from time import monotonic
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-import serial
-
 from protocols.errors import LinkError, ProtocolError
 from protocols.framing import ACK, NAK, BadFrame, Control, Event, Frame, FrameDecoder, encode_frame
+from protocols.ports import open_port
 
 __all__ = [
     "Link",
@@ -231,12 +230,7 @@ class Link:
             self.name = port
             self._owns_port = True
             max_frame_time = 10004 * _BITS_PER_BYTE / baud
-            try:
-                self._port: SerialPort = serial.serial_for_url(
-                    port, baudrate=baud, timeout=poll, write_timeout=max_frame_time + 5.0
-                )
-            except (OSError, ValueError) as exc:  # SerialException is an OSError
-                raise LinkError(f"cannot open {port!r}: {exc}") from exc
+            self._port: SerialPort = open_port(port, baud, poll, max_frame_time + 5.0)
             _no_delay(self._port)
         else:
             self.name = str(getattr(port, "name", None) or getattr(port, "port", None) or port)

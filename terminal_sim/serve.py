@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import selectors
 import socket
-import termios
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,65 +30,18 @@ from urllib.parse import urlsplit
 
 from protocols.errors import LinkError
 from protocols.link import Link
+from protocols.ports import SocketPort
 from protocols.pty import FdPort, open_pty
 from terminal_sim.terminal import Terminal
 
-__all__ = ["FleetServer", "SocketPort", "parse_tcp", "serve_terminal"]
+__all__ = ["FleetServer", "parse_tcp", "serve_terminal"]
 
 log = logging.getLogger("possim.serve")
 
-POLL = 0.05
-
-
-class SocketPort:
-    """A connected TCP socket with the pyserial subset :class:`Link` needs.
-
-    Unlike pyserial's ``socket://`` (which reads a byte at a time), ``read`` returns all
-    that is there; a closed peer raises :class:`LinkError` so the server can move on.
-    """
-
-    def __init__(self, sock: socket.socket, *, timeout: float | None = POLL) -> None:
-        self.sock = sock
-        self.timeout = timeout
-        try:
-            peer = sock.getpeername()
-            self.name = f"tcp:{peer[0]}:{peer[1]}"
-        except OSError:
-            self.name = f"tcp:fd{sock.fileno()}"
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    @property
-    def in_waiting(self) -> int:
-        buf = bytearray(4)
-        try:
-            fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, buf)
-        except OSError:
-            return 0
-        return int.from_bytes(buf, "little")
-
-    def read(self, size: int = 1) -> bytes:
-        self.sock.settimeout(self.timeout)
-        try:
-            data = self.sock.recv(max(size, 4096))
-        except (TimeoutError, BlockingIOError):
-            return b""
-        except OSError as exc:
-            raise LinkError(f"{self.name}: {exc.strerror or exc}") from exc
-        if not data:
-            raise LinkError(f"{self.name}: the host closed the connection")
-        return data
-
-    def write(self, data: bytes, /) -> int:
-        self.sock.settimeout(30)
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            raise LinkError(f"{self.name}: {exc.strerror or exc}") from exc
-        return len(data)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+POLL = 0.25
+"""Longest blocking read of a serving terminal: bytes are read as soon as they arrive;
+this only bounds how late a deadline (T1, the inter-byte timeout) or a stop is noticed.
+Idle connected terminals wake 4 times a second."""
 
 
 def parse_tcp(url: str) -> tuple[str, int]:
@@ -156,7 +107,7 @@ def serve_terminal(
                 except TimeoutError:
                     continue
                 log.info("%s: host connected", terminal.config.serial)
-                sock_port = SocketPort(conn)
+                sock_port = SocketPort(conn, timeout=POLL)
                 try:
                     serve_connection(terminal, sock_port, baud, stop)
                 finally:
@@ -242,7 +193,7 @@ class FleetServer:
         thread.start()
 
     def _serve(self, slot: _Slot, conn: socket.socket, stop: threading.Event) -> None:
-        port = SocketPort(conn)
+        port = SocketPort(conn, timeout=POLL)
         try:
             serve_connection(slot.terminal, port, self.baud, stop)
         except Exception:
