@@ -100,19 +100,19 @@ def main() -> int:
         serial, path, _ = ports[2]
         line, (_, host_end) = start(
             ["line", path, "pty", "--baud", "9600", "--drop", "0.05", "--corrupt", "0.05",
-             "--cut-after", "3s", "--cut-for", "1s", "--seed", "7"],
+             "--cut-after", "6s", "--cut-for", "6s", "--seed", "7"],
             log,
         )  # fmt: skip
         procs.append(line)
         ports[2] = (serial, host_end, 9600)
         console.print(
             f"possim line {path} ⇄ {host_end}: 9600 baud, 5 % frames lost, 5 % corrupted, "
-            "cut after 3 s for 1 s"
+            "cut after 6 s for 6 s (longer than the link's 4 sends: the push must resume)"
         )
 
         console.rule("[bold]2. sign-on")
         sessions = {}
-        signons = Table("serial", "model", "firmware", "MID", "MCC", "active", "pending", "port")
+        signons = Table("serial", "model", "firmware", "MID", "MCC", "active", "pending")
         for serial, port, baud in ports:
             key = derive_terminal_key(master, serial)
             tid = next(t[3] for t in TERMINALS if t[0] == serial)
@@ -121,7 +121,7 @@ def main() -> int:
             so = session.sign_on()
             i = so.info
             signons.add_row(serial, i.model, i.firmware, so.mid, str(i.mcc),
-                            str(i.active_version), str(i.pending_version), port)  # fmt: skip
+                            str(i.active_version), str(i.pending_version))  # fmt: skip
         console.print(signons)
 
         blocks = len(table.blocks())
@@ -144,15 +144,17 @@ def main() -> int:
                         break
                     except (LinkError, ProtocolError) as exc:
                         progress.update(
-                            task, note=f"[yellow]link failed ({exc.reason[:40]}…), resuming"
+                            task, note=f"[yellow]attempt {attempts}: {exc.reason[:28]}…; resuming"
                         )
                         session.link.close()
                         time.sleep(1.2)
                         session.link = Link(port, baud)
                         if attempts > 10:
                             raise
-                note = f"[green]committed: {attempts} attempt(s), last from block "
-                progress.update(task, completed=blocks, note=note + str(result.resumed_from))
+                note = f"[green]committed after {attempts} attempt(s)"
+                if result.resumed_from:
+                    note += f", resumed at block {result.resumed_from}"
+                progress.update(task, completed=blocks, note=note)
 
         console.rule("[bold]4. verify: a test sale on each terminal, priced by both sides")
         sales = Table("serial", "MCC", "card", "amount", "terminal fee", "fleet fee", "match")
