@@ -46,7 +46,7 @@ def run(count: int = COUNT) -> list[str]:
         proc = subprocess.Popen(
             [possim, "--log-level", "WARNING", "fleet", "--count", str(count), "--tcp",
              "127.0.0.1:0", "--key-file", str(key_file), "--state-dir", f"{tmp}/state"],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, stderr=(Path(tmp) / "fleet.log").open("w"), text=True,
         )  # fmt: skip
         try:
             assert proc.stdout is not None
@@ -83,9 +83,16 @@ def run(count: int = COUNT) -> list[str]:
             rss_connected = _rss_mib(proc.pid)
             for session in sessions:
                 session.link.close()
+        except Exception as exc:
+            log = (Path(tmp) / "fleet.log").read_text()[-2000:]
+            raise RuntimeError(f"{exc!r}; fleet log tail: {log}") from exc
         finally:
             proc.send_signal(signal.SIGTERM)
-            code = proc.wait(60)
+            try:
+                code = proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
     latencies.sort()
     connected.sort()
     worst = max(latencies[-1], connected[-1])

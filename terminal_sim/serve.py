@@ -24,6 +24,7 @@ import logging
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -138,6 +139,7 @@ class FleetServer:
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # one unread wake byte is enough: never block on it
         self._done: list[_Slot] = []
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -172,8 +174,9 @@ class FleetServer:
                     continue
                 self._accept(slot, stop)
             self._rearm()
+        deadline = time.monotonic() + 10
         for thread in list(self._threads):
-            thread.join(5)
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _accept(self, slot: _Slot, stop: threading.Event) -> None:
         try:
@@ -203,7 +206,7 @@ class FleetServer:
             with self._lock:
                 self._done.append(slot)
                 self._threads.discard(threading.current_thread())
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # BlockingIOError: a wake is already pending
                 self._wake_w.send(b"\0")
 
     def _rearm(self) -> None:

@@ -145,3 +145,30 @@ def test_a_bad_manifest_names_every_bad_row(tmp_path: Path, master_key_file: Pat
     assert f"{manifest}:4: serial: 'PF1' repeats line 2" in done.stderr
     assert f"{manifest}:5: mcc: 'shop' is not a number" in done.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_stopping_with_hundreds_of_connections_open_does_not_hang(tmp_path: Path) -> None:
+    """Regression: each ending connection wakes the selector; with hundreds ending after the
+    loop stopped, blocking wake-ups filled the socket buffer and hung their threads."""
+    terminals = [Terminal(config(f"PF{n:08d}"), tmp_path / f"t{n}") for n in range(400)]
+    server = FleetServer(terminals, "127.0.0.1", 0, 115200)
+    stop = threading.Event()
+    runner = threading.Thread(target=server.run, args=(stop,))
+    runner.start()
+    links = [Link(slot.url, 115200) for slot in server.slots]
+    try:
+        for link, slot in zip(links, server.slots, strict=True):
+            HostSession(
+                link, "TERM0042", derive_terminal_key(MASTER, slot.terminal.config.serial)
+            ).echo()
+        stop.set()
+    finally:
+        for link in links:
+            link.close()
+    runner.join(60)
+    alive = runner.is_alive()
+    serials = {slot.terminal.config.serial for slot in server.slots}
+    hung = [t.name for t in threading.enumerate() if t.name in serials]
+    server.close()
+    assert not alive, "FleetServer.run did not return after stop"
+    assert hung == [], f"{len(hung)} serving threads never ended"
