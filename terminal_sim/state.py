@@ -188,6 +188,18 @@ class StateStore:
         assert effective is not None and committed_dt is not None
         return StoredTable(v, r, effective, data, sha, committed_dt, _dt(activated))
 
+    def versions(self) -> dict[str, tuple[int, datetime]]:
+        """Role (``active``/``pending``) → (version, effective time), without the table bytes:
+        what every request needs to know, cheaply."""
+        rows = self._query(
+            "SELECT role, version, effective FROM fee_tables WHERE role IN ('active', 'pending')"
+        )
+        return {role: (version, datetime.fromtimestamp(eff, UTC)) for role, version, eff in rows}
+
+    def table_data(self, version: int) -> bytes | None:
+        rows = self._query("SELECT data FROM fee_tables WHERE version = ?", (version,))
+        return bytes(rows[0][0]) if rows else None
+
     def tables(self) -> list[StoredTable]:
         out = []
         for role in ("active", "pending"):

@@ -206,30 +206,36 @@ class Terminal:
     # -- tables --
 
     def _activate_due(self) -> None:
-        pending = self.store.table("pending")
-        if pending is not None and pending.effective.timestamp() <= self.clock():
+        pending = self.store.versions().get("pending")
+        if pending is not None and pending[1].timestamp() <= self.clock():
             with self.store.transaction() as conn:
                 if self.store.activate_pending(conn, int(self.clock())):
-                    log.info("%s: fee table %d is now active", self.config.serial, pending.version)
+                    log.info("%s: fee table %d is now active", self.config.serial, pending[0])
 
     def active_table(self) -> FeeTable | None:
-        stored = self.store.table("active")
-        if stored is None:
+        """The active table, parsed once per version."""
+        active = self.store.versions().get("active")
+        if active is None:
             return None
-        table = self._tables.get(stored.version)
+        version = active[0]
+        table = self._tables.get(version)
         if table is None:
-            table = FeeTable.from_bytes(stored.data)
-            self._tables = {stored.version: table}
+            data = self.store.table_data(version)
+            if data is None:  # pragma: no cover - activated between the two reads
+                return None
+            table = FeeTable.from_bytes(data)
+            self._tables = {version: table}
         return table
 
     def _versions(self) -> tuple[int, int, datetime, PartialDownload]:
-        active = self.store.table("active")
-        pending = self.store.table("pending")
+        roles = self.store.versions()
+        active, _ = roles.get("active", (0, EPOCH))
+        pending, effective = roles.get("pending", (0, EPOCH))
         partial = self.store.partial()
         return (
-            active.version if active else 0,
-            pending.version if pending else 0,
-            pending.effective if pending else EPOCH,
+            active,
+            pending,
+            effective,
             PartialDownload(partial.version, partial.next_block)
             if partial
             else NO_PARTIAL_DOWNLOAD,
