@@ -51,6 +51,7 @@ __all__ = [
     "Event",
     "Frame",
     "FrameDecoder",
+    "bcd_length",
     "encode_frame",
     "lrc",
 ]
@@ -99,6 +100,17 @@ def lrc(data: bytes | bytearray | memoryview) -> int:
 
 def _bcd(n: int) -> bytes:
     return bytes.fromhex(f"{n:04d}")
+
+
+def bcd_length(hi: int, lo: int) -> int | None:
+    """The frame length two BCD bytes give (0..9999), or None if a nibble is not a digit.
+
+    >>> bcd_length(0x02, 0x51), bcd_length(0x0A, 0x00)
+    (251, None)
+    """
+    if (hi >> 4) > 9 or (hi & 15) > 9 or (lo >> 4) > 9 or (lo & 15) > 9:
+        return None
+    return (hi >> 4) * 1000 + (hi & 15) * 100 + (lo >> 4) * 10 + (lo & 15)
 
 
 def encode_frame(body: bytes) -> bytes:
@@ -285,12 +297,12 @@ class FrameDecoder:
                     pos = start
                     break
                 hi, lo = buf[start + 1], buf[start + 2]
-                if (hi >> 4) > 9 or (hi & 15) > 9 or (lo >> 4) > 9 or (lo & 15) > 9:
+                n = bcd_length(hi, lo)
+                if n is None:
                     reason = f"length bytes {hi:02x}{lo:02x} are not BCD"
                     events.append(BadFrame("LEN", where, reason))
                     pos = start + 1
                     continue
-                n = (hi >> 4) * 1000 + (hi & 15) * 100 + (lo >> 4) * 10 + (lo & 15)
                 if n == 0:
                     reason = "length 0000: a frame carries 1..9999 bytes"
                     events.append(BadFrame("LEN", where, reason))

@@ -38,7 +38,7 @@ import serial
 import typer
 
 from protocols.errors import LinkError
-from protocols.framing import STX
+from protocols.framing import STX, bcd_length
 from protocols.pty import FdPort, open_pty
 
 __all__ = ["Line", "LineConfig", "line_command", "parse_duration"]
@@ -82,14 +82,6 @@ class DirectionStats:
     dropped_units: int = 0
     corrupted_units: int = 0
     lost_to_cut: int = 0
-
-
-def _bcd_length(hi: int, lo: int) -> int | None:
-    digits = (hi >> 4, hi & 15, lo >> 4, lo & 15)
-    if any(d > 9 for d in digits):
-        return None
-    value = digits[0] * 1000 + digits[1] * 100 + digits[2] * 10 + digits[3]
-    return value or None
 
 
 @dataclass
@@ -153,8 +145,8 @@ class _Direction:
             if unit.size is None:
                 unit.head.append(byte)
                 if len(unit.head) == 3:
-                    length = _bcd_length(unit.head[1], unit.head[2])
-                    if length is None:  # not a frame: the STX alone was the unit
+                    length = bcd_length(unit.head[1], unit.head[2]) or None
+                    if length is None:  # not a frame (or LEN 0000): the STX alone was the unit
                         self.unit = None
                         self._emit(bytes(unit.head[:1]), unit, out, first=True)
                         self._split(bytes(unit.head[1:]), out)

@@ -57,7 +57,7 @@ def parse_tcp(url: str) -> tuple[str, int]:
     return parts.hostname, parts.port
 
 
-def _link(terminal: Terminal, port: object, baud: int) -> Link:
+def _link(port: object, baud: int) -> Link:
     """The terminal's end of the link (opening ``port`` when it is a URL or device path)."""
     # Duplicates are recognised by identical bytes: same MTI and STAN *and* same content
     # (a restarted host that reuses a STAN for a new request is not answered from cache).
@@ -66,7 +66,7 @@ def _link(terminal: Terminal, port: object, baud: int) -> Link:
 
 def serve_connection(terminal: Terminal, port: object, baud: int, stop: threading.Event) -> None:
     """Serve one connection until the peer goes away or ``stop`` is set."""
-    link = _link(terminal, port, baud)
+    link = _link(port, baud)
     try:
         link.serve_forever(terminal.handle, stop)
     except LinkError as exc:
@@ -114,7 +114,7 @@ def serve_terminal(
                 finally:
                     sock_port.close()
         return
-    link = _link(terminal, where, baud)
+    link = _link(where, baud)
     ready(where)
     try:
         link.serve_forever(terminal.handle, stop)
