@@ -147,7 +147,11 @@ class HostSession:
     # -- the download ----------------------------------------------------------------------
 
     def push(
-        self, table: FeeTable, progress: Callable[[int, int], None] | None = None
+        self,
+        table: FeeTable,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        signed_on: SignOn | None = None,
     ) -> PushResult:
         """Download ``table`` and commit it, resuming a partial download of the same version.
 
@@ -158,8 +162,11 @@ class HostSession:
         table, ``A0`` wrong key, ``F1`` checks failed) and
         :class:`~protocols.errors.LinkError`; after a LinkError, call again on a new link:
         the terminal keeps the blocks it stored.
+
+        ``signed_on``: a sign-on the caller has just made on this link, used instead of a
+        new one (it must be fresh: the download resumes from the block it reports).
         """
-        info = self.sign_on().info
+        info = (signed_on or self.sign_on()).info
         version = table.version
         blocks = table.blocks()
         count = len(blocks)

@@ -230,6 +230,11 @@ def fleet(
     firmware: Annotated[str, typer.Option(help="Firmware of generated terminals.")] = "1.0.0",
     mcc: Annotated[int, typer.Option(help="MCC of generated terminals.")] = 5411,
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 115200,
+    drop: Annotated[
+        float, typer.Option(help="Lose this share of frames and ACK/NAKs, both directions.")
+    ] = 0.0,
+    corrupt: Annotated[float, typer.Option(help="Flip a bit in this share of frames.")] = 0.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
 ) -> None:
     """Serve many terminals from one process, one TCP port each.
 
@@ -237,6 +242,8 @@ def fleet(
     """
     if (manifest is None) == (count is None):
         raise fail("give either --manifest or --count", 2)
+    if not (0 <= drop < 1 and 0 <= corrupt < 1):
+        raise fail("--drop and --corrupt are shares in [0, 1)", 2)
     try:
         host, base = parse_tcp(tcp)
         if manifest is not None:
@@ -253,7 +260,7 @@ def fleet(
     stop = _stop_on_signals()
     terminals = [Terminal(c, state_dir / c.serial) for c in configs]
     try:
-        server = FleetServer(terminals, host, base, baud)
+        server = FleetServer(terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed)
     except ProtocolError as exc:
         for t in terminals:
             t.close()

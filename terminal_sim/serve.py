@@ -21,18 +21,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import random
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from protocols.errors import LinkError
 from protocols.link import Link
 from protocols.ports import SocketPort
 from protocols.pty import FdPort, open_pty
+from terminal_sim.faults import LossyPort
 from terminal_sim.terminal import Terminal
 
 __all__ = ["FleetServer", "parse_tcp", "serve_terminal"]
@@ -133,8 +136,22 @@ class _Slot:
 class FleetServer:
     """Many terminals in one process, one TCP port each (see the module docstring)."""
 
-    def __init__(self, terminals: Iterable[Terminal], host: str, base_port: int, baud: int):
+    def __init__(
+        self,
+        terminals: Iterable[Terminal],
+        host: str,
+        base_port: int,
+        baud: int,
+        *,
+        drop: float = 0.0,
+        corrupt: float = 0.0,
+        seed: int | None = None,
+    ):
         self.baud = baud
+        self.drop = drop
+        self.corrupt = corrupt
+        self._rng = random.Random(seed)
+        self.lossy_ports: list[LossyPort] = []
         self.slots: list[_Slot] = []
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -196,7 +213,13 @@ class FleetServer:
         thread.start()
 
     def _serve(self, slot: _Slot, conn: socket.socket, stop: threading.Event) -> None:
-        port = SocketPort(conn, timeout=POLL)
+        port: Any = SocketPort(conn, timeout=POLL)
+        if self.drop or self.corrupt:
+            with self._lock:
+                rng = random.Random(self._rng.getrandbits(64))
+            port = LossyPort(port, drop=self.drop, corrupt=self.corrupt, rng=rng)
+            with self._lock:
+                self.lossy_ports.append(port)
         try:
             serve_connection(slot.terminal, port, self.baud, stop)
         except Exception:
