@@ -1,8 +1,4 @@
-"""`posfleet`: the fleet tool's command line. One Typer sub-app per noun, joined here.
-
-Nouns so far: ``wire`` (decode captured frames and messages) and ``keys`` (fleet master
-keys). Inventory, fees, rollouts, swaps, notices and reports join as they are built.
-"""
+"""`posfleet wire` (decode captured frames and messages) and `posfleet keys` (master keys)."""
 
 from __future__ import annotations
 
@@ -13,37 +9,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from fleet.cli.common import fail, out
 from protocols.codec import Message, decode
 from protocols.errors import ProtocolError
 from protocols.framing import BadFrame, Control, Frame, FrameDecoder
 from protocols.mac import generate_master_key_file
 from protocols.spec import SPEC
 
-app = typer.Typer(
-    name="posfleet",
-    help="POS terminal fleet manager: inventory, fee tables, rollouts, swaps, notices.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 wire_app = typer.Typer(
     help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True
 )
 keys_app = typer.Typer(help="Fleet master keys (AES-128, 32 hex digits).", no_args_is_help=True)
-app.add_typer(wire_app, name="wire")
-app.add_typer(keys_app, name="keys")
-
-err_console = Console(stderr=True)
-out = Console()
-
-
-def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print one readable error line and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _parse_hex(text: str) -> bytes:
@@ -130,11 +108,3 @@ def keys_new(
     except (OSError, ProtocolError) as exc:
         raise fail(f"{path}: {exc}") from None
     out.print(f"wrote {path}")
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,389 @@
+"""The fleet's tables, as SQLModel classes. Declarations only: no engine, no I/O.
+
+Natural keys throughout (a model's code, a firmware's ``(model, version)``, a merchant's
+id, a terminal's serial): they are what people type, what the CSV files carry and what
+the wire reports, so imports and reports need no id look-ups.
+
+======================  ==========================================================
+table                   holds
+======================  ==========================================================
+``terminal_model``      catalog: vendor, dates, PCI PTS approval, capabilities, price
+``firmware``            catalog: a model's firmware versions and their support
+``advisory``            catalog: a security advisory on a model, and its fix (if any)
+``advisory_firmware``   catalog: which firmware versions an advisory affects
+``merchant``            who owns terminals, and how to reach them
+``terminal``            every device: model, firmware, TID/MID, status, versions
+``audit``               every change: who, when, what, why
+======================  ==========================================================
+
+Money is integer minor units (``unit_price`` with ``currency``); instants are stored in
+UTC and always read back timezone-aware (:class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKeyConstraint,
+    Index,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+from sqlmodel import Field, SQLModel
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "Advisory",
+    "AdvisoryFirmware",
+    "Audit",
+    "Firmware",
+    "Merchant",
+    "Status",
+    "Terminal",
+    "TerminalModel",
+    "UTCDateTime",
+    "metadata",
+]
+
+metadata = SQLModel.metadata
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware instant stored as naive UTC (SQLite keeps no offset).
+
+    Naive datetimes are refused on the way in: every instant in posfleet carries its zone.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (give a time zone)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def now() -> datetime:
+    """The current instant, timezone-aware."""
+    return datetime.now(UTC)
+
+
+class Status(enum.StrEnum):
+    """A terminal's life: in stock → deployed ↔ faulty → swapped out / retired."""
+
+    IN_STOCK = "in_stock"
+    DEPLOYED = "deployed"
+    FAULTY = "faulty"
+    SWAPPED_OUT = "swapped_out"
+    RETIRED = "retired"
+
+
+ACTIVE_STATUSES = (Status.IN_STOCK, Status.DEPLOYED, Status.FAULTY)
+"""Statuses of a device still in the fleet (a TID is unique among deployed and faulty)."""
+
+
+class TerminalModel(SQLModel, table=True):
+    __tablename__ = "terminal_model"
+
+    code: str = Field(primary_key=True, max_length=40)
+    vendor: str = Field(max_length=80)
+    name: str = Field(default="", max_length=120)
+    released_on: date | None = None
+    end_of_sale: date | None = None
+    end_of_support: date | None = None
+    pts_version: str = Field(default="", max_length=20)
+    """PCI PTS POI version of the approval, e.g. ``5.x`` or ``6.2``."""
+    pts_expires_on: date | None = None
+    chip: bool = False
+    contactless: bool = False
+    magstripe: bool = False
+    qr: bool = False
+    pin_pad: bool = False
+    unit_price: int = 0
+    """Price of one unit, in minor units of ``currency``."""
+    currency: str = Field(default="EUR", max_length=3)
+    successor: str | None = Field(default=None, max_length=40)
+    """The model that replaces this one (its price is the forecast's cost)."""
+
+    def capabilities(self) -> list[str]:
+        names = ("chip", "contactless", "magstripe", "qr", "pin_pad")
+        return [n for n in names if getattr(self, n)]
+
+
+class Firmware(SQLModel, table=True):
+    __tablename__ = "firmware"
+    __table_args__ = (
+        ForeignKeyConstraint(["model"], ["terminal_model.code"], name="fk_firmware_model"),
+    )
+
+    model: str = Field(primary_key=True, max_length=40)
+    version: str = Field(primary_key=True, max_length=40)
+    released_on: date | None = None
+    end_of_support: date | None = None
+
+
+class Advisory(SQLModel, table=True):
+    """A known security advisory on a model's firmware; ``fixed_in`` is the fixing version."""
+
+    __tablename__ = "advisory"
+    __table_args__ = (
+        ForeignKeyConstraint(["model"], ["terminal_model.code"], name="fk_advisory_model"),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    model: str = Field(primary_key=True, max_length=40)
+    title: str = Field(default="", max_length=200)
+    severity: str = Field(default="high", max_length=10)
+    published_on: date | None = None
+    fixed_in: str | None = Field(default=None, max_length=40)
+
+
+class AdvisoryFirmware(SQLModel, table=True):
+    """An advisory affects this firmware version of its model."""
+
+    __tablename__ = "advisory_firmware"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["advisory", "model"],
+            ["advisory.id", "advisory.model"],
+            name="fk_advfw_advisory",
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["model", "version"], ["firmware.model", "firmware.version"], name="fk_advfw_fw"
+        ),
+    )
+
+    advisory: str = Field(primary_key=True, max_length=40)
+    model: str = Field(primary_key=True, max_length=40)
+    version: str = Field(primary_key=True, max_length=40)
+
+
+class Merchant(SQLModel, table=True):
+    __tablename__ = "merchant"
+
+    id: str = Field(primary_key=True, max_length=15)
+    name: str = Field(max_length=120)
+    mcc: int
+    phone: str | None = Field(default=None, max_length=16)
+    """E.164, e.g. ``+8613812345678``."""
+    email: str | None = Field(default=None, max_length=254)
+    language: str = Field(default="en", max_length=16)
+    timezone: str = Field(default="UTC", max_length=64)
+    country: str | None = Field(default=None, max_length=2)
+    region: str | None = Field(default=None, max_length=40)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Contact preferences: channels in order of preference (``sms``, ``email``, ``call``)."""
+    opt_out: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Channels the merchant opted out of."""
+
+
+class Terminal(SQLModel, table=True):
+    __tablename__ = "terminal"
+    __table_args__ = (
+        ForeignKeyConstraint(["model"], ["terminal_model.code"], name="fk_terminal_model"),
+        ForeignKeyConstraint(
+            ["model", "firmware"], ["firmware.model", "firmware.version"], name="fk_terminal_fw"
+        ),
+        ForeignKeyConstraint(["merchant_id"], ["merchant.id"], name="fk_terminal_merchant"),
+        Index(
+            "uq_terminal_live_tid",
+            "tid",
+            unique=True,
+            sqlite_where=text("status IN ('deployed', 'faulty')"),
+            postgresql_where=text("status IN ('deployed', 'faulty')"),
+        ),
+        Index("ix_terminal_merchant", "merchant_id"),
+        Index("ix_terminal_model_fw", "model", "firmware"),
+        Index("ix_terminal_status", "status"),
+        CheckConstraint(
+            "status IN ('in_stock', 'deployed', 'faulty', 'swapped_out', 'retired')",
+            name="ck_terminal_status",
+        ),
+    )
+
+    serial: str = Field(primary_key=True, max_length=40)
+    model: str = Field(max_length=40)
+    firmware: str = Field(max_length=40)
+    tid: str | None = Field(default=None, max_length=8)
+    mid: str | None = Field(default=None, max_length=15)
+    merchant_id: str | None = Field(default=None, max_length=15)
+    manufactured_on: date | None = None
+    deployed_on: date | None = None
+    status: str = Field(default=Status.IN_STOCK.value, max_length=12)
+    fault_count: int = 0
+    last_seen: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    link: str | None = Field(default=None, max_length=200)
+    """Where the host reaches it: a pyserial URL (``socket://…``, ``/dev/ttyUSB0``…)."""
+    active_version: int = 0
+    pending_version: int = 0
+
+
+class Audit(SQLModel, table=True):
+    """One change to the fleet: who, when, what (action + target + details) and why."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_target", "target"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=80)
+    action: str = Field(max_length=40)
+    """``import``, ``add``, ``update``, ``sync``, ``swap``, ``publish``, ``push``, ``override``."""
+    target: str = Field(default="", sa_column=Column(String(200), nullable=False))
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    reason: str = Field(default="", max_length=500)
+
+
+class PublishedTable(SQLModel, table=True):
+    """A published fee table: immutable; versions strictly increase."""
+
+    __tablename__ = "fee_table"
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(default="", max_length=200)
+    currency: int
+    effective: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    group: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    """Which merchants it applies to (:class:`fleet.fees.Group`); empty = all."""
+    wire: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    """The fee-table file exactly as pushed (wire page §6)."""
+    sha256: str = Field(max_length=64)
+    source: str = Field(sa_column=Column(Text, nullable=False))
+    """The TOML it was published from."""
+    published_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    published_by: str = Field(max_length=80)
+    raises: bool = False
+    """It raises some merchant's fee on the typical basket (the notice period applied)."""
+    notice_override: str | None = Field(default=None, max_length=500)
+
+
+class Notice(SQLModel, table=True):
+    """The notices outbox: written in the transaction of the event that causes it."""
+
+    __tablename__ = "notice"
+    __table_args__ = (
+        UniqueConstraint("kind", "merchant_id", "ref", name="uq_notice_event"),
+        Index("ix_notice_status", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)
+    """``fee_change``, ``swap_planned``, ``swap_done``, ``follow_up``."""
+    merchant_id: str = Field(foreign_key="merchant.id", max_length=15)
+    ref: str = Field(max_length=60)
+    """The event: ``fee:7`` for fee table 7…"""
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    status: str = Field(default="queued", max_length=12)
+
+
+class Rollout(SQLModel, table=True):
+    __tablename__ = "rollout"
+
+    id: int | None = Field(default=None, primary_key=True)
+    version: int = Field(foreign_key="fee_table.version")
+    group: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    waves: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    """Cumulative share of the terminals per wave, in ppm (1 %, 10 %, 100 % → 10000…)."""
+    max_failure_ppm: int = 50_000
+    max_attempts: int = 5
+    status: str = Field(default="running", max_length=12)
+    """``running``, ``paused``, ``halted``, ``cancelled``, ``done``."""
+    wave: int = 0
+    """The wave now open (jobs of later waves wait)."""
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_by: str = Field(max_length=80)
+    note: str = Field(default="", max_length=500)
+
+
+class RolloutJob(SQLModel, table=True):
+    """One terminal of a rollout; claimed by a worker under a lease."""
+
+    __tablename__ = "rollout_job"
+    __table_args__ = (
+        UniqueConstraint("rollout_id", "serial", name="uq_job_terminal"),
+        Index("ix_job_claim", "rollout_id", "status", "wave", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    rollout_id: int = Field(foreign_key="rollout.id")
+    wave: int
+    serial: str = Field(foreign_key="terminal.serial", max_length=40)
+    status: str = Field(default="pending", max_length=12)
+    """``pending``, ``running``, ``done``, ``failed``, ``cancelled``."""
+    attempts: int = 0
+    lease_owner: str | None = Field(default=None, max_length=80)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    last_error: str | None = Field(default=None, max_length=500)
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+
+
+class PushAttempt(SQLModel, table=True):
+    """Every push attempt, from `push` or a rollout job, with its outcome."""
+
+    __tablename__ = "push_attempt"
+    __table_args__ = (Index("ix_attempt_serial", "serial"), Index("ix_attempt_job", "job_id"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="rollout_job.id")
+    serial: str = Field(max_length=40)
+    version: int
+    worker: str = Field(default="", max_length=80)
+    started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    outcome: str = Field(default="", max_length=12)
+    """``pushed``, ``already``, ``error``."""
+    resumed_from: int = 0
+    blocks_sent: int = 0
+    test_fee: int | None = None
+    error: str | None = Field(default=None, max_length=500)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model (typed, for SQL built with ``table.c.column``)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+MODELS = table_of(TerminalModel)
+FIRMWARE = table_of(Firmware)
+ADVISORIES = table_of(Advisory)
+ADVISORY_FIRMWARE = table_of(AdvisoryFirmware)
+MERCHANTS = table_of(Merchant)
+TERMINALS = table_of(Terminal)
+AUDIT = table_of(Audit)
+FEE_TABLES = table_of(PublishedTable)
+NOTICES = table_of(Notice)
+ROLLOUTS = table_of(Rollout)
+JOBS = table_of(RolloutJob)
+ATTEMPTS = table_of(PushAttempt)

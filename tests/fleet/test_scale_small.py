@@ -1,0 +1,20 @@
+"""The 1 M-terminal benchmark's path (bench/fleet_scale.py), on 3,000 terminals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import fleet_scale
+
+
+def test_fleet_scale_path_small(tmp_path: Path) -> None:
+    m = fleet_scale.measure(tmp_path, terminals=3_000, merchants=300)
+    assert m["import"]["inserted"] == 3_000 and m["import"]["merchants"] == 300
+    assert (m["reimport"]["inserted"], m["reimport"]["updated"]) == (0, 3_000)
+    assert 0 < m["flag"]["flagged"] < 3_000
+    assert m["flag"]["units"] == m["flag"]["flagged"]
+    assert m["flag_sql"]["rows"] == m["flag"]["flagged"]
+    assert m["floor"]["rows"] == 3_000
+    lines = fleet_scale.report(m)
+    assert lines[0].startswith("## fleet at scale: 3,000 terminals")
+    assert all(m[step]["peak_mib"] > 0 for step in ("import", "flag", "reimport"))
