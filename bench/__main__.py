@@ -12,6 +12,8 @@ MODULES = [
     "bench.link_throughput",
     "bench.possim_fleet",
     "bench.line_push",
+    "bench.rollout_fleet",
+    "bench.fleet_scale",
 ]
 
 
