@@ -22,7 +22,9 @@ from fleet.models import Audit, now
 
 __all__ = ["AuditFilter", "as_row", "default_actor", "query", "record", "summary"]
 
-ACTIONS = ("import", "add", "update", "sync", "swap", "publish", "push", "override")
+ACTIONS = (
+    "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
+)  # fmt: skip
 
 
 def default_actor() -> str:

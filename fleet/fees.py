@@ -264,6 +264,8 @@ class ParsedTable:
     sources: tuple[int, ...]
     """For each wire rule, the index of the ``[[rules]]`` entry it came from."""
     group: Group = field(default_factory=Group)
+    description: str = ""
+    """Why the fees change, in the words the merchant notices quote."""
 
     def table(self, version: int) -> FeeTable:
         return FeeTable(
@@ -309,6 +311,9 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
     name = doc.get("name", "")
     if not isinstance(name, str):
         raise FeeFileError("name: want a string")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise FeeFileError("description: want a string")
     alpha = doc.get("currency")
     if not isinstance(alpha, str) or alpha.upper() not in CURRENCIES:
         raise FeeFileError(f"currency: want one of {', '.join(CURRENCIES)}, not {alpha!r}")
@@ -377,7 +382,9 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
         FeeTable(version=1, effective=effective, currency=number, rules=tuple(rules))
     except EncodeError as exc:
         raise FeeFileError(f"{exc.field or 'table'}: {exc.reason}") from None
-    return ParsedTable(name, number, effective, tuple(rules), tuple(sources), group)
+    return ParsedTable(
+        name, number, effective, tuple(rules), tuple(sources), group, description.strip()
+    )
 
 
 @dataclass(frozen=True, slots=True)

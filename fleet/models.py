@@ -49,9 +49,12 @@ __all__ = [
     "Advisory",
     "AdvisoryFirmware",
     "Audit",
+    "ContactEvent",
     "Firmware",
     "Merchant",
+    "Message",
     "Status",
+    "Swap",
     "Terminal",
     "TerminalModel",
     "UTCDateTime",
@@ -286,12 +289,18 @@ class PublishedTable(SQLModel, table=True):
 
 
 class Notice(SQLModel, table=True):
-    """The notices outbox: written in the transaction of the event that causes it."""
+    """The notices outbox: written in the transaction of the event that causes it.
+
+    ``queued`` → (composed into a message) ``composed`` → ``sent`` | ``failed``; or
+    ``cancelled`` (an optional notice to a merchant who opted out of every channel).
+    """
 
     __tablename__ = "notice"
     __table_args__ = (
         UniqueConstraint("kind", "merchant_id", "ref", name="uq_notice_event"),
-        Index("ix_notice_status", "status"),
+        Index("ix_notice_status", "status", "not_before"),
+        Index("ix_notice_message", "message_id"),
+        ForeignKeyConstraint(["message_id"], ["message.id"], name="fk_notice_message"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -299,10 +308,105 @@ class Notice(SQLModel, table=True):
     """``fee_change``, ``swap_planned``, ``swap_done``, ``follow_up``."""
     merchant_id: str = Field(foreign_key="merchant.id", max_length=15)
     ref: str = Field(max_length=60)
-    """The event: ``fee:7`` for fee table 7…"""
+    """The event: ``fee:7`` for fee table 7, ``swap:12`` for swap 12…"""
     payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     status: str = Field(default="queued", max_length=12)
+    not_before: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    """Not sent before this instant (a follow-up days after its swap); none: at once."""
+    channel: str | None = Field(default=None, max_length=12)
+    """Forced channel (``call`` for a follow-up call task); none: the merchant's choice."""
+    message_id: int | None = None
+    """The message (maybe a digest) that carries it."""
+    note: str | None = Field(default=None, max_length=500)
+    """Why it was deferred or cancelled."""
+
+
+class Message(SQLModel, table=True):
+    """One send to one merchant on one channel: one notice, or several as a digest.
+
+    ``ready`` → (claimed under a lease) ``sending`` → ``sent`` | ``ready`` (retry, after
+    backoff) | ``failed``. Its ``code`` is what the merchant quotes to verify it.
+    """
+
+    __tablename__ = "message"
+    __table_args__ = (
+        UniqueConstraint("code", name="uq_message_code"),
+        Index("ix_message_claim", "status", "not_before"),
+        Index("ix_message_merchant", "merchant_id", "channel", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=12)
+    merchant_id: str = Field(foreign_key="merchant.id", max_length=15)
+    channel: str = Field(max_length=12)
+    address: str = Field(max_length=254)
+    """Where it goes: the phone (E.164) or email at the time it was composed."""
+    language: str = Field(max_length=16)
+    kinds: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    subject: str = Field(default="", max_length=200)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    sms_encoding: str | None = Field(default=None, max_length=8)
+    segments: int | None = None
+    cost: int | None = None
+    """SMS cost in minor units of ``cost_currency``."""
+    cost_currency: str | None = Field(default=None, max_length=3)
+    status: str = Field(default="ready", max_length=12)
+    attempts: int = 0
+    not_before: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    lease_owner: str | None = Field(default=None, max_length=80)
+    lease_until: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    transport: str | None = Field(default=None, max_length=200)
+    """How it went out (``smtp://127.0.0.1:2525``, ``folder:outbox``…), without secrets."""
+    provider_ref: str | None = Field(default=None, max_length=200)
+    """The transport's id for it (the email's Message-ID, the file written…)."""
+    error: str | None = Field(default=None, max_length=500)
+
+
+class ContactEvent(SQLModel, table=True):
+    """Opt-outs, opt-ins and complaints, as the merchant made them."""
+
+    __tablename__ = "contact_event"
+    __table_args__ = (Index("ix_contact_merchant", "merchant_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: str = Field(foreign_key="merchant.id", max_length=15)
+    kind: str = Field(max_length=12)
+    """``opt_out``, ``opt_in``, ``complaint``."""
+    channel: str = Field(max_length=12)
+    note: str = Field(default="", max_length=500)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    actor: str = Field(max_length=80)
+
+
+class Swap(SQLModel, table=True):
+    """A terminal replacement at a merchant: ``planned`` → ``done`` (or ``cancelled``)."""
+
+    __tablename__ = "swap"
+    __table_args__ = (
+        Index("ix_swap_old", "old_serial"),
+        Index("ix_swap_status", "status", "planned_for"),
+        CheckConstraint("status IN ('planned', 'done', 'cancelled')", name="ck_swap_status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    old_serial: str = Field(foreign_key="terminal.serial", max_length=40)
+    new_serial: str | None = Field(default=None, foreign_key="terminal.serial", max_length=40)
+    merchant_id: str = Field(foreign_key="merchant.id", max_length=15)
+    tid: str = Field(max_length=8)
+    mid: str = Field(max_length=15)
+    status: str = Field(default="planned", max_length=12)
+    planned_for: date | None = None
+    reason: str = Field(max_length=500)
+    engineer: str = Field(default="", max_length=80)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_by: str = Field(max_length=80)
+    done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    follow_up_on: date | None = None
+    provision: str | None = Field(default=None, max_length=500)
+    """After ``--port``: ``ok: table 7, test fee 0.60`` or what failed."""
 
 
 class Rollout(SQLModel, table=True):
@@ -384,6 +488,9 @@ TERMINALS = table_of(Terminal)
 AUDIT = table_of(Audit)
 FEE_TABLES = table_of(PublishedTable)
 NOTICES = table_of(Notice)
+MESSAGES = table_of(Message)
+CONTACT_EVENTS = table_of(ContactEvent)
+SWAPS = table_of(Swap)
 ROLLOUTS = table_of(Rollout)
 JOBS = table_of(RolloutJob)
 ATTEMPTS = table_of(PushAttempt)

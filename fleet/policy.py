@@ -23,16 +23,19 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from fleet.values import parse_duration_days
+from fleet.values import parse_duration_days, parse_money
 
 __all__ = [
     "CAPABILITIES",
     "DEFAULT_POLICY_FILE",
     "FeePolicy",
+    "NoticePolicy",
     "Policy",
     "PolicyError",
     "ReplacementPolicy",
     "RolloutPolicy",
+    "SwapPolicy",
+    "parse_clock_range",
     "parse_waves",
 ]
 
@@ -145,10 +148,64 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True)
+class NoticePolicy:
+    """What merchant notices say and how often they may reach a merchant."""
+
+    company: str = "posfleet Payments"
+    """Who the notices are from, as the merchant's contract names it."""
+    hotline: str = "+353 1 555 0100"
+    """The official hotline, as printed on the terminal and the contract."""
+    sms_signature: tuple[tuple[str, str], ...] = (("en", "[posfleet]"), ("zh-CN", "【posfleet】"))
+    """Per language: the signature every SMS starts with (it counts towards segments)."""
+    email_from: str = "notices@posfleet.example"
+    max_per_window: int = 3
+    """At most this many messages per merchant per channel in any rolling window…"""
+    window_s: int = 7 * 86_400
+    """…of this length."""
+    quiet: tuple[int, int] = (21 * 60, 8 * 60)
+    """Quiet hours in the merchant's time zone, minutes after midnight [start, end)."""
+    digest_s: int = 15 * 60
+    """A notice waits this long for others to the same merchant: together, one digest."""
+    sms_price: str = "0.05"
+    sms_currency: str = "EUR"
+    """What one SMS segment costs (for the per-notice and per-batch cost)."""
+    sms_max_segments: int = 3
+    """An SMS longer than this is refused (``posfleet notices templates`` checks)."""
+    max_attempts: int = 5
+    backoff_s: float = 30.0
+    """Wait before retry n of a failed send: backoff × 2^(n-1), capped at 1 hour."""
+
+    def signature(self, language: str) -> str:
+        table = dict(self.sms_signature)
+        base = language.split("-", maxsplit=1)[0]
+        return table.get(language) or table.get(base) or table.get("en", "")
+
+
+@dataclass(frozen=True)
+class SwapPolicy:
+    """The replacement lifecycle around a swap."""
+
+    advance_days: int = 3
+    """A planned swap is announced at least this many days ahead (``swap plan``)."""
+    follow_up_days: int = 7
+    """The follow-up (回访) comes this many days after the swap…"""
+    follow_up: str = "call"
+    """…as a ``call`` task for the call centre or as a ``notice``."""
+
+    def __post_init__(self) -> None:
+        if self.follow_up not in ("call", "notice"):
+            raise PolicyError(f"swaps.follow_up: {self.follow_up!r} (want call or notice)")
+        if self.advance_days < 0 or self.follow_up_days < 0:
+            raise PolicyError("swaps: days must not be negative")
+
+
+@dataclass(frozen=True)
 class Policy:
     replacement: ReplacementPolicy = field(default_factory=ReplacementPolicy)
     fees: FeePolicy = field(default_factory=FeePolicy)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    notices: NoticePolicy = field(default_factory=NoticePolicy)
+    swaps: SwapPolicy = field(default_factory=SwapPolicy)
     source: str = "defaults"
 
     @classmethod
@@ -159,9 +216,9 @@ class Policy:
             raise PolicyError(f"{source}: not TOML: {exc}") from None
         built: dict[str, Any] = {}
         for name, value in doc.items():
-            if name not in ("replacement", "fees", "rollout"):
+            if name not in _SECTIONS:
                 raise PolicyError(
-                    f"{source}: [{name}]: unknown section (known: replacement, fees, rollout)"
+                    f"{source}: [{name}]: unknown section (known: {', '.join(_SECTIONS)})"
                 )
             if not isinstance(value, dict):
                 raise PolicyError(f"{source}: {name}: must be a table")
@@ -169,8 +226,12 @@ class Policy:
                 built[name] = _section(ReplacementPolicy, name, value, source)
             elif name == "fees":
                 built[name] = _fees(value, source)
-            else:
+            elif name == "rollout":
                 built[name] = _rollout(value, source)
+            elif name == "notices":
+                built[name] = _notices(value, source)
+            else:
+                built[name] = _swaps(value, source)
         return cls(**built, source=source)
 
     @classmethod
@@ -221,7 +282,139 @@ class Policy:
             f'backoff = "{ro.backoff_s:g}s"  # before retry n: backoff x 2^(n-1)',
             f'lease = "{ro.lease_s:g}s"  # a dead worker\'s jobs are taken over after this',
         ]
+        n = self.notices
+        signatures = ", ".join(f'"{lang}" = "{sig}"' for lang, sig in n.sms_signature)
+        lines += [
+            "",
+            "[notices]",
+            f'company = "{n.company}"  # who notices are from, as the contract names it',
+            f'hotline = "{n.hotline}"  # the official hotline (on the terminal and contract)',
+            f"sms_signature = {{ {signatures} }}  # per language; counts in segments",
+            f'email_from = "{n.email_from}"',
+            f"max_per_window = {n.max_per_window}  # messages per merchant per channel…",
+            f'window = "{_span(n.window_s)}"  # …in any rolling window this long',
+            f'quiet_hours = "{_clock(n.quiet[0])}-{_clock(n.quiet[1])}"  # merchant\'s local '
+            "time: deferred, never dropped",
+            f'digest_window = "{_span(n.digest_s)}"  # notices this close: one digest',
+            f'sms_price = "{n.sms_price}"  # per segment, in sms_currency',
+            f'sms_currency = "{n.sms_currency}"',
+            f"sms_max_segments = {n.sms_max_segments}  # a longer SMS is refused",
+            f"max_attempts = {n.max_attempts}  # sends per message, then it fails",
+            f'backoff = "{n.backoff_s:g}s"  # before retry n: backoff x 2^(n-1)',
+        ]
+        sw = self.swaps
+        lines += [
+            "",
+            "[swaps]",
+            f'advance_notice = "{sw.advance_days}d"  # a planned swap is announced this early',
+            f'follow_up_after = "{sw.follow_up_days}d"  # the follow-up (回访) after a swap',
+            f'follow_up = "{sw.follow_up}"  # as a call task or a notice',
+        ]
         return "\n".join(lines) + "\n"
+
+
+_SECTIONS = ("replacement", "fees", "rollout", "notices", "swaps")
+
+
+def _clock(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _span(seconds: int) -> str:
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def parse_clock_range(text: str, where: str = "quiet_hours") -> tuple[int, int]:
+    """``"21:00-08:00"`` → minutes after midnight (start, end); the range may wrap midnight.
+
+    >>> parse_clock_range("21:00-08:00")
+    (1260, 480)
+    >>> parse_clock_range("22:30-07")
+    Traceback (most recent call last):
+    fleet.policy.PolicyError: quiet_hours: want HH:MM-HH:MM, e.g. 21:00-08:00, not '22:30-07'
+    """
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
+    if not match:
+        raise PolicyError(f"{where}: want HH:MM-HH:MM, e.g. 21:00-08:00, not {text!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise PolicyError(f"{where}: not a time of day in {text!r}")
+    return h1 * 60 + m1, h2 * 60 + m2
+
+
+def _span_seconds(raw: object, where: str) -> int:
+    """``"7d"``, ``"24h"``, ``"15m"``, ``"30s"`` → seconds."""
+    match = re.fullmatch(r"\s*(\d+)\s*([dhms])\s*", str(raw))
+    if not match:
+        raise PolicyError(f"{where}: want a duration like 7d, 24h, 15m or 30s, not {raw!r}")
+    return int(match.group(1)) * {"d": 86_400, "h": 3600, "m": 60, "s": 1}[match.group(2)]
+
+
+def _whole(raw: object, where: str, low: int = 0) -> int:
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < low:
+        raise PolicyError(f"{where}: want a whole number ≥ {low}")
+    return raw
+
+
+def _notices(value: dict[str, Any], source: str) -> NoticePolicy:
+    known = (
+        "company", "hotline", "sms_signature", "email_from", "max_per_window", "window",
+        "quiet_hours", "digest_window", "sms_price", "sms_currency", "sms_max_segments",
+        "max_attempts", "backoff",
+    )  # fmt: skip
+    kwargs: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = f"{source}: notices.{key}"
+        if key in ("company", "hotline", "email_from", "sms_price", "sms_currency"):
+            if not isinstance(raw, str) or not raw.strip():
+                raise PolicyError(f"{where}: want a non-empty string")
+            kwargs[key] = raw.strip()
+        elif key == "sms_signature":
+            if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+                raise PolicyError(f'{where}: want a table, e.g. {{ en = "[Acme]" }}')
+            kwargs[key] = tuple(sorted(raw.items()))
+        elif key in ("max_per_window", "sms_max_segments", "max_attempts"):
+            kwargs[key] = _whole(raw, where, 1)
+        elif key == "window":
+            kwargs["window_s"] = max(1, _span_seconds(raw, where))
+        elif key == "digest_window":
+            kwargs["digest_s"] = _span_seconds(raw, where)
+        elif key == "quiet_hours":
+            kwargs["quiet"] = parse_clock_range(str(raw), where)
+        elif key == "backoff":
+            kwargs["backoff_s"] = _seconds(raw, where)
+        else:
+            raise PolicyError(f"{where}: unknown key (known: {', '.join(known)})")
+    policy = NoticePolicy(**kwargs)
+    try:
+        parse_money(policy.sms_price, policy.sms_currency)
+    except ValueError as exc:
+        raise PolicyError(f"{source}: notices.sms_price: {exc}") from None
+    return policy
+
+
+def _swaps(value: dict[str, Any], source: str) -> SwapPolicy:
+    known = ("advance_notice", "follow_up_after", "follow_up")
+    kwargs: dict[str, Any] = {}
+    for key, raw in value.items():
+        where = f"{source}: swaps.{key}"
+        if key in ("advance_notice", "follow_up_after"):
+            try:
+                days = parse_duration_days(str(raw))
+            except ValueError as exc:
+                raise PolicyError(f"{where}: {exc}") from None
+            kwargs["advance_days" if key == "advance_notice" else "follow_up_days"] = days
+        elif key == "follow_up":
+            kwargs[key] = str(raw)
+        else:
+            raise PolicyError(f"{where}: unknown key (known: {', '.join(known)})")
+    try:
+        return SwapPolicy(**kwargs)
+    except PolicyError as exc:
+        raise PolicyError(f"{source}: {exc}") from None
 
 
 def _ppm_text(ppm: int) -> str:

@@ -1,0 +1,284 @@
+"""Where messages go: the transports, one per channel. The I/O edge of the notices.
+
+=============================  ==========================================================
+transport                      delivers
+=============================  ==========================================================
+:class:`FolderTransport`       the default, needs nothing: one file per message under the
+                               outbox folder (``email/…/CODE.eml``, ``sms/…/CODE.txt``)
+:class:`SmtpTransport`         email over SMTP (``smtp://``, ``smtp+starttls://``,
+                               ``smtps://``, with ``user:password@`` if needed)
+:class:`AppriseTransport`      SMS (or anything Apprise knows) through an Apprise URL with
+                               ``{phone}`` where the merchant's number goes
+:class:`CallListTransport`     call-centre work lists: one CSV per day in the outbox folder
+=============================  ==========================================================
+
+Each send carries the message's stable id (the file name, the email's ``Message-ID``,
+the work-list row's code): a message re-sent after a dispatcher died mid-send is found
+again by the folder and the work list (and not written twice), and carries the same
+``Message-ID`` to a mail server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote, unquote, urlsplit
+
+__all__ = [
+    "AppriseTransport",
+    "CallListTransport",
+    "FolderTransport",
+    "Outgoing",
+    "SmtpTransport",
+    "Transport",
+    "TransportError",
+    "message_id",
+    "transport_for",
+]
+
+
+class TransportError(Exception):
+    """A send failed; ``retryable`` when trying again later may work."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message as a transport sees it."""
+
+    id: int
+    code: str
+    merchant_id: str
+    merchant: str
+    channel: str
+    address: str
+    subject: str
+    body: str
+    created_at: datetime
+    sender: str
+
+
+def message_id(out: Outgoing) -> str:
+    """The email ``Message-ID``: the same on every attempt of one message."""
+    return f"<notice-{out.id}.{out.code}@posfleet>"
+
+
+class Transport(Protocol):
+    name: str
+    """How it delivers, without secrets (kept with each message)."""
+
+    def send(self, out: Outgoing) -> str:
+        """Deliver; return the transport's reference. Raises :class:`TransportError`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _write_once(path: Path, data: bytes) -> bool:
+    """Write ``path`` atomically unless it exists; True when written now."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return True
+
+
+def _email(out: Outgoing) -> EmailMessage:
+    mail = EmailMessage()
+    mail["From"] = out.sender
+    mail["To"] = out.address
+    mail["Subject"] = out.subject
+    mail["Date"] = format_datetime(out.created_at)
+    mail["Message-ID"] = message_id(out)
+    mail["Auto-Submitted"] = "auto-generated"
+    mail["X-Posfleet-Reference"] = out.code
+    mail.set_content(out.body, charset="utf-8")
+    return mail
+
+
+class FolderTransport:
+    """Files in a folder: ``<root>/<channel>/<date>/<code>.eml|.txt`` (atomic, once)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = f"folder:{root}"
+
+    def send(self, out: Outgoing) -> str:
+        day = out.created_at.date().isoformat()
+        if out.channel == "email":
+            path = self.root / "email" / day / f"{out.code}.eml"
+            data = bytes(_email(out))
+        else:
+            path = self.root / out.channel / day / f"{out.code}.txt"
+            data = f"To: {out.address}\n\n{out.body}\n".encode()
+        try:
+            _write_once(path, data)
+        except OSError as exc:
+            raise TransportError(f"{path}: {exc.strerror or exc}") from exc
+        return str(path)
+
+    def close(self) -> None:
+        pass
+
+
+class CallListTransport:
+    """Call-centre work lists: ``<root>/calls/<date>.csv``, one row per message, once."""
+
+    COLUMNS = ("reference", "merchant_id", "merchant", "phone", "queued_at", "script")
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = f"calls:{root / 'calls'}"
+
+    def send(self, out: Outgoing) -> str:
+        path = self.root / "calls" / f"{out.created_at.date().isoformat()}.csv"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a+", encoding="utf-8", newline="") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # one writer at a time, across processes
+                fh.seek(0)
+                rows = list(csv.reader(fh))
+                if any(row and row[0] == out.code for row in rows):
+                    return f"{path}#{out.code}"  # already on the list (a re-send)
+                writer = csv.writer(fh, lineterminator="\n")
+                if not rows:
+                    writer.writerow(self.COLUMNS)
+                writer.writerow(
+                    [out.code, out.merchant_id, out.merchant, out.address,
+                     out.created_at.isoformat(), out.body]
+                )  # fmt: skip
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise TransportError(f"{path}: {exc.strerror or exc}") from exc
+        return f"{path}#{out.code}"
+
+    def close(self) -> None:
+        pass
+
+
+class SmtpTransport:
+    """Email over one SMTP connection, reopened when the server drops it."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps", "smtp+starttls") or not parts.hostname:
+            raise ValueError(f"{url!r}: want smtp://host[:port], smtp+starttls://… or smtps://…")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port or {"smtp": 25, "smtps": 465, "smtp+starttls": 587}[parts.scheme]
+        self.user = unquote(parts.username) if parts.username else None
+        self.password = unquote(parts.password) if parts.password else None
+        self.timeout = timeout
+        self.name = f"{parts.scheme}://{self.host}:{self.port}"
+        self._smtp: smtplib.SMTP | None = None
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            try:
+                if self.scheme == "smtps":
+                    smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                        self.host, self.port, timeout=self.timeout,
+                        context=ssl.create_default_context(),
+                    )  # fmt: skip
+                else:
+                    smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                    if self.scheme == "smtp+starttls":
+                        smtp.starttls(context=ssl.create_default_context())
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+            except (OSError, smtplib.SMTPException) as exc:
+                raise TransportError(f"{self.name}: cannot connect: {exc}") from exc
+            self._smtp = smtp
+        return self._smtp
+
+    def send(self, out: Outgoing) -> str:
+        mail = _email(out)
+        for attempt in (1, 2):  # a dropped idle connection gets one reconnect
+            smtp = self._connect()
+            try:
+                smtp.send_message(mail)
+                return message_id(out)
+            except smtplib.SMTPServerDisconnected as exc:
+                self._smtp = None
+                if attempt == 2:
+                    raise TransportError(f"{self.name}: {exc}") from exc
+            except smtplib.SMTPRecipientsRefused as exc:
+                raise TransportError(
+                    f"{self.name}: recipient {out.address} refused", retryable=False
+                ) from exc
+            except smtplib.SMTPResponseException as exc:
+                self.close()
+                raise TransportError(
+                    f"{self.name}: {exc.smtp_code} {exc.smtp_error!r}",
+                    retryable=exc.smtp_code < 500,
+                ) from exc
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise TransportError(f"{self.name}: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        if self._smtp is not None:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self._smtp.quit()
+            self._smtp = None
+
+
+class AppriseTransport:
+    """Any Apprise URL; ``{phone}`` in it becomes the merchant's number (E.164)."""
+
+    def __init__(self, url: str) -> None:
+        import apprise  # noqa: PLC0415  (heavy: loaded only when SMS goes through Apprise)
+
+        if "{phone}" not in url:
+            raise ValueError(f"{url!r}: put {{phone}} where the merchant's number goes")
+        probe = apprise.Apprise()
+        if not probe.add(url.replace("{phone}", "10000000000")):
+            raise ValueError(f"{url!r}: not a URL Apprise knows")
+        self._apprise = apprise
+        self.url = url
+        parts = urlsplit(url)
+        self.name = f"apprise:{parts.scheme}://{parts.hostname or ''}"
+
+    def send(self, out: Outgoing) -> str:
+        target = self.url.replace("{phone}", quote(out.address, safe=""))
+        sender = self._apprise.Apprise()
+        sender.add(target)
+        if not sender.notify(body=out.body, title=""):
+            raise TransportError(f"{self.name}: the provider did not accept message {out.code}")
+        return f"{self.name}#{out.code}"
+
+    def close(self) -> None:
+        pass
+
+
+def transport_for(
+    channel: str, *, outbox: Path, smtp: str | None = None, sms: str | None = None
+) -> Transport:
+    """The transport of ``channel``: SMTP / Apprise when given, else the outbox folder."""
+    if channel == "email" and smtp:
+        return SmtpTransport(smtp)
+    if channel == "sms" and sms:
+        return AppriseTransport(sms)
+    if channel == "call":
+        return CallListTransport(outbox)
+    return FolderTransport(outbox)

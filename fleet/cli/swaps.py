@@ -1,0 +1,202 @@
+"""`posfleet swap`: swap a terminal now (``posfleet swap OLD NEW``), plan one, run a
+field engineer's day sheet, list swaps."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlalchemy import select
+from typer.core import TyperGroup
+
+from fleet.cli.common import (
+    check_format,
+    emit,
+    err_console,
+    fail,
+    handled,
+    option_date,
+    out,
+    state,
+)
+from fleet.cli.fees import _key
+from fleet.models import SWAPS
+from fleet.notices import ContactError
+from fleet.push import PushFailedError
+from fleet.swaps import SwapError, SwapResult, day_sheet, plan, provision, swap
+from fleet.sync import SyncError
+
+
+class _SwapGroup(TyperGroup):
+    """``posfleet swap OLD NEW …`` means ``posfleet swap do OLD NEW …``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["do", *args]
+        return super().parse_args(ctx, args)
+
+
+swap_app = typer.Typer(
+    cls=_SwapGroup,
+    help="Terminal swaps: `posfleet swap OLD NEW --reason …`, plan, sheet, list.",
+    no_args_is_help=True,
+)
+
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
+EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
+
+
+def _show(result: SwapResult, fmt: str) -> None:
+    if fmt == "json":
+        emit([result.as_dict()], [], "json", json_doc=lambda rows: rows[0])
+        return
+    what = f"{result.old} → {result.new}" if result.status == "done" else result.old
+    out.print(
+        f"swap {result.id} {result.status}: {what} at merchant {result.merchant_id} "
+        f"(TID {result.tid}); notices queued: {', '.join(result.notices)}"
+        + (f"; follow-up on {result.follow_up_on}" if result.follow_up_on else "")
+        + (f"; fee table {result.table}" if result.table else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if result.provision:
+        out.print(f"  provisioned: {result.provision}", highlight=False, soft_wrap=True)
+
+
+def _provision(ctx: typer.Context, result: SwapResult, port: str, key_file: Path | None) -> None:
+    if key_file is None:
+        raise fail("--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table", 2)
+    st = state(ctx)
+    master = _key(key_file)
+    try:
+        provision(st.engine(), result, port, master_key=master, policy=st.policy(), actor=st.actor)
+    except (SyncError, PushFailedError) as exc:
+        err_console.print(f"swap {result.id} is done, but provisioning failed: {exc}")
+        raise fail(f"provision {result.new} on {port}: {exc}") from None
+
+
+@swap_app.command("do")
+def swap_do(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="Serial of the terminal taken away")],
+    new: Annotated[str, typer.Argument(help="Serial of the replacement (in stock)")],
+    reason: ReasonOpt,
+    engineer: EngineerOpt = "",
+    port: Annotated[
+        str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
+    ] = None,
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Swap OLD for NEW in one transaction: OLD swapped out, NEW takes its TID, MID,
+    merchant and fee assignment; notices and the follow-up queued. With --port, provision."""
+    check_format(fmt, ("table", "json"))
+    if port and key_file is None:
+        raise fail("--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table", 2)
+    st = state(ctx)
+    with handled():
+        try:
+            result = swap(
+                st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
+                engineer=engineer,
+            )  # fmt: skip
+        except (SwapError, ContactError) as exc:
+            raise fail(str(exc)) from None
+        if port:
+            _provision(ctx, result, port, key_file)
+    _show(result, fmt)
+
+
+@swap_app.command("plan")
+def swap_plan(
+    ctx: typer.Context,
+    old: Annotated[str, typer.Argument(help="Serial of the terminal to replace")],
+    on: Annotated[str, typer.Option("--on", help="Date of the visit, YYYY-MM-DD")],
+    reason: ReasonOpt,
+    new: Annotated[str | None, typer.Option("--new", help="Replacement serial, if known")] = None,
+    engineer: EngineerOpt = "",
+    fmt: FormatOpt = "table",
+) -> None:
+    """Plan a swap on a date and queue the merchant's advance notice."""
+    check_format(fmt, ("table", "json"))
+    day = option_date(on, "--on")
+    assert isinstance(day, date)
+    st = state(ctx)
+    with handled():
+        try:
+            result = plan(
+                st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
+                engineer=engineer, new_serial=new,
+            )  # fmt: skip
+        except (SwapError, ContactError) as exc:
+            raise fail(str(exc)) from None
+    _show(result, fmt)
+
+
+@swap_app.command("sheet")
+def swap_sheet(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="CSV/JSON: old_serial,new_serial,reason[,…]")],
+    engineer: EngineerOpt = "",
+    key_file: Annotated[
+        Path | None,
+        typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """A field engineer's day sheet: all swaps or none (a bad row rejects the file), then
+    provision the rows that give a port."""
+    check_format(fmt, ("table", "json"))
+    st = state(ctx)
+    with handled():
+        try:
+            done = day_sheet(
+                st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer
+            )
+        except (SwapError, ContactError) as exc:
+            raise fail(str(exc)) from None
+        failures = 0
+        for result, port in done:
+            if port:
+                try:
+                    _provision(ctx, result, port, key_file)
+                except typer.Exit:
+                    failures += 1
+    if fmt == "json":
+        emit([r.as_dict() for r, _ in done], [], "json")
+    else:
+        for result, _ in done:
+            _show(result, fmt)
+        out.print(f"{len(done)} swaps done", highlight=False, soft_wrap=True)
+    if failures:
+        raise fail(f"{failures} of the new terminals could not be provisioned")
+
+
+@swap_app.command("list")
+def swap_list(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="planned, done or cancelled")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+) -> None:
+    """Swaps, newest first."""
+    check_format(fmt)
+    if status is not None and status not in ("planned", "done", "cancelled"):
+        raise fail("--status must be planned, done or cancelled", 2)
+    st = state(ctx)
+    with handled():
+        query = select(SWAPS).order_by(SWAPS.c.id.desc())
+        if status:
+            query = query.where(SWAPS.c.status == status)
+        with st.engine().connect() as conn:
+            rows: list[dict[str, Any]] = [dict(r._mapping) for r in conn.execute(query)]
+    columns = [
+        "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
+        "done_at", "follow_up_on", "engineer", "reason", "provision",
+    ]  # fmt: skip
+    emit(rows, columns, fmt, title="Swaps")
