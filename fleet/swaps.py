@@ -415,12 +415,12 @@ def day_sheet(
             try:
                 result = _swap(
                     conn, v["old_serial"], v["new_serial"], reason=v["reason"], actor=actor,
-                    policy=policy, engineer=v["engineer"] or engineer, at=at,
+                    policy=policy, engineer=v.get("engineer") or engineer, at=at,
                 )  # fmt: skip
             except (SwapError, NotFoundError) as exc:
                 errors.append(RowError(row.path, row.line, "", str(exc)))
                 continue
-            done.append((result, v["port"]))
+            done.append((result, v.get("port")))
         if errors:  # raising rolls back every swap of the sheet
             raise RejectedFileError(errors, len(parsed))
     return done
