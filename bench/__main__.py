@@ -14,6 +14,7 @@ MODULES = [
     "bench.line_push",
     "bench.rollout_fleet",
     "bench.fleet_scale",
+    "bench.notices",
 ]
 
 

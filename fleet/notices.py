@@ -29,8 +29,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from fleet import audit
 from fleet.channels import Outgoing, Transport, TransportError
@@ -204,12 +214,14 @@ def _compose_some(
         by_merchant: dict[str, list[Any]] = defaultdict(list)
         for n in notices:
             by_merchant[n.merchant_id].append(n)
+        pending: list[tuple[dict[str, Any], list[int]]] = []
         for merchant_id, items in by_merchant.items():
             ready = any((n.not_before is not None) or (n.created_at + hold <= at) for n in items)
             if ready:
                 _compose_merchant(
-                    conn, policy, merchants[merchant_id], items, at, sent, price, result
+                    conn, policy, merchants[merchant_id], items, at, sent, price, result, pending
                 )
+        _store(conn, pending)
     return result, ids[-1] if len(ids) == limit else ""
 
 
@@ -222,6 +234,7 @@ def _compose_merchant(
     sent: dict[tuple[str, str], list[datetime]],
     price: int,
     result: ComposeResult,
+    pending: list[tuple[dict[str, Any], list[int]]],
 ) -> None:
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for n in items:
@@ -263,7 +276,7 @@ def _compose_merchant(
             )
             result.deferred += len(group)
             continue
-        _message(conn, policy, merchant, channel, group, at, price, result)
+        _message(conn, policy, merchant, channel, group, at, price, result, pending)
         sent[(merchant.id, channel)].append(at)
 
 
@@ -280,6 +293,7 @@ def _message(
     at: datetime,
     price: int,
     result: ComposeResult,
+    pending: list[tuple[dict[str, Any], list[int]]],
 ) -> None:
     """One message with as many of ``group`` as fit (an SMS stays within the segment
     limit; the rest wait for the next message). An SMS too long alone fails its notice."""
@@ -315,6 +329,7 @@ def _message(
     if rendered is None:
         return
     values = {
+        "code": code,
         "merchant_id": merchant.id,
         "channel": channel,
         "address": address,
@@ -331,27 +346,79 @@ def _message(
         "not_before": at,
         "created_at": at,
     }
-    for _ in range(5):  # a code collision (2^-50 per pair) gets a new code
-        try:
-            with conn.begin_nested():
-                message_id = conn.execute(
-                    insert(MESSAGES).values(code=code, **values).returning(MESSAGES.c.id)
-                ).scalar_one()
-            break
-        except IntegrityError:
-            fresh = new_code()
-            for key in ("subject", "body"):
-                values[key] = values[key].replace(code, fresh)
-            code = fresh
-    else:
-        raise RuntimeError("could not draw a unique verification code")
-    _set_notices(conn, [n.id for n in taken], status="composed", message_id=message_id, note=None)
+    pending.append((values, [n.id for n in taken]))
     result.messages += 1
     result.notices += len(taken)
     if rendered.sms:
         result.segments += rendered.sms.segments
         result.cost += values["cost"]
 
+
+_NOTICE_COMPOSED = (
+    update(NOTICES)
+    .where(NOTICES.c.id == bindparam("notice"))
+    .values(status="composed", message_id=bindparam("message"), note=None)
+)
+
+
+def _store(conn: Connection, pending: list[tuple[dict[str, Any], list[int]]]) -> None:
+    """Insert the composed messages and link their notices, in bulk. A code already taken
+    (2^-50 per pair) is drawn again before the insert."""
+    if not pending:
+        return
+    codes = [values["code"] for values, _ in pending]
+    taken: set[str] = set()
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        taken.update(
+            conn.execute(select(MESSAGES.c.code).where(MESSAGES.c.code.in_(chunk))).scalars()
+        )
+    seen: set[str] = set()
+    for values, _ in pending:
+        code = values["code"]
+        while code in taken or code in seen:
+            code = new_code()
+        if code != values["code"]:
+            for key in ("subject", "body"):
+                values[key] = values[key].replace(values["code"], code)
+            values["code"] = code
+        seen.add(code)
+    conn.execute(insert(MESSAGES), [values for values, _ in pending])
+    ids: dict[str, int] = {}
+    codes = [values["code"] for values, _ in pending]
+    for start in range(0, len(codes), 500):
+        chunk = codes[start : start + 500]
+        ids.update(
+            (code, id_)
+            for id_, code in conn.execute(
+                select(MESSAGES.c.id, MESSAGES.c.code).where(MESSAGES.c.code.in_(chunk))
+            )
+        )
+    conn.execute(
+        _NOTICE_COMPOSED,
+        [
+            {"notice": notice, "message": ids[values["code"]]}
+            for values, notices in pending
+            for notice in notices
+        ],
+    )
+
+
+_MESSAGE_SENT = (
+    update(MESSAGES)
+    .where(
+        MESSAGES.c.id == bindparam("mid"),
+        MESSAGES.c.status == "sending",
+        MESSAGES.c.lease_owner == bindparam("owner"),
+    )
+    .values(
+        status="sent", sent_at=bindparam("at"), provider_ref=bindparam("ref"),
+        transport=bindparam("via"), error=None, lease_owner=None, lease_until=None,
+    )
+)  # fmt: skip
+_NOTICES_SENT = (
+    update(NOTICES).where(NOTICES.c.message_id == bindparam("mid")).values(status="sent")
+)
 
 # -- dispatch -----------------------------------------------------------------------------
 
@@ -436,12 +503,24 @@ class Dispatcher:
                 )
                 .values(lease_owner=None, lease_until=None, **values)
             ).rowcount
-            if done and status in ("sent", "failed"):
+            if done and status == "failed":
                 conn.execute(
                     update(NOTICES)
                     .where(NOTICES.c.message_id == message["id"])
                     .values(status=status)
                 )
+        return bool(done)
+
+    def _sent(self, message: Mapping[str, Any], ref: str, transport: str) -> bool:
+        """The hot path of :meth:`_finish`: two cached statements, one short transaction."""
+        with writer(self.engine).begin() as conn:
+            done = conn.execute(
+                _MESSAGE_SENT,
+                {"mid": message["id"], "owner": self.worker, "at": now(), "ref": ref[:200],
+                 "via": transport},
+            ).rowcount  # fmt: skip
+            if done:
+                conn.execute(_NOTICES_SENT, {"mid": message["id"]})
         return bool(done)
 
     def send(self, message: Mapping[str, Any], result: DispatchResult) -> None:
@@ -476,10 +555,7 @@ class Dispatcher:
             if self._finish(message, status="ready", not_before=retry_at, error=error):
                 result.retried += 1
             return
-        if self._finish(
-            message, status="sent", sent_at=now(), provider_ref=ref[:200],
-            transport=transport.name, error=None,
-        ):  # fmt: skip
+        if self._sent(message, ref, transport.name):
             result.sent += 1
             result.by_channel[channel] += 1
 

@@ -79,12 +79,17 @@ def notices_dispatch(
             disable=fmt == "json",
         ) as progress:
             task = progress.add_task("send", total=_ready(engine) or None, note="")
+            shown = {"done": 0, "total": 0}
 
             def show(r: DispatchResult) -> None:
+                done = r.sent + r.failed
+                if done - shown["done"] >= 100 or not shown["total"]:  # cheap: every 100
+                    shown["total"] = _ready(engine) + done
+                    shown["done"] = done
                 progress.update(
                     task,
-                    completed=r.sent + r.failed,
-                    total=max(_ready(engine) + r.sent + r.failed, r.sent + r.failed),
+                    completed=done,
+                    total=max(shown["total"], done),
                     note=f"retrying {r.retried}" if r.retried else "",
                 )
 

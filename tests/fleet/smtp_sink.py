@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import socket
 import threading
 import time
@@ -20,7 +21,20 @@ from aiosmtpd.controller import Controller
 @dataclass
 class Received:
     envelope_to: list[str]
-    message: Message
+    raw: bytes
+
+    @property
+    def message(self) -> Message:
+        """Parsed on demand (the benchmark only needs the Message-ID)."""
+        return email.message_from_bytes(self.raw, policy=email.policy.default)
+
+    @property
+    def message_id(self) -> str:
+        found = _MESSAGE_ID.search(self.raw.split(b"\r\n\r\n", 1)[0])
+        return found.group(1).decode() if found else ""
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^Message-ID:\s*(<[^>]*>)")
 
 
 @dataclass
@@ -37,14 +51,13 @@ class Sink:
             time.sleep(self.delay_s)  # a slow server: blocks its loop, as a slow MTA would
         if self.reply is not None:
             return self.reply
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.lock:
-            self.received.append(Received(list(envelope.rcpt_tos), parsed))
+            self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
         return "250 OK"
 
     def message_ids(self) -> list[str]:
         with self.lock:
-            return [str(r.message["Message-ID"]) for r in self.received]
+            return [r.message_id for r in self.received]
 
 
 def free_port() -> int:
@@ -64,3 +77,28 @@ def smtp_server(sink: Sink | None = None) -> Iterator[tuple[str, Sink]]:
         yield f"smtp://127.0.0.1:{port}", sink
     finally:
         controller.stop()
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.fleet.smtp_sink PORT OUT``: serve until SIGTERM, then write every
+    received Message-ID (one per line) to OUT. Prints READY when listening."""
+    import signal  # noqa: PLC0415
+
+    port, out = int(argv[0]), argv[1]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    print("READY", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    controller.stop()
+    with open(out, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(sink.message_ids()) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main(sys.argv[1:]))
