@@ -106,9 +106,7 @@ def run() -> list[str]:
         port = free_port()
         server = _server(port, work / "received.txt")
         policy = work / "policy.toml"
-        policy.write_text(
-            '[notices]\nquiet_hours = "00:00-00:00"\ndigest_window = "0m"\n'
-        )
+        policy.write_text('[notices]\nquiet_hours = "00:00-00:00"\ndigest_window = "0m"\n')
         env = dict(os.environ, POSFLEET_POLICY=str(policy))
         started = time.perf_counter()
         done = subprocess.run(
