@@ -44,7 +44,7 @@ from sqlalchemy import (
 
 from fleet import audit
 from fleet.channels import Outgoing, Transport, TransportError
-from fleet.contact import MANDATORY, choose_channel, next_allowed
+from fleet.contact import MANDATORY, choose_channel, in_quiet_hours, next_allowed
 from fleet.db import writer
 from fleet.models import CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES, now
 from fleet.notice_text import NoticeItem, render, template_language
@@ -268,7 +268,20 @@ def _compose_merchant(
             window=timedelta(seconds=policy.window_s),
         )
         if when > at:
-            why = "quiet hours" if sent[(merchant.id, channel)] == [] else "quiet hours/rate limit"
+            why = (
+                " and ".join(
+                    what
+                    for what, applies in (
+                        ("quiet hours", in_quiet_hours(at, merchant.timezone, policy.quiet)),
+                        (
+                            f"at most {policy.max_per_window} {channel} messages per window",
+                            len(sent[(merchant.id, channel)]) >= policy.max_per_window,
+                        ),
+                    )
+                    if applies
+                )
+                or "contact rules"
+            )
             conn.execute(
                 update(NOTICES)
                 .where(NOTICES.c.id.in_([n.id for n in group]))

@@ -172,6 +172,13 @@ def test_the_rate_limit_defers_then_merges(loaded: Engine) -> None:
             conn.execute(select(NOTICES.c.not_before).where(NOTICES.c.status == "queued")).scalars()
         )
     assert waits == {t + timedelta(days=1)}  # when the first message leaves the window
+    with loaded.connect() as conn:
+        notes = set(
+            conn.execute(select(NOTICES.c.note).where(NOTICES.c.status == "queued")).scalars()
+        )
+    assert notes == {
+        f"deferred to {(t + timedelta(days=1)).isoformat()}: at most 2 email messages per window"
+    }
     freed = compose(loaded, policy, at=t + timedelta(days=1))
     assert (freed.messages, freed.notices) == (1, 3)  # one digest, not three messages
 
