@@ -238,15 +238,16 @@ def _compose_merchant(
 ) -> None:
     groups: dict[str | None, list[Any]] = defaultdict(list)
     for n in items:
-        channel = n.channel or choose_channel(
+        forced = n.channel  # a follow-up call task, unless the merchant can't take calls
+        if forced is not None and (forced in (merchant.opt_out or []) or not merchant.phone):
+            forced = None
+        channel = forced or choose_channel(
             [n.kind],
             preferred=merchant.channels or [],
             opted_out=merchant.opt_out or [],
             phone=merchant.phone,
             email=merchant.email,
         )
-        if n.channel == "call" and not merchant.phone:
-            channel = None
         groups[channel].append(n)
     for channel, group in groups.items():
         if channel is None:

@@ -195,7 +195,7 @@ def test_opt_outs_and_complaints_change_the_channel(loaded: Engine) -> None:
     assert messages(loaded)[-1].channel == "email"
     record_contact(loaded, m, "opt_out", ["email", "call"], actor="cc")
     put(loaded, m, "swap_done", "swap:2", at)
-    put(loaded, m, "follow_up", "swap:2", at)
+    put(loaded, m, "follow_up", "swap:2", at, channel="call")  # a call task, but no calls
     result = compose(loaded, OPEN, at=at + timedelta(minutes=1))
     assert result.cancelled == 1  # an optional follow-up to a merchant who opted out of all
     assert messages(loaded)[-1].channel == "call"  # a swap notice still reaches them
