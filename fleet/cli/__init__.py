@@ -19,6 +19,7 @@ from fleet.cli.fees import fees_app, push_command, rollout_app
 from fleet.cli.inventory import catalog_app, merchants_app, terminals_app
 from fleet.cli.notices import notices_app
 from fleet.cli.replace import replacements, sync_command
+from fleet.cli.report import report_app
 from fleet.cli.swaps import swap_app
 from fleet.cli.wire import keys_app, wire_app
 
@@ -67,6 +68,7 @@ app.command("push")(push_command)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(swap_app, name="swap")
 app.add_typer(notices_app, name="notices")
+app.add_typer(report_app, name="report")
 app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(wire_app, name="wire")

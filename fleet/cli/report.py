@@ -1,0 +1,148 @@
+"""`posfleet report fleet|replacements|rollout`: ops reports as table, CSV, JSON or HTML.
+
+The reports are :mod:`fleet.reports`; this module only reads the options, asks for the
+report and writes it where it should go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from fleet.cli.common import (
+    check_format,
+    emit,
+    err_console,
+    fail,
+    handled,
+    option_date,
+    option_days,
+    out,
+    state,
+)
+from fleet.reports import data, render
+from fleet.reports.model import Report
+
+__all__ = ["report_app"]
+
+report_app = typer.Typer(
+    help="Ops reports (fleet, replacements, rollout) as a table, CSV, JSON or one HTML file.",
+    no_args_is_help=True,
+)
+
+FormatOpt = Annotated[
+    str,
+    typer.Option("--format", "-f", help="table, csv (the main section), json (everything) or html"),
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file")]
+AsOfOpt = Annotated[
+    str | None, typer.Option("--as-of", help="Report as of this date, YYYY-MM-DD [today]")
+]
+
+
+def _start(fmt: str, as_of: str | None, out_file: Path | None) -> date:
+    """Check the options every report shares (bad usage exits 2 before any work)."""
+    check_format(fmt, render.FORMATS)
+    day = option_date(as_of, "--as-of") or datetime.now(UTC).date()
+    if out_file is not None and not out_file.parent.is_dir():
+        raise fail(f"--out: directory {out_file.parent} does not exist", 2)
+    return day
+
+
+def _write(report: Report, fmt: str, out_file: Path | None) -> None:
+    try:
+        if fmt == "csv":
+            keys, rows = render.csv_rows(report)
+            emit(rows, keys, "csv", out_file=out_file)
+        elif fmt == "table":
+            if out_file is None:
+                render.table(report, out)
+            else:
+                with out_file.open("w", encoding="utf-8") as fh:
+                    render.table(report, Console(file=fh, width=160, no_color=True))
+        else:
+            text = render.json_text(report) if fmt == "json" else render.html(report)
+            if out_file is None:
+                sys.stdout.write(text)
+            else:
+                out_file.write_text(text, encoding="utf-8")
+    except BrokenPipeError:
+        if out_file is not None:
+            raise fail(f"{out_file}: broken pipe") from None
+        # the reader went away (`| head`): stop quietly, without a traceback at exit
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        raise fail(f"{out_file or 'stdout'}: {exc.strerror or exc}") from None
+    if out_file is not None:
+        err_console.print(
+            f"{report.name} report ({fmt}) written to {out_file}", highlight=False, soft_wrap=True
+        )
+
+
+@report_app.command("fleet")
+def report_fleet(
+    ctx: typer.Context,
+    fmt: FormatOpt = "table",
+    out_file: OutOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Terminals by model and status, by firmware (supported or not), an age histogram."""
+    day = _start(fmt, as_of, out_file)
+    with handled():
+        report = data.fleet(state(ctx).engine(), day)
+    _write(report, fmt, out_file)
+
+
+@report_app.command("replacements")
+def report_replacements(
+    ctx: typer.Context,
+    fmt: FormatOpt = "table",
+    out_file: OutOpt = None,
+    as_of: AsOfOpt = None,
+    horizon: Annotated[
+        str | None, typer.Option(help="Look-ahead, e.g. 180d, 26w, 6m (default: policy)")
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(min=1, help="Table and HTML: the first N terminals (CSV, JSON: all)"),
+    ] = 100,
+) -> None:
+    """Terminals to replace (reasons, priority, replace-by, contact) and the forecast of
+    units and cost per quarter."""
+    day = _start(fmt, as_of, out_file)
+    days = option_days(horizon, "--horizon")
+    st = state(ctx)
+    with handled():
+        policy = st.policy().replacement
+        report = data.replacements(
+            st.engine(), policy, day, days, limit=limit if fmt in ("table", "html") else None
+        )
+    _write(report, fmt, out_file)
+
+
+@report_app.command("rollout")
+def report_rollout(
+    ctx: typer.Context,
+    fmt: FormatOpt = "table",
+    out_file: OutOpt = None,
+    as_of: AsOfOpt = None,
+    rollout: Annotated[
+        list[int] | None,
+        typer.Option("--rollout", "-r", help="Only this rollout (repeat for more)"),
+    ] = None,
+) -> None:
+    """Rollouts created up to --as-of (their jobs as they are now): per-wave progress and
+    failures grouped by last error."""
+    day = _start(fmt, as_of, out_file)
+    with handled():
+        report = data.rollout(state(ctx).engine(), day, tuple(rollout or ()))
+    _write(report, fmt, out_file)
