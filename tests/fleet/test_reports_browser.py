@@ -1,0 +1,268 @@
+"""The HTML reports in a real browser: headless Chromium draws every chart, and the page
+asks for nothing but its own file. On SQLite and PostgreSQL, for the 300-terminal sample
+fleet with a rollout in every state.
+
+Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
+the browser reads commands on fd 3 and writes answers and events on fd 4, one JSON
+message per NUL-terminated chunk), so no WebSocket client and no port are needed.
+
+- **charts**: every ``<figure>`` holds an ``<svg>`` laid out at a non-zero size with its
+  bars and measurable text, and a screenshot of it contains the chart's series colours
+  (bars were painted, not just parsed);
+- **network**: ``Network.requestWillBeSent`` is recorded for the page from before the
+  navigation; the only URL it may ever name is the report's own ``file://`` URL. The
+  browser also runs with ``--host-resolver-rules="MAP * ~NOTFOUND"``, so that nothing it
+  might try (its own update checks included) reaches a network while the test runs.
+
+Chromium is ``chromium`` on PATH (Debian: ``apt-get install chromium``). Without it the
+test is skipped locally and fails under CI (``CI`` set).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from sqlalchemy import Engine
+from sqlalchemy import select as sql_select
+
+from fleet.models import TERMINALS
+from fleet.policy import ReplacementPolicy
+from fleet.reports import data, render
+from fleet.reports.charts import colors
+from fleet.reports.model import Report
+from tests.fleet.test_reports import seed_rollout
+
+AS_OF = "2026-11-01"
+TIMEOUT_S = 30.0
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.environ.get("CI"):
+        pytest.fail("chromium is required under CI (apt-get install chromium) but not on PATH")
+    pytest.skip("chromium not installed (apt-get install chromium); under CI this fails")
+
+
+class Chromium:
+    """Headless Chromium with one page, driven over the DevTools pipe."""
+
+    def __init__(self, binary: str, profile: Path, log: Path) -> None:
+        to_browser = os.pipe()
+        from_browser = os.pipe()
+        mine = (to_browser[1], from_browser[0])
+        theirs = (to_browser[0], from_browser[1])
+
+        def fds_3_and_4() -> None:  # in the child, before exec: the pipe ends on 3 and 4
+            os.dup2(theirs[0], 3)
+            os.dup2(theirs[1], 4)
+
+        args = [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-default-apps",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+            f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ]
+        with log.open("wb") as err:
+            # Python's own descriptors are close-on-exec; only fds 0-4 reach the browser.
+            self.proc = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                close_fds=False,
+                preexec_fn=fds_3_and_4,  # noqa: PLW1509 - dup2 only; no threads here
+            )
+        for fd in theirs:
+            os.close(fd)
+        self.send_fd, self.recv_fd = mine
+        self.buffer = b""
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        self.session = self.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
+        self.call("Network.enable", session=True)
+        self.call("Page.enable", session=True)
+
+    def _read(self, until: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        deadline = time.monotonic() + TIMEOUT_S
+        while True:
+            while b"\0" in self.buffer:
+                raw, self.buffer = self.buffer.split(b"\0", 1)
+                message = json.loads(raw)
+                self.events.append(message)
+                if until(message):
+                    return message
+            ready, _, _ = select.select([self.recv_fd], [], [], deadline - time.monotonic())
+            if not ready:
+                raise TimeoutError("chromium did not answer in time")
+            chunk = os.read(self.recv_fd, 1 << 20)
+            if not chunk:
+                raise EOFError("chromium closed the DevTools pipe")
+            self.buffer += chunk
+
+    def call(self, method: str, params: dict[str, Any] | None = None, session: bool = False) -> Any:
+        self.next_id += 1
+        ident = self.next_id
+        message: dict[str, Any] = {"id": ident, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self.send_fd, json.dumps(message).encode() + b"\0")
+        answer = self._read(lambda m: m.get("id") == ident)
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    def load(self, url: str) -> None:
+        """Open ``url`` and wait for its load event (the events seen so far are dropped)."""
+        self.events.clear()
+        self.call("Page.navigate", {"url": url}, session=True)
+        self._read(
+            lambda m: (
+                m.get("method") == "Page.loadEventFired" and m.get("sessionId") == self.session
+            )
+        )
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=True
+        )
+        return result["result"]["value"]
+
+    def screenshot(self, box: dict[str, float]) -> Image.Image:
+        clip = {k: box[k] for k in ("x", "y", "width", "height")} | {"scale": 1}
+        shot = self.call(
+            "Page.captureScreenshot",
+            {"format": "png", "clip": clip, "captureBeyondViewport": True},
+            session=True,
+        )
+        return Image.open(io.BytesIO(base64.b64decode(shot["data"]))).convert("RGB")
+
+    def requested(self) -> list[str]:
+        """Every URL the page asked for (documents, subresources, fonts, everything)."""
+        return [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent" and e.get("sessionId") == self.session
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(EOFError, OSError, TimeoutError):
+            self.call("Browser.close")
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self.send_fd)
+        os.close(self.recv_fd)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Chromium]:
+    binary = chromium_path()
+    log = tmp_path / "chromium.log"
+    chrome = Chromium(binary, tmp_path / "profile", log)
+    try:
+        yield chrome
+    finally:
+        chrome.close()
+
+
+# Per chart: its key, its size on the page, the bars drawn (matplotlib's patches, less the
+# figure's and axes' backgrounds), and the narrowest of its laid-out texts.
+CHARTS_JS = """
+JSON.stringify([...document.querySelectorAll('figure[data-chart]')].map(f => {
+  const svg = f.querySelector(':scope > svg');
+  const box = svg ? svg.getBoundingClientRect() : {x: 0, y: 0, width: 0, height: 0};
+  const texts = svg ? [...svg.querySelectorAll('text')].map(t => t.getComputedTextLength()) : [];
+  return {
+    key: f.dataset.chart,
+    box: {x: box.x + scrollX, y: box.y + scrollY, width: box.width, height: box.height},
+    patches: svg ? svg.querySelectorAll('g[id*="-patch_"] > path').length : 0,
+    texts: texts.length,
+    narrowest: texts.length ? Math.min(...texts) : 0,
+  };
+}))
+"""
+
+
+def _hex(color: str) -> tuple[int, int, int]:
+    return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
+
+
+def _reports(engine: Engine, tmp_path: Path) -> dict[str, Report]:
+    with engine.connect() as conn:
+        live = conn.scalars(
+            sql_select(TERMINALS.c.serial)
+            .where(TERMINALS.c.status == "deployed", TERMINALS.c.merchant_id.is_not(None))
+            .order_by(TERMINALS.c.serial)
+            .limit(40)
+        ).all()
+    seed_rollout(engine, live, tmp_path)
+    day = date.fromisoformat(AS_OF)
+    return {
+        "fleet": data.fleet(engine, day),
+        "replacements": data.replacements(engine, ReplacementPolicy(), day, limit=50),
+        "rollout": data.rollout(engine, day),
+    }
+
+
+def test_reports_render_in_chromium_without_network(
+    loaded: Engine, browser: Chromium, tmp_path: Path
+) -> None:
+    reports = _reports(loaded, tmp_path)
+    assert [len(r.charts) for r in reports.values()] == [2, 2, 1]
+    for name, report in reports.items():
+        page = tmp_path / f"{name}.html"
+        page.write_text(render.html(report), encoding="utf-8")
+        url = page.as_uri()
+        browser.load(url)
+
+        charts = json.loads(browser.evaluate(CHARTS_JS))
+        assert [c["key"] for c in charts] == [c.key for c in report.charts], name
+        for drawn, chart in zip(charts, report.charts, strict=True):
+            where = f"{name}/{chart.key}"
+            assert drawn["box"]["width"] > 300 and drawn["box"]["height"] > 100, (where, drawn)
+            bars = sum(1 for s in chart.series for v in s.values if v)
+            assert drawn["patches"] >= bars > 0, (where, drawn)
+            assert drawn["texts"] > 5 and drawn["narrowest"] > 0, (where, drawn)
+            # painted: the screenshot of the chart shows every series' colour
+            image = browser.screenshot(drawn["box"])
+            seen = {rgb for _, rgb in image.getcolors(maxcolors=1 << 20) or []}
+            assert len(seen) > 10, (where, "blank chart")
+            for series, color in zip(chart.series, colors(chart), strict=True):
+                if any(series.values):
+                    assert _hex(color) in seen, (where, series.name, color)
+
+        title = browser.evaluate("document.title")
+        assert title == report.title
+        assert browser.requested() and set(browser.requested()) == {url}, browser.requested()
