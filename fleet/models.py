@@ -406,7 +406,8 @@ class Swap(SQLModel, table=True):
     done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     follow_up_on: date | None = None
     provision: str | None = Field(default=None, max_length=500)
-    """After ``--port``: ``ok: table 7, test fee 0.60`` or what failed."""
+    """After ``--port``: ``ok: synced; table 7 committed, verified (test fee 60)`` or what
+    failed."""
 
 
 class Rollout(SQLModel, table=True):

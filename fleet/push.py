@@ -61,6 +61,16 @@ class PushOutcome:
     active_version: int
     pending_version: int
 
+    def describe(self) -> str:
+        """What happened, in a few words (progress notes, swap provisioning)."""
+        if self.outcome == "already":
+            text = f"already at v{self.version}"
+        elif self.test_fee is not None:
+            text = f"committed, verified (test fee {self.test_fee})"
+        else:
+            text = "committed, pending; verified (no active table: test sale 57)"
+        return text + (f", resumed at block {self.resumed_from}" if self.resumed_from else "")
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "serial": self.serial,

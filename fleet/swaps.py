@@ -358,7 +358,7 @@ def provision(
                 engine, target, master_key=master_key, policy=policy.fees, actor=actor,
                 progress=progress,
             )  # fmt: skip
-            outcome = f"ok: table {pushed.version} {pushed.outcome}, test fee {pushed.test_fee}"
+            outcome = f"ok: synced; table {pushed.version} {pushed.describe()}"
     except (SyncError, PushFailedError, NotFoundError) as exc:
         _set_provision(engine, result.id, f"failed: {exc}"[:500])
         raise

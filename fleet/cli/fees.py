@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -474,16 +473,7 @@ def push_command(
                             worker="cli",
                         )
                         results.append(done.as_dict())
-                        note = (
-                            f"already at v{table}"
-                            if done.outcome == "already"
-                            else (
-                                f"committed, verified (test fee {done.test_fee})"
-                                if done.test_fee is not None
-                                else "committed, pending; verified (no active table: test sale 57)"
-                            )
-                            + (f", resumed at {done.resumed_from}" if done.resumed_from else "")
-                        )
+                        note = done.describe()
                         progress.update(task, note=note)
                         error = None
                         break
@@ -609,8 +599,15 @@ def rollout_run(
                         progress.console.print(f"[red]failed[/] {serial}: {data['error']}")
                     else:
                         counts["retry"] += 1
-                elif kind in ("wave", "halted", "done"):
-                    progress.console.print(f"rollout {rollout_id}: {kind} {data}")
+                elif kind == "wave":
+                    progress.console.print(f"rollout {rollout_id}: wave {data['wave']} opened")
+                elif kind == "halted":
+                    progress.console.print(
+                        f"[red]rollout {rollout_id}: halted[/], {data['failed']} of "
+                        f"{data['of']} terminals failed"
+                    )
+                elif kind == "done":
+                    progress.console.print(f"rollout {rollout_id}: every wave done")
 
         worker = Worker(
             engine,
@@ -627,7 +624,7 @@ def rollout_run(
         if quiet:
             final = worker.run(rollout_id, workers)
         else:
-            with Live(progress, console=err_console, refresh_per_second=8, transient=False):
+            with progress:
                 final = worker.run(rollout_id, workers)
     out.print(
         f"rollout {rollout_id}: {final}; this worker: {counts['done']} done, "
