@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -224,7 +225,21 @@ def notices_list(
         "id", "kind", "merchant_id", "ref", "status", "created_at", "not_before", "channel",
         "to", "code", "sent_at", "segments", "cost", "attempts", "note", "error",
     ]  # fmt: skip
+    if fmt == "table":  # what fits on a screen; CSV and JSON have every column
+        for row in rows:
+            row["sent"] = _minute(row["sent_at"]) or (
+                f"not before {_minute(row['not_before'])}" if row["not_before"] else ""
+            )
+            row["why"] = row["error"] or row["note"] or ""
+        columns = [
+            "id", "kind", "merchant_id", "status", "channel", "to", "code", "sent",
+            "segments", "cost", "why",
+        ]  # fmt: skip
     emit(rows, columns, fmt, title="Notices")
+
+
+def _minute(at: datetime | None) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if at else ""
 
 
 def _contact(ctx: typer.Context, merchant: str, kind: str, channels: list[str], note: str) -> None:
