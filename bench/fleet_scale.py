@@ -11,6 +11,11 @@ Beside the figures, two references from the same run: the *floor*, a plain ``sql
 ``executemany`` of the same CSV rows into an equivalent table (same columns and
 indexes, no validation, one transaction), and the flagging *query alone* (the same SQL
 statement executed on the raw connection, rows fetched as tuples).
+
+The ops reports (issue 7) run over the same million terminals: ``report fleet`` as HTML
+beside its floor (the same ``GROUP BY`` on a raw ``sqlite3`` connection), and ``report
+replacements`` as CSV (every flagged terminal) and as HTML (the first 100 and the
+charts) beside flagging alone.
 """
 
 from __future__ import annotations
@@ -179,12 +184,69 @@ def step_floor(db_path: str, sample: str) -> dict[str, Any]:
     return {"floor_s": seconds, "rows": rows}
 
 
+def step_report_fleet(db_path: str, sample: str) -> dict[str, Any]:
+    """``posfleet report fleet --format html``: the queries, the builder, the charts."""
+    from fleet.reports import data, render  # noqa: PLC0415
+
+    engine = _engine(db_path)
+    t0 = time.perf_counter()
+    report = data.fleet(engine, AS_OF)
+    t1 = time.perf_counter()
+    page = render.html(report)
+    t2 = time.perf_counter()
+    engine.dispose()
+    return {"query_s": t1 - t0, "html_s": t2 - t1, "total_s": t2 - t0, "bytes": len(page)}
+
+
+def step_fleet_floor(db_path: str, sample: str) -> dict[str, Any]:
+    """The fleet report's floor: its two GROUP BYs on a raw ``sqlite3`` connection."""
+    conn = sqlite3.connect(db_path)
+    t0 = time.perf_counter()
+    groups = conn.execute(
+        "SELECT model, firmware, status, count(*) FROM terminal GROUP BY model, firmware, status"
+    ).fetchall()
+    days = conn.execute(
+        "SELECT manufactured_on, count(*) FROM terminal "
+        "WHERE status IN ('in_stock', 'deployed', 'faulty') GROUP BY manufactured_on"
+    ).fetchall()
+    seconds = time.perf_counter() - t0
+    conn.close()
+    return {"floor_s": seconds, "groups": len(groups), "days": len(days)}
+
+
+def step_report_replacements(db_path: str, sample: str) -> dict[str, Any]:
+    """``posfleet report replacements``: CSV of every flagged terminal, then HTML (first
+    100 rows and the charts), each from a fresh query."""
+    from fleet.reports import data, render  # noqa: PLC0415
+
+    engine = _engine(db_path)
+    policy = ReplacementPolicy()
+    t0 = time.perf_counter()
+    report = data.replacements(engine, policy, AS_OF)
+    keys, rows = render.csv_rows(report)
+    with open(os.devnull, "w", encoding="utf-8", newline="") as sink:
+        writer = csv.DictWriter(sink, keys, lineterminator="\n")
+        writer.writeheader()
+        written = 0
+        for row in rows:
+            writer.writerow(row)
+            written += 1
+    t1 = time.perf_counter()
+    page = render.html(data.replacements(engine, policy, AS_OF, limit=100))
+    t2 = time.perf_counter()
+    engine.dispose()
+    return {"csv_s": t1 - t0, "rows": written, "html_s": t2 - t1, "bytes": len(page)}
+
+
 STEPS = {
     "import": step_import,
     "reimport": step_reimport,
     "flag": step_flag,
     "flag_sql": step_flag_sql,
     "floor": step_floor,
+    "report_fleet": step_report_fleet,
+    "fleet_floor": step_fleet_floor,
+    "report_replacements": step_report_replacements,
 }
 
 
@@ -221,7 +283,8 @@ def measure(tmp: Path, terminals: int = TERMINALS, merchants: int = MERCHANTS) -
     """Every step, in order, each in its own child: step → figures."""
     db_path, sample, generated = prepare(tmp, terminals, merchants)
     out: dict[str, Any] = {"generate": {"s": generated}, "terminals": terminals}
-    for step in ("import", "flag", "flag_sql", "reimport", "floor"):
+    steps = ("import", "flag", "flag_sql", "report_fleet", "fleet_floor", "report_replacements")
+    for step in (*steps, "reimport", "floor"):
         out[step] = child(step, db_path, sample)
     out["db_mib"] = Path(db_path).stat().st_size / 2**20
     return out
@@ -265,6 +328,21 @@ def report(m: dict[str, Any]) -> list[str]:
         f"{_vs(again['peak_mib'], mem, 'MiB')}",
         f"  peak RSS, flagging process: {fl['peak_mib']:.0f} MiB {_vs(fl['peak_mib'], mem, 'MiB')}",
         f"  database file {m['db_mib']:.0f} MiB; all three targets: {verdict}",
+        *_report_lines(m),
+    ]
+
+
+def _report_lines(m: dict[str, Any]) -> list[str]:
+    rf, ff, rr, fl = m["report_fleet"], m["fleet_floor"], m["report_replacements"], m["flag"]
+    return [
+        f"  report fleet (HTML, {rf['bytes'] / 1024:.0f} KiB): {rf['total_s']:.2f} s = queries "
+        f"{rf['query_s']:.2f} s + page and charts {rf['html_s']:.2f} s; the GROUP BYs on raw "
+        f"sqlite3 {ff['floor_s']:.2f} s: queries {rf['query_s'] / ff['floor_s']:.2f}x the floor; "
+        f"peak RSS {rf['peak_mib']:.0f} MiB",
+        f"  report replacements, CSV of all {rr['rows']:,}: {rr['csv_s']:.1f} s = "
+        f"{rr['csv_s'] / fl['flag_s']:.2f}x flagging alone; HTML (first 100, "
+        f"{rr['bytes'] / 1024:.0f} KiB): {rr['html_s']:.1f} s; peak RSS {rr['peak_mib']:.0f} MiB "
+        f"{_vs(rr['peak_mib'], TARGETS['memory'], 'MiB')}",
     ]
 
 

@@ -15,6 +15,9 @@ def test_fleet_scale_path_small(tmp_path: Path) -> None:
     assert m["flag"]["units"] == m["flag"]["flagged"]
     assert m["flag_sql"]["rows"] == m["flag"]["flagged"]
     assert m["floor"]["rows"] == 3_000
+    assert m["report_replacements"]["rows"] == m["flag"]["flagged"]  # the CSV has them all
+    assert m["report_fleet"]["bytes"] > 0 and m["fleet_floor"]["groups"] > 0
     lines = fleet_scale.report(m)
+    assert any(line.startswith("  report replacements, CSV of all") for line in lines)
     assert lines[0].startswith("## fleet at scale: 3,000 terminals")
     assert all(m[step]["peak_mib"] > 0 for step in ("import", "flag", "reimport"))
