@@ -46,6 +46,7 @@ from fleet import audit
 from fleet.channels import Outgoing, Transport, TransportError
 from fleet.contact import MANDATORY, choose_channel, in_quiet_hours, next_allowed
 from fleet.db import writer
+from fleet.masking import mask_address
 from fleet.models import CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES, now
 from fleet.notice_text import NoticeItem, render, template_language
 from fleet.policy import NoticePolicy
@@ -93,20 +94,6 @@ def normalise_code(text: str) -> str:
     """
     raw = "".join(c for c in text.upper() if c.isalnum()).translate(_READ_AS)
     return f"{raw[:5]}-{raw[5:]}" if len(raw) == 10 else raw
-
-
-def mask_address(address: str) -> str:
-    """A phone or email as reports and the call centre show it.
-
-    >>> mask_address("+8613812345678"), mask_address("ana.li@example.com")
-    ('+86138****5678', 'a***@example.com')
-    """
-    if "@" in address:
-        user, _, domain = address.partition("@")
-        return f"{user[:1]}***@{domain}"
-    if len(address) <= 8:
-        return address[:2] + "*" * max(0, len(address) - 2)
-    return address[:6] + "****" + address[-4:]
 
 
 def queue(

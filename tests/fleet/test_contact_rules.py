@@ -169,8 +169,9 @@ def test_codes_are_random_unique_and_readable() -> None:
 
 
 def test_addresses_are_masked() -> None:
-    assert mask_address("+8613812345678") == "+86138****5678"
+    assert mask_address("+8613812345678") == "+86 138****5678"
     assert "12345" not in mask_address("+8613812345678")
+    assert mask_address("+6591234567") == "+65 ****4567"
     assert mask_address("someone@example.com") == "s***@example.com"
 
 

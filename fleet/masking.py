@@ -1,8 +1,11 @@
-"""Phone numbers as reports show them: the country code, the first digits of the number,
-``****``, and its last four digits. Pure: no I/O.
+"""Phone numbers and email addresses as people other than their owner see them: in the
+reports, in ``notices list`` and ``notices verify``. Pure: no I/O.
 
-Reports never show a whole phone number; free text (an error a terminal or a gateway
-sent) goes through :func:`mask_phones` in case it quotes one.
+A phone number keeps its country code, the first digits of the number, ``****``, and
+its last four digits; an email keeps the first character of its local part and its
+domain. Nothing here ever shows a whole number: free text from outside (an error a
+terminal or a gateway sent) goes through :func:`mask_phones` in case it quotes one, or
+through :func:`redact_addresses`, which leaves no trace of a phone number or an email.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import re
 
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
-__all__ = ["mask_phone", "mask_phones"]
+__all__ = ["mask_address", "mask_phone", "mask_phones", "redact_addresses"]
 
 _HIDDEN = "****"
 _MIN_HIDDEN = 4
@@ -19,6 +22,7 @@ _MIN_HIDDEN = 4
 _E164_MAX = 16
 """``+`` and at most 15 digits."""
 _E164_IN_TEXT = re.compile(r"(?<![\w+])\+[1-9]\d{6,14}(?!\d)")
+_EMAIL_IN_TEXT = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def mask_phone(e164: str) -> str:
@@ -62,6 +66,19 @@ def _country_code(e164: str) -> str | None:
     return None
 
 
+def mask_address(address: str) -> str:
+    """Where a message goes, masked: an email keeps the first character of its local part
+    and its domain; anything else is a phone number (:func:`mask_phone`).
+
+    >>> mask_address("+8613812345678"), mask_address("ana.li@example.com")
+    ('+86 138****5678', 'a***@example.com')
+    """
+    if "@" in address:
+        user, _, domain = address.partition("@")
+        return f"{user[:1]}***@{domain}"
+    return mask_phone(address)
+
+
 def mask_phones(text: str) -> str:
     """Every E.164 number in free text, masked.
 
@@ -71,3 +88,16 @@ def mask_phones(text: str) -> str:
     'ConnectionRefusedError: [Errno 111] Connection refused'
     """
     return _E164_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def redact_addresses(text: str) -> str:
+    """Every E.164 number and email address in free text replaced by ``[phone]`` or
+    ``[email]``: errors that differ only in the recipient they quote (an SMTP server's
+    answer, a gateway's refusal) read the same, and group as one.
+
+    >>> redact_addresses("550 5.1.1 <ana.li@example.com>: no such user")
+    '550 5.1.1 <[email]>: no such user'
+    >>> redact_addresses("gateway rejected +4915112345678 (+86 138****5678 too)")
+    'gateway rejected [phone] (+86 138****5678 too)'
+    """
+    return _EMAIL_IN_TEXT.sub("[email]", _E164_IN_TEXT.sub("[phone]", text))
