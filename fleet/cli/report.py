@@ -1,4 +1,5 @@
-"""`posfleet report fleet|replacements|rollout`: ops reports as table, CSV, JSON or HTML.
+"""`posfleet report fleet|replacements|rollout|notices`: ops reports as table, CSV, JSON or
+HTML.
 
 The reports are :mod:`fleet.reports`; this module only reads the options, asks for the
 report and writes it where it should go.
@@ -27,13 +28,17 @@ from fleet.cli.common import (
     out,
     state,
 )
+from fleet.notice_text import KINDS
 from fleet.reports import data, render
+from fleet.reports.build import NoticeFilter
 from fleet.reports.model import Report
+from fleet.values import CHANNELS
 
 __all__ = ["report_app"]
 
 report_app = typer.Typer(
-    help="Ops reports (fleet, replacements, rollout) as a table, CSV, JSON or one HTML file.",
+    help="Ops reports (fleet, replacements, rollout, notices) as a table, CSV, JSON or one "
+    "HTML file.",
     no_args_is_help=True,
 )
 
@@ -43,7 +48,7 @@ FormatOpt = Annotated[
 ]
 OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file")]
 AsOfOpt = Annotated[
-    str | None, typer.Option("--as-of", help="Report as of this date, YYYY-MM-DD [today]")
+    str | None, typer.Option("--as-of", help="Report as of this date, YYYY-MM-DD (default: today)")
 ]
 
 
@@ -145,4 +150,55 @@ def report_rollout(
     day = _start(fmt, as_of, out_file)
     with handled():
         report = data.rollout(state(ctx).engine(), day, tuple(rollout or ()))
+    _write(report, fmt, out_file)
+
+
+def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(values or ()))
+    bad = [v for v in chosen if v not in allowed]
+    if bad:
+        raise fail(f"{name} must be one of {', '.join(allowed)}, not {bad[0]!r}", 2)
+    return chosen
+
+
+@report_app.command("notices")
+def report_notices(
+    ctx: typer.Context,
+    fmt: FormatOpt = "table",
+    out_file: OutOpt = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of", help="Notices created up to the end of this day, UTC (default: today)"
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Only notices created from this day (UTC), YYYY-MM-DD"),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option("--kind", "-k", help=f"Only this kind ({', '.join(KINDS)}; repeat for more)"),
+    ] = None,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel", "-c", help=f"Only this channel ({', '.join(CHANNELS)}; repeat for more)"
+        ),
+    ] = None,
+) -> None:
+    """Notices by kind, channel and status and per day; their messages by channel, status
+    and language with SMS segments and cost; failures by error (phone numbers masked)."""
+    day = _start(fmt, as_of, out_file)
+    first = option_date(since, "--since")
+    if first is not None and first > day:
+        raise fail(f"--since {first.isoformat()} is after --as-of {day.isoformat()}", 2)
+    where = NoticeFilter(
+        day,
+        first,
+        _choices(kind, KINDS, "--kind"),
+        _choices(channel, CHANNELS, "--channel"),
+    )
+    with handled():
+        report = data.notices(state(ctx).engine(), where)
     _write(report, fmt, out_file)

@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from fleet.fees import Group
+from fleet.masking import mask_address, mask_phone, mask_phones, redact_addresses
+from fleet.notice_text import KINDS
 from fleet.policy import ReplacementPolicy
 from fleet.replacements import REASONS, Forecast, Replacement, format_money, quarter
-from fleet.reports.mask import mask_phone, mask_phones
 from fleet.reports.model import (
     Chart,
     Column,
@@ -28,16 +29,25 @@ from fleet.reports.model import (
     columns,
     series,
 )
+from fleet.values import CHANNELS
 
 __all__ = [
     "FLEET_STATUSES",
     "IN_FLEET",
     "JOB_STATUSES",
+    "MESSAGE_STATUSES",
+    "NOTICE_STATUSES",
+    "NoticeAggregates",
+    "NoticeFilter",
     "ReplacementTally",
     "RolloutRow",
     "age_histogram",
     "age_years",
     "fleet_report",
+    "notices_report",
+    "period",
+    "period_unit",
+    "periods",
     "replacements_report",
     "rollout_report",
 ]
@@ -63,6 +73,16 @@ JOB_COLORS = {
     "cancelled": "#868e96",
 }
 PRIORITY_COLORS = {"P1": "#c92a2a", "P2": "#f08c00", "P3": "#4c6ef5"}
+NOTICE_STATUSES = ("queued", "composed", "sent", "failed", "cancelled")
+MESSAGE_STATUSES = ("ready", "sending", "sent", "failed")
+NOTICE_COLORS = {
+    "queued": "#f08c00",
+    "composed": "#4c6ef5",
+    "sent": "#2f9e44",
+    "failed": "#c92a2a",
+    "cancelled": "#868e96",
+}
+MESSAGE_COLORS = {"ready": "#f08c00", "sending": "#4c6ef5", "sent": "#2f9e44", "failed": "#c92a2a"}
 MAX_ROLLOUT_CHARTS = 12
 
 
@@ -655,4 +675,494 @@ def rollout_report(
         ),
         main="waves",
         charts=tuple(shown),
+    )
+
+
+# -- notices -------------------------------------------------------------------------------
+
+PeriodUnit = Literal["day", "week", "month"]
+
+
+def period_unit(first: date, last: date) -> PeriodUnit:
+    """How a chart over time buckets the days from ``first`` to ``last``: per day for up
+    to 62 days, per ISO week for up to two years, per month beyond.
+
+    >>> period_unit(date(2026, 10, 1), date(2026, 12, 1))
+    'day'
+    >>> period_unit(date(2026, 1, 1), date(2026, 12, 31))
+    'week'
+    >>> period_unit(date(2020, 1, 1), date(2026, 1, 1))
+    'month'
+    """
+    span = (last - first).days
+    if span <= 62:
+        return "day"
+    return "week" if span <= 731 else "month"
+
+
+def period(day: date, unit: PeriodUnit) -> str:
+    """The label of the period holding ``day``: ISO date, ISO week, or year and month.
+
+    >>> [period(date(2027, 1, 1), u) for u in ("day", "week", "month")]
+    ['2027-01-01', '2026-W53', '2027-01']
+    """
+    if unit == "day":
+        return day.isoformat()
+    if unit == "week":
+        year, week, _ = day.isocalendar()
+        return f"{year}-W{week:02d}"
+    return f"{day.year}-{day.month:02d}"
+
+
+def periods(first: date, last: date, unit: PeriodUnit) -> list[str]:
+    """Every period from the one of ``first`` to the one of ``last``, empty ones included.
+
+    >>> periods(date(2026, 12, 30), date(2027, 1, 11), "week")
+    ['2026-W53', '2027-W01', '2027-W02']
+    """
+    found: list[str] = []
+    day = first
+    while day <= last:
+        label = period(day, unit)
+        if not found or found[-1] != label:
+            found.append(label)
+        day += timedelta(days=1)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeFilter:
+    """Which notices a report counts: created up to the end of ``as_of`` (UTC), from the
+    start of ``since`` if given, of these kinds and on these channels (all when empty)."""
+
+    as_of: date
+    since: date | None = None
+    kinds: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+
+    @property
+    def start(self) -> datetime | None:
+        return None if self.since is None else datetime.combine(self.since, time(), tzinfo=UTC)
+
+    @property
+    def until(self) -> datetime:
+        return datetime.combine(self.as_of + timedelta(days=1), time(), tzinfo=UTC)
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "created_from": self.since.isoformat() if self.since else None,
+            "created_up_to": self.as_of.isoformat(),
+            "kinds": list(self.kinds),
+            "channels": list(self.channels),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeAggregates:
+    """What :func:`fleet.reports.data.notices` reads, every row one group."""
+
+    by_kind: Sequence[tuple[str, str | None, str, int, datetime, datetime]] = ()
+    """(kind, channel or none, notice status, notices, first and last created)."""
+    per_day: Sequence[tuple[date, str, int]] = ()
+    """(UTC day the notice was created, notice status, notices)."""
+    held: tuple[int, datetime | None] = (0, None)
+    """Queued notices with a not-before instant (deferred, or a follow-up), and the first."""
+    messages: Sequence[tuple[str, str, str, str | None, int, int, int | None, int | None]] = ()
+    """(channel, message status, language, cost currency, messages, attempts, segments,
+    cost in minor units); segments and cost are none but for SMS."""
+    sms_per_day: Sequence[tuple[date, str, str | None, int, int, int]] = ()
+    """(UTC day the SMS was composed, message status, currency, SMS, segments, cost)."""
+    message_errors: Sequence[tuple[str, str, int, int, str]] = ()
+    """(channel, last error, messages failed, messages waiting to retry, an example code)."""
+    notice_failures: Sequence[tuple[str | None, int, str]] = ()
+    """(note, notices failed without a message, an example merchant)."""
+    examples: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    """Example code → (merchant, address) of its message."""
+
+
+def _rank(value: str | None, known: Sequence[str]) -> tuple[int, str]:
+    """Known values in their order, then the others by name, then none."""
+    if value is None:
+        return (len(known) + 1, "")
+    return (known.index(value), "") if value in known else (len(known), value)
+
+
+def _money_text(amounts: Mapping[str, int]) -> str:
+    return "; ".join(f"{format_money(v, c)} {c}" for c, v in sorted(amounts.items())) or "none"
+
+
+def _money_list(amounts: Mapping[str, int]) -> list[dict[str, Any]]:
+    return [{"currency": c, "cost_minor": v} for c, v in sorted(amounts.items())]
+
+
+def _instant(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _notice_failures(agg: NoticeAggregates) -> list[dict[str, Any]]:
+    """Message errors and notes of notices that failed without a message, with the
+    addresses they quote redacted (:func:`~fleet.masking.redact_addresses`), grouped
+    again: errors that differ only in the recipient they name become one. The example
+    message's own address is shown masked."""
+    grouped: dict[tuple[str, str | None, str], list[Any]] = {}
+
+    def add(key: tuple[str, str | None, str], failed: int, retrying: int, example: str) -> None:
+        found = grouped.get(key)
+        if found is None:
+            grouped[key] = [failed, retrying, example]
+        else:
+            found[0] += failed
+            found[1] += retrying
+            found[2] = min(found[2], example)
+
+    for channel, error, failed, retrying, code in agg.message_errors:
+        add(("message", channel, redact_addresses(error)), failed, retrying, code)
+    for note, failed, merchant_id in agg.notice_failures:
+        add(("notice", None, redact_addresses(note or "(no note)")), failed, 0, merchant_id)
+    rows: list[dict[str, Any]] = []
+    for (source, on, text), (n_failed, n_retrying, example) in grouped.items():
+        merchant: str | None = example
+        address: str | None = None
+        if source == "message":
+            merchant, address = agg.examples.get(example, (None, None))
+        rows.append(
+            {
+                "source": source,
+                "channel": on,
+                "error": text,
+                "failed": n_failed,
+                "retrying": n_retrying,
+                "example": example if source == "message" else None,
+                "merchant": merchant,
+                "to": mask_address(address) if address else None,
+            }
+        )
+    rows.sort(
+        key=lambda r: (
+            -(r["failed"] + r["retrying"]),
+            r["source"],
+            _rank(r["channel"], CHANNELS),
+            r["error"],
+        )
+    )
+    return rows
+
+
+def notices_report(agg: NoticeAggregates, where: NoticeFilter) -> Report:
+    """The notices chosen by ``where`` by kind, channel and status, per day; the messages
+    carrying them by channel, status and language with SMS segments and cost; failures
+    by (masked) error. States are the current ones."""
+    kinds = where.kinds or KINDS
+    channels = where.channels or CHANNELS
+    by_status: Counter[str] = Counter()
+    by_kind: Counter[str] = Counter()
+    per_kind: dict[str, Counter[str]] = {}
+    kind_rows: list[dict[str, Any]] = []
+    for kind, channel, status, n, first, last in sorted(
+        agg.by_kind,
+        key=lambda r: (_rank(r[0], KINDS), _rank(r[1], CHANNELS), _rank(r[2], NOTICE_STATUSES)),
+    ):
+        kind_rows.append(
+            {
+                "kind": kind,
+                "channel": channel,
+                "status": status,
+                "notices": n,
+                "first_created": first,
+                "last_created": last,
+            }
+        )
+        by_status[status] += n
+        by_kind[kind] += n
+        per_kind.setdefault(kind, Counter())[status] += n
+
+    days: dict[date, Counter[str]] = {}
+    for day, status, n in agg.per_day:
+        days.setdefault(day, Counter())[status] += n
+    day_rows: list[dict[str, Any]] = [
+        {"day": day, "notices": sum(c.values()), **{s: c[s] for s in NOTICE_STATUSES}}
+        for day, c in sorted(days.items())
+    ]
+
+    message_rows: list[dict[str, Any]] = []
+    per_channel: dict[str, Counter[str]] = {}
+    by_message_status: Counter[str] = Counter()
+    sms = sms_segments = 0
+    sms_cost: Counter[str] = Counter()
+    sent_cost: Counter[str] = Counter()
+    for channel, status, language, currency, n, attempts, segments, cost in sorted(
+        agg.messages,
+        key=lambda r: (_rank(r[0], CHANNELS), _rank(r[1], MESSAGE_STATUSES), r[2], r[3] or ""),
+    ):
+        message_rows.append(
+            {
+                "channel": channel,
+                "status": status,
+                "language": language,
+                "messages": n,
+                "attempts": attempts,
+                "segments": segments,
+                "cost_minor": cost,
+                "currency": currency,
+            }
+        )
+        per_channel.setdefault(channel, Counter())[status] += n
+        by_message_status[status] += n
+        if channel == "sms":
+            sms += n
+            sms_segments += segments or 0
+            if currency and cost is not None:
+                sms_cost[currency] += cost
+                if status == "sent":
+                    sent_cost[currency] += cost
+
+    sms_rows: list[dict[str, Any]] = []
+    sms_days: dict[date, Counter[str]] = {}
+    for day, status, currency, n, segments, cost in sorted(
+        agg.sms_per_day, key=lambda r: (r[0], _rank(r[1], MESSAGE_STATUSES), r[2] or "")
+    ):
+        sms_rows.append(
+            {
+                "day": day,
+                "status": status,
+                "messages": n,
+                "segments": segments,
+                "cost_minor": cost,
+                "currency": currency,
+            }
+        )
+        sms_days.setdefault(day, Counter())[status] += segments
+
+    failure_rows = _notice_failures(agg)
+    total = sum(by_status.values())
+    statuses = {s: by_status[s] for s in NOTICE_STATUSES}
+    kind_counts = {k: by_kind[k] for k in kinds}
+    held, next_due = agg.held
+    messages = sum(by_message_status.values())
+    channel_counts = {c: sum(per_channel.get(c, Counter()).values()) for c in channels}
+    message_statuses = {s: by_message_status[s] for s in MESSAGE_STATUSES}
+    waiting = by_message_status["ready"] + by_message_status["sending"]
+    retrying = sum(r["retrying"] for r in failure_rows)
+    summary = (
+        Fact("notices", "notices", total, f"{total:,}"),
+        Fact("by_status", "notices by status", statuses, _counts_text(statuses)),
+        Fact("by_kind", "notices by kind", kind_counts, _counts_text(kind_counts)),
+        Fact(
+            "held",
+            "queued, held to a later time",
+            {"notices": held, "next_due": next_due},
+            f"{held:,}" + (f", the first due {_instant(next_due)}" if next_due else ""),
+        ),
+        Fact("messages", "messages", messages, f"{messages:,}"),
+        Fact(
+            "messages_by_channel",
+            "messages by channel",
+            channel_counts,
+            _counts_text(channel_counts),
+        ),
+        Fact(
+            "messages_by_status",
+            "messages by status",
+            message_statuses,
+            _counts_text(message_statuses),
+        ),
+        Fact(
+            "waiting",
+            "waiting to be sent",
+            {"messages": waiting, "retrying": retrying},
+            f"{waiting:,} ({retrying:,} to retry after an error)",
+        ),
+        Fact(
+            "sms",
+            "SMS",
+            {"messages": sms, "segments": sms_segments, "cost": _money_list(sms_cost)},
+            f"{_plural(sms, 'message')}, {_plural(sms_segments, 'segment')}, "
+            f"{_money_text(sms_cost)}",
+        ),
+        Fact(
+            "sms_sent_cost",
+            "SMS cost of those sent",
+            _money_list(sent_cost),
+            _money_text(sent_cost),
+        ),
+        Fact(
+            "distinct_errors",
+            "distinct errors and failure notes",
+            len(failure_rows),
+            f"{len(failure_rows):,}",
+        ),
+    )
+
+    all_days = sorted(set(days) | set(sms_days))
+    unit = period_unit(all_days[0], all_days[-1]) if all_days else "day"
+    buckets = periods(all_days[0], all_days[-1], unit) if all_days else []
+    per_period: dict[str, Counter[str]] = {}
+    for day, c in days.items():
+        per_period.setdefault(period(day, unit), Counter()).update(c)
+    sms_per_period: dict[str, Counter[str]] = {}
+    for day, c in sms_days.items():
+        sms_per_period.setdefault(period(day, unit), Counter()).update(c)
+    empty: Counter[str] = Counter()
+    kind_names = tuple(k for k in sorted(per_kind, key=lambda k: _rank(k, KINDS)))
+    channel_names = tuple(c for c in sorted(per_channel, key=lambda c: _rank(c, CHANNELS)))
+    sms_status = Counter[str]()
+    for c in sms_days.values():
+        sms_status.update(c)
+    charts = (
+        Chart(
+            "notices_over_time",
+            f"Notices per {unit}",
+            tuple(buckets),
+            tuple(
+                series(s, [per_period.get(b, empty)[s] for b in buckets], NOTICE_COLORS[s])
+                for s in NOTICE_STATUSES
+                if by_status[s]
+            ),
+            stacked=True,
+            xlabel=f"{unit} created (UTC)",
+            ylabel="notices",
+            description=f"Notices per {unit} they were created, stacked by their status now.",
+        ),
+        Chart(
+            "notices_by_kind",
+            "Notices by kind",
+            kind_names,
+            tuple(
+                series(s, [per_kind[k][s] for k in kind_names], NOTICE_COLORS[s])
+                for s in NOTICE_STATUSES
+                if by_status[s]
+            ),
+            stacked=True,
+            xlabel="kind",
+            ylabel="notices",
+            description="Notices per kind, stacked by status.",
+        ),
+        Chart(
+            "messages_by_channel",
+            "Messages by channel",
+            channel_names,
+            tuple(
+                series(s, [per_channel[c][s] for c in channel_names], MESSAGE_COLORS[s])
+                for s in MESSAGE_STATUSES
+                if by_message_status[s]
+            ),
+            stacked=True,
+            xlabel="channel",
+            ylabel="messages",
+            description="Messages (one notice, or several as a digest) per channel, "
+            "stacked by status.",
+        ),
+        Chart(
+            "sms_segments",
+            f"SMS segments per {unit}",
+            tuple(buckets),
+            tuple(
+                series(s, [sms_per_period.get(b, empty)[s] for b in buckets], MESSAGE_COLORS[s])
+                for s in MESSAGE_STATUSES
+                if sms_status[s]
+            ),
+            stacked=True,
+            xlabel=f"{unit} composed (UTC)",
+            ylabel="segments",
+            description=f"SMS segments per {unit} the messages were composed, stacked by status.",
+        ),
+    )
+    title = f"Notices as of {where.as_of.isoformat()}"
+    if where.since:
+        title = f"Notices from {where.since.isoformat()} to {where.as_of.isoformat()}"
+    return Report(
+        name="notices",
+        title=title,
+        as_of=where.as_of,
+        params=where.params(),
+        summary=summary,
+        sections=(
+            Section(
+                "by_kind",
+                "Notices by kind, channel and status",
+                (
+                    Column("kind"),
+                    Column("channel"),
+                    Column("status"),
+                    Column("notices", kind="int"),
+                    Column("first_created", "first created", "datetime"),
+                    Column("last_created", "last created", "datetime"),
+                ),
+                tuple(kind_rows),
+                note="channel: the message's once composed, else the one forced (a call "
+                "task), else none; statuses are the current ones",
+                brief=("kind", "channel", "status", "notices", "first_created"),
+            ),
+            Section(
+                "messages",
+                "Messages by channel, status and language",
+                (
+                    Column("channel"),
+                    Column("status"),
+                    Column("language"),
+                    Column("messages", kind="int"),
+                    Column("attempts", kind="int"),
+                    Column("segments", kind="int"),
+                    Column("cost_minor", "cost", "money"),
+                    Column("currency"),
+                ),
+                tuple(message_rows),
+                note="the messages carrying these notices (a digest carries several); "
+                "segments and cost for SMS only",
+                brief=(
+                    "channel",
+                    "status",
+                    "language",
+                    "messages",
+                    "segments",
+                    "cost_minor",
+                    "currency",
+                ),
+            ),
+            Section(
+                "per_day",
+                "Notices per day created (UTC)",
+                (
+                    Column("day", kind="date"),
+                    Column("notices", kind="int"),
+                    *(Column(s, kind="int") for s in NOTICE_STATUSES),
+                ),
+                tuple(day_rows),
+                note="days with notices only; statuses are the current ones",
+            ),
+            Section(
+                "sms_per_day",
+                "SMS per day composed (UTC)",
+                (
+                    Column("day", kind="date"),
+                    Column("status"),
+                    Column("messages", "SMS", "int"),
+                    Column("segments", kind="int"),
+                    Column("cost_minor", "cost", "money"),
+                    Column("currency"),
+                ),
+                tuple(sms_rows),
+            ),
+            Section(
+                "failures",
+                "Failures by error",
+                (
+                    Column("source"),
+                    Column("channel"),
+                    Column("error", wrap=True),
+                    Column("failed", kind="int"),
+                    Column("retrying", kind="int"),
+                    Column("example", "e.g."),
+                    Column("merchant"),
+                    Column("to"),
+                ),
+                tuple(failure_rows),
+                note="messages that failed for good or wait to retry, by last error; "
+                "notices that failed without a message, by note; the addresses an error "
+                "quotes are redacted, the example's is masked",
+                brief=("channel", "error", "failed", "retrying", "example"),
+            ),
+        ),
+        main="by_kind",
+        charts=charts,
     )

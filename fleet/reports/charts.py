@@ -26,6 +26,8 @@ _WIDTH_IN = 7.0
 _HEIGHT_IN = 3.0
 _LABEL_ROOM = 80
 """Characters of x labels that fit side by side under a chart."""
+_MAX_LABELS = 12
+"""More categories than this (days of a long period): every n-th one is labelled."""
 _DEFAULT_COLORS = ("#4c6ef5", "#f08c00", "#2f9e44", "#ae3ec9", "#c92a2a", "#1098ad")
 
 
@@ -99,8 +101,10 @@ def _draw(ax: Any, chart: Chart) -> None:
         else:
             offset = (i - (n - 1) / 2) * width
             ax.bar([p + offset for p in positions], s.values, width, label=label, color=color)
-    ax.set_xticks(positions, chart.categories)
-    if sum(len(c) + 3 for c in chart.categories) > _LABEL_ROOM:  # they would collide
+    step = -(-len(positions) // _MAX_LABELS)
+    labels = chart.categories[::step]
+    ax.set_xticks(positions[::step], labels)
+    if sum(len(c) + 3 for c in labels) > _LABEL_ROOM:  # they would collide
         ax.tick_params(axis="x", labelrotation=30)
         for tick in ax.get_xticklabels():
             tick.set_horizontalalignment("right")

@@ -1,6 +1,7 @@
 """The HTML reports in a real browser: headless Chromium draws every chart, and the page
 asks for nothing but its own file. On SQLite and PostgreSQL, for the 300-terminal sample
-fleet with a rollout in every state.
+fleet with a rollout in every state and notices composed and sent (or not) by the real
+outbox.
 
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``:
 the browser reads commands on fd 3 and writes answers and events on fd 4, one JSON
@@ -30,18 +31,23 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlalchemy import select as sql_select
 
-from fleet.models import TERMINALS
-from fleet.policy import ReplacementPolicy
+from fleet.channels import Outgoing, TransportError
+from fleet.db import writer
+from fleet.models import MERCHANTS, TERMINALS
+from fleet.notice_text import KINDS, sample_items
+from fleet.notices import Dispatcher, DispatchResult, compose, queue
+from fleet.policy import NoticePolicy, ReplacementPolicy
 from fleet.reports import data, render
+from fleet.reports.build import NoticeFilter
 from fleet.reports.charts import colors
 from fleet.reports.model import Report
 from tests.fleet.test_reports import seed_rollout
@@ -219,6 +225,69 @@ def _hex(color: str) -> tuple[int, int, int]:
     return (int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16))
 
 
+class _Gateway:
+    """Every channel's transport: delivers, but refuses every fourth message for good
+    (quoting the address) and every fifth for now (to be retried)."""
+
+    name = "test:gateway"
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+    def send(self, out: Outgoing) -> str:
+        self.sent += 1
+        if self.sent % 4 == 0:
+            raise TransportError(f"rejected {out.address}: unknown subscriber", retryable=False)
+        if self.sent % 5 == 0:
+            raise TransportError("HTTP 503: try later")
+        return f"ok:{out.code}"
+
+    def close(self) -> None:
+        pass
+
+
+def seed_notices(engine: Engine) -> None:
+    """Notices of every kind to 40 merchants over five days, composed by the outbox on
+    2026-10-31 (with the fee:1 notices the rollout's publication queued), 25 of the
+    messages sent through :class:`_Gateway`: notices in every status, messages on each
+    channel in most."""
+    with engine.connect() as conn:
+        ids = conn.scalars(sql_select(MERCHANTS.c.id).order_by(MERCHANTS.c.id).limit(40)).all()
+    start = datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+    with writer(engine).begin() as conn:
+        # no contact data: the fee change fails; opted out of everything: the follow-up
+        # is cancelled
+        conn.execute(
+            update(MERCHANTS).where(MERCHANTS.c.id == ids[0]).values(phone=None, email=None)
+        )
+        conn.execute(
+            update(MERCHANTS)
+            .where(MERCHANTS.c.id == ids[3])
+            .values(opt_out=["sms", "email", "call"])
+        )
+        for i, merchant in enumerate(ids):
+            kind = KINDS[i % len(KINDS)]
+            queue(
+                conn,
+                kind=kind,
+                merchant_id=merchant,
+                ref=f"report:{i}",
+                payload=sample_items(kind)[0].payload,
+                at=start + timedelta(days=i % 5, minutes=i),
+                not_before=datetime(2026, 12, 1, 2, 0, tzinfo=UTC) if i % 6 == 5 else None,
+            )
+    policy = NoticePolicy(quiet=(0, 0), digest_s=0, max_per_window=100, backoff_s=0.0)
+    composed_at = datetime(2026, 10, 31, 12, 0, tzinfo=UTC)
+    assert compose(engine, policy, at=composed_at).messages > 30
+    gateway = _Gateway()
+    transports = dict.fromkeys(("sms", "email", "call"), gateway)
+    dispatcher = Dispatcher(engine, policy, transports, worker="report-test", batch=25)
+    result = DispatchResult()
+    for message in dispatcher.claim(at=composed_at + timedelta(minutes=1)):
+        dispatcher.send(message, result)
+    assert result.sent and result.failed and result.retried
+
+
 def _reports(engine: Engine, tmp_path: Path) -> dict[str, Report]:
     with engine.connect() as conn:
         live = conn.scalars(
@@ -228,11 +297,13 @@ def _reports(engine: Engine, tmp_path: Path) -> dict[str, Report]:
             .limit(40)
         ).all()
     seed_rollout(engine, live, tmp_path)
+    seed_notices(engine)
     day = date.fromisoformat(AS_OF)
     return {
         "fleet": data.fleet(engine, day),
         "replacements": data.replacements(engine, ReplacementPolicy(), day, limit=50),
         "rollout": data.rollout(engine, day),
+        "notices": data.notices(engine, NoticeFilter(day)),
     }
 
 
@@ -240,7 +311,7 @@ def test_reports_render_in_chromium_without_network(
     loaded: Engine, browser: Chromium, tmp_path: Path
 ) -> None:
     reports = _reports(loaded, tmp_path)
-    assert [len(r.charts) for r in reports.values()] == [2, 2, 1]
+    assert [len(r.charts) for r in reports.values()] == [2, 2, 1, 4]
     for name, report in reports.items():
         page = tmp_path / f"{name}.html"
         page.write_text(render.html(report), encoding="utf-8")
