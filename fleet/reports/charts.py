@@ -111,6 +111,9 @@ def _draw(ax: Any, chart: Chart) -> None:
     ax.set_xlabel(chart.xlabel)
     ax.set_ylabel(chart.ylabel)
     ax.yaxis.get_major_locator().set_params(integer=True)
+    tallest = max(bottoms) if chart.stacked else max(max(s.values) for s in chart.series)
+    if tallest > 0:  # headroom: the tallest bar never touches the frame
+        ax.set_ylim(0, tallest * 1.08)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     if n > 1:
