@@ -1,194 +1,466 @@
-"""`make demo`: the end-to-end path built so far, step by step.
+"""`make demo`: the whole system, from a fresh clone, in about a minute.
 
-Starts emulated terminals (`possim serve`) on fresh ptys — one of them behind a noisy
-9600-baud `possim line` — signs on to each, pushes a fee table with progress bars (the
-noisy one resumes after its line is cut), checks every terminal with a test sale priced
-by the same fee function the terminal uses, and leaves no process running.
+Every step runs the real command line (``posfleet …``, ``possim …``) and prints it with its
+output as it happens:
+
+1. a seeded SQLite fleet: the sample catalog (six models, some past PCI PTS expiry or end
+   of support, some with vulnerable firmware), hundreds of merchants and terminals;
+2. emulated terminals (``possim serve``) on fresh ptys, one of them behind a noisy line
+   (``possim line``: lost and corrupted frames), recorded as the terminals' links;
+3. ``posfleet sync --all``: sign on to each and record what it reports;
+4. ``posfleet replacements``: what must be replaced, why, by when, and the forecast;
+5. two fee tables checked and published, each queuing its merchants' fee-change notices;
+6. the tables pushed with progress bars: a staged rollout, and a push to a group;
+7. two flagged terminals swapped for new ones from stock (each new one is an emulated
+   terminal too: synced, pushed its merchant's table and verified with a test sale);
+8. the notices dispatched to the local outbox folder, and one verified by its code;
+9. the ops reports as self-contained HTML files.
+
+At the end it prints where every file is, stops every process it started and checks that
+none is left. Output goes to ``out/demo`` (``--out``); a previous demo's output there is
+replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from protocols.errors import LinkError, ProtocolError
-from protocols.feetable import FeeRule, FeeTable, compute_fee
-from protocols.link import Link
-from protocols.mac import derive_terminal_key, generate_master_key_file, load_master_key
-from protocols.session import HostSession
-from protocols.tlv import CardType
+from fleet.seed import write_sample
 
-console = Console()
 BIN = Path(sys.executable).parent
-TERMINALS = [
-    # serial, model, firmware, tid, mid, mcc
-    ("PF00000001", "PF-200", "1.4.2", "TERM0001", "MERCHANT0000001", 5411),
-    ("PF00000002", "PF-300", "2.0.1", "TERM0002", "MERCHANT0000002", 5812),
-    ("VX00000003", "VX-520", "4.2.0", "TERM0003", "MERCHANT0000003", 5999),
-]
+MARKER = ".posfleet-demo"
+TERMINALS = 900
+SERVED = 8
+"""Deployed terminals served by possim (the first ones of the sample)."""
+NOISY = 3
+"""The served terminal (by index) that sits behind ``possim line``."""
+SWAPS = 2
+
+console = Console(
+    highlight=False, width=None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "120"))
+)
 
 
-def demo_table() -> FeeTable:
-    return FeeTable(
-        version=1,
-        effective=datetime(2026, 1, 1, tzinfo=UTC),
-        currency=156,
-        rules=(
-            # a regional scheme first (airlines, MCC 3000-3399: 0.35 % on debit), so the
-            # table spans several blocks
-            *(FeeRule(CardType.DEBIT, m, m, 3500) for m in range(3000, 3400)),
-            FeeRule(CardType.DEBIT, 0, 9999, rate_ppm=3800, max_fee=2000),  # 0.38 %, cap 20.00
-            FeeRule(CardType.CREDIT, 5800, 5899, rate_ppm=6000, min_fee=10),  # restaurants
-            FeeRule(CardType.CREDIT, 0, 9999, rate_ppm=5500, min_fee=10),
-            FeeRule(CardType.INTERNATIONAL, 0, 9999, rate_ppm=12500),
-            FeeRule(CardType.QR_WALLET, 0, 9999, rate_ppm=3000),
-        ),
-    )
+class DemoError(Exception):
+    """A step failed: the message says which and why."""
 
 
-def start(args: list[str], log: Path) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [str(BIN / "possim"), "--log-level", "INFO", *args],
-        stdout=subprocess.PIPE,
-        stderr=log.open("a"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    words = proc.stdout.readline().split()
-    if words[:1] != ["READY"]:
-        proc.kill()
-        raise SystemExit(f"possim {args[0]} did not start; see {log}")
-    return proc, words[1:]
+@dataclass(frozen=True, slots=True)
+class Served:
+    serial: str
+    path: str
+    """The pty the host opens (behind the line emulator for the noisy one)."""
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("out/demo"))
-    out = parser.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "possim.log"
-    log.write_text("")
-    key_file = out / "master.key"
-    if not key_file.exists():
-        generate_master_key_file(key_file)
-    master = load_master_key(key_file)
-    table = demo_table()
-    procs: list[subprocess.Popen[str]] = []
-    started = time.monotonic()
-    try:
-        console.rule("[bold]1. emulated terminals on ptys")
-        ports: list[tuple[str, str, int]] = []
-        for serial, model, fw, tid, mid, mcc in TERMINALS:
-            proc, (path,) = start(
-                ["serve", "--serial", serial, "--model", model, "--firmware", fw, "--tid", tid,
-                 "--mid", mid, "--mcc", str(mcc), "--key-file", str(key_file),
-                 "--state-dir", str(out / serial), "--port", "pty", "--baud", "9600"],
-                log,
-            )  # fmt: skip
-            procs.append(proc)
-            ports.append((serial, path, 115200))
-            console.print(f"possim serve {serial} ({model}, firmware {fw}) → READY {path}")
-        serial, path, _ = ports[2]
-        line, (_, host_end) = start(
-            ["line", path, "pty", "--baud", "9600", "--drop", "0.05", "--corrupt", "0.05",
-             "--cut-after", "6s", "--cut-for", "6s", "--seed", "7"],
-            log,
-        )  # fmt: skip
-        procs.append(line)
-        ports[2] = (serial, host_end, 9600)
-        console.print(
-            f"possim line {path} ⇄ {host_end}: 9600 baud, 5 % frames lost, 5 % corrupted, "
-            "cut after 6 s for 6 s (longer than the link's 4 sends: the push must resume)"
+class Demo:
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.db = out / "fleet.db"
+        self.policy = out / "posfleet.toml"
+        self.key = out / "fleet.key"
+        self.outbox = out / "outbox"
+        self.reports = out / "reports"
+        self.data = out / "data"
+        self.sims = out / "terminals"
+        self.log = out / "possim.log"
+        self.procs: list[subprocess.Popen[str]] = []
+        self.env = os.environ | {
+            "POSFLEET_DB": str(self.db),
+            "POSFLEET_POLICY": str(self.policy),
+            "POSFLEET_KEY_FILE": str(self.key),
+            "POSFLEET_OUTBOX": str(self.outbox),
+            "POSFLEET_ACTOR": "demo",
+            "COLUMNS": os.environ.get("COLUMNS", "120"),
+        }
+        self.env.pop("POSFLEET_SMTP", None)
+        self.env.pop("POSFLEET_SMS_URL", None)
+
+    # -- running commands ------------------------------------------------------------------
+
+    def run(self, *args: str, show: bool = True, ok: tuple[int, ...] = (0,)) -> str:
+        """Run ``posfleet ARGS`` with its output shown as it comes; returns it."""
+        if show:
+            console.print(f"[bold cyan]$ posfleet {shlex.join(args)}[/]")
+        sys.stdout.flush()
+        done = subprocess.run(
+            [str(BIN / "posfleet"), *args],
+            env=self.env,
+            stdout=subprocess.PIPE if not show else None,
+            stderr=subprocess.PIPE if not show else None,
+            text=True,
+            check=False,
         )
+        if done.returncode not in ok:
+            detail = (done.stderr or "").strip().splitlines()[-1:] if not show else []
+            raise DemoError(f"posfleet {shlex.join(args)} exited {done.returncode} {detail}")
+        return done.stdout or ""
 
-        console.rule("[bold]2. sign-on")
-        sessions = {}
-        signons = Table("serial", "model", "firmware", "MID", "MCC", "active", "pending")
-        for serial, port, baud in ports:
-            key = derive_terminal_key(master, serial)
-            tid = next(t[3] for t in TERMINALS if t[0] == serial)
-            session = HostSession(Link(port, baud), tid, key)
-            sessions[serial] = session
-            so = session.sign_on()
-            i = so.info
-            signons.add_row(serial, i.model, i.firmware, so.mid, str(i.mcc),
-                            str(i.active_version), str(i.pending_version))  # fmt: skip
-        console.print(signons)
+    def query(self, *args: str) -> object:
+        """Run ``posfleet ARGS --format json`` quietly; returns the parsed JSON."""
+        return json.loads(self.run(*args, "--format", "json", show=False))
 
-        blocks = len(table.blocks())
-        console.rule(f"[bold]3. push fee table v{table.version} ({len(table.to_bytes())} B, "
-                     f"{blocks} blocks of 900 B, signed with each terminal's key)")  # fmt: skip
-        with Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console,
-        ) as progress:  # fmt: skip
-            for serial, port, baud in ports:
-                task = progress.add_task(serial, total=blocks, note="")
-                session = sessions[serial]
-                attempts = 0
-                while True:
-                    attempts += 1
-                    try:
-                        result = session.push(
-                            table, lambda done, _n, t=task: progress.update(t, completed=done)
-                        )
-                        break
-                    except (LinkError, ProtocolError) as exc:
-                        progress.update(
-                            task, note=f"[yellow]attempt {attempts}: {exc.reason[:28]}…; resuming"
-                        )
-                        session.link.close()
-                        time.sleep(1.2)
-                        session.link = Link(port, baud)
-                        if attempts > 10:
-                            raise
-                note = f"[green]committed after {attempts} attempt(s)"
-                if result.resumed_from:
-                    note += f", resumed at block {result.resumed_from}"
-                progress.update(task, completed=blocks, note=note)
+    def possim(self, *args: str) -> list[str]:
+        """Start ``possim ARGS``; returns the words after READY (its ports)."""
+        console.print(f"[bold cyan]$ possim {shlex.join(args)}[/]")
+        proc = subprocess.Popen(
+            [str(BIN / "possim"), "--log-level", "INFO", *args],
+            stdout=subprocess.PIPE,
+            stderr=self.log.open("a"),
+            text=True,
+        )
+        self.procs.append(proc)
+        assert proc.stdout is not None
+        words = proc.stdout.readline().split()
+        if words[:1] != ["READY"]:
+            raise DemoError(f"possim {args[0]} did not start; see {self.log}")
+        console.print(f"  READY {' '.join(words[1:])}")
+        return words[1:]
 
-        console.rule("[bold]4. verify: a test sale on each terminal, priced by both sides")
-        sales = Table("serial", "MCC", "card", "amount", "terminal fee", "fleet fee", "match")
-        for (serial, *_), (_, _, _, _, _, mcc) in zip(ports, TERMINALS, strict=True):
-            for card in (CardType.CREDIT, CardType.DEBIT):
-                outcome = sessions[serial].sale(12_345, card)
-                expected = compute_fee(table, 12_345, card, mcc)
-                ok = outcome.fee == expected
-                match = "[green]yes" if ok else "[red]NO"
-                sales.add_row(
-                    serial, str(mcc), card.name.lower(), "123.45", str(outcome.fee),
-                    str(expected), match,
-                )  # fmt: skip
-                if not ok:
-                    raise SystemExit(f"{serial}: terminal fee {outcome.fee} != fleet {expected}")
-        console.print(sales)
-        for session in sessions.values():
-            session.link.close()
-    finally:
-        for proc in reversed(procs):
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        for proc in procs:
+        for proc in self.procs:
             try:
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        left = [p.pid for p in self.procs if p.poll() is None]
+        if left:
+            raise DemoError(f"possim processes still running: {left}")
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    def step(self, number: int, title: str, why: str = "") -> None:
+        console.rule(f"[bold]{number}. {title}")
+        if why:
+            console.print(f"[dim]{why}[/]")
+
+    def prepare(self) -> None:
+        if self.out.exists():
+            if not (self.out / MARKER).exists() and any(self.out.iterdir()):
+                raise DemoError(f"{self.out} exists and is not a posfleet demo's output")
+            shutil.rmtree(self.out)
+        self.out.mkdir(parents=True)
+        (self.out / MARKER).write_text("output of `make demo`; replaced by the next run\n")
+        self.log.write_text("")
+        self.policy.write_text(POLICY, encoding="utf-8")
+
+    def seed(self) -> list[dict[str, str]]:
+        self.step(
+            1,
+            "a seeded fleet in SQLite",
+            f"{TERMINALS} terminals of six models at {TERMINALS // 3} merchants in China, "
+            "Europe and Singapore (fleet.seed: same seed, same fleet)",
+        )
+        sample = write_sample(self.data, terminals=TERMINALS)
+        self.run("keys", "new", str(self.key))
+        self.run("db", "upgrade")
+        self.run("catalog", "import", str(sample.catalog))
+        self.run("merchants", "import", str(sample.merchants))
+        self.run("terminals", "import", str(sample.terminals))
+        return [t for t in self.terminals().values() if t["status"] == "deployed"][:SERVED]
+
+    def record_links(self, links: dict[str, str]) -> None:
+        """The served terminals' links, written into the inventory file and imported again
+        (an import updates what changed and leaves the rest as it is)."""
+        write_sample(self.data, terminals=TERMINALS, links=links)
+        self.run("terminals", "import", str(self.data / "terminals.csv"))
+
+    def merchants(self) -> dict[str, dict[str, str]]:
+        with (self.data / "merchants.csv").open(encoding="utf-8") as fh:
+            return {r["id"]: r for r in csv.DictReader(fh)}
+
+    def serve(self, served: list[dict[str, str]]) -> dict[str, str]:
+        self.step(
+            2,
+            f"{SERVED} emulated terminals on ptys",
+            f"possim serve: one process and one pty each; terminal {NOISY + 1} sits behind "
+            "possim line (3 % of frames lost, 3 % corrupted: the link retransmits)",
+        )
+        merchants = self.merchants()
+        links: dict[str, str] = {}
+        for i, row in enumerate(served):
+            (path,) = self.start_terminal(
+                row["serial"], row["model"], row["firmware"], row["tid"], row["mid"],
+                merchants[row["merchant_id"]]["mcc"],
+            )  # fmt: skip
+            if i == NOISY:
+                _, path = self.possim(
+                    "line", path, "pty", "--baud", "115200", "--drop", "0.03",
+                    "--corrupt", "0.03", "--seed", "7",
+                )  # fmt: skip
+            links[row["serial"]] = path
+        return links
+
+    def start_terminal(
+        self, serial: str, model: str, firmware: str, tid: str, mid: str, mcc: str
+    ) -> list[str]:
+        return self.possim(
+            "serve", "--serial", serial, "--model", model, "--firmware", firmware,
+            "--tid", tid, "--mid", mid, "--mcc", mcc, "--key-file", str(self.key),
+            "--state-dir", str(self.sims / serial), "--port", "pty",
+        )  # fmt: skip
+
+    def fees(self) -> None:
+        self.step(
+            5,
+            "fee tables: check and publish",
+            "each publication is immutable and queues a fee-change notice for every merchant "
+            "whose fee on the typical basket changes, in the same transaction",
+        )
+        effective = (datetime.now(UTC) + timedelta(days=35)).date()
+        china = self.data / "china-2027.toml"
+        europe = self.data / "europe-2027.toml"
+        china.write_text(CHINA.format(date=effective.isoformat()), encoding="utf-8")
+        europe.write_text(EUROPE.format(date=effective.isoformat()), encoding="utf-8")
+        self.run("fees", "check", str(china))
+        self.run("fees", "publish", str(china))
+        self.run("fees", "publish", str(europe))
+
+    def push(self) -> None:
+        self.step(
+            6,
+            "push the tables to the terminals",
+            "a push signs on, sends the blocks, commits and verifies with a status query "
+            "and a test sale (refused 57 while the table is still pending)",
+        )
+        self.run("rollout", "create", "--table", "1", "--waves", "50%,100%", "--max-failures",
+                 "20%")  # fmt: skip
+        self.run("rollout", "run", "1", "--workers", "2")
+        self.run("rollout", "status", "1")
+        self.run("push", "--table", "2", "--group", "region=eu")
+
+    def swap(self, merchants: dict[str, dict[str, str]]) -> list[tuple[str, str]]:
+        self.step(
+            7,
+            f"swap {SWAPS} flagged terminals",
+            "a swap is one transaction: the old terminal is swapped out, the new one from "
+            "stock takes its TID, MID and merchant, and the merchant's notices are queued; "
+            "--port then syncs the new terminal, pushes its table and verifies it",
+        )
+        flagged = self.query("replacements")
+        terminals = self.terminals()
+        in_stock = [t for t in terminals.values() if t["status"] == "in_stock"]
+        flagged_serials = {r["serial"] for r in flagged["terminals"]}  # type: ignore[index]
+        chosen: list[tuple[dict[str, str], dict[str, str], str]] = []
+        used: set[str] = set()
+        for r in flagged["terminals"]:  # type: ignore[index]
+            if len(chosen) == SWAPS:
+                break
+            old = terminals[r["serial"]]
+            region = merchants[old["merchant_id"]]["region"]
+            if r["priority"] != "P1" or old["status"] != "deployed" or region == "apac":
+                continue
+            if any(merchants[o["merchant_id"]]["region"] == region for o, _, _ in chosen):
+                continue  # one swap in China, one in Europe
+            new = next(
+                (
+                    t for t in in_stock
+                    if t["model"] == r["replacement_model"]
+                    and t["serial"] not in flagged_serials | used
+                ),
+                None,
+            )  # fmt: skip
+            if new is None:
+                continue
+            used.add(new["serial"])
+            chosen.append((old, new, r["reasons"][0]["detail"]))
+        if len(chosen) < SWAPS:
+            raise DemoError("the sample has too few flagged terminals with a replacement")
+        done: list[tuple[str, str]] = []
+        for old, new, reason in chosen:
+            (path,) = self.start_terminal(
+                new["serial"], new["model"], new["firmware"], old["tid"], old["mid"],
+                merchants[old["merchant_id"]]["mcc"],
+            )  # fmt: skip
+            self.run("swap", old["serial"], new["serial"], "--reason", reason,
+                     "--engineer", "Li Wei", "--port", path)  # fmt: skip
+            done.append((old["serial"], new["serial"]))
+        return done
+
+    def terminals(self) -> dict[str, dict[str, str]]:
+        with (self.data / "terminals.csv").open(encoding="utf-8") as fh:
+            return {r["serial"]: r for r in csv.DictReader(fh)}
+
+    def notices(self) -> None:
+        self.step(
+            8,
+            "notices to the merchants",
+            "composed per the contact policy (channel, quiet hours, rate limit, digests) and "
+            "sent exactly once; with no --smtp/--sms everything goes to the outbox folder",
+        )
+        self.run("notices", "dispatch")
+        self.run("notices", "list", "--kind", "swap_done")
+        messages = self.query("notices", "list", "--kind", "swap_done")
+        assert isinstance(messages, list)
+        sent = [m for m in messages if m["status"] == "sent"]
+        if len(sent) != SWAPS:
+            raise DemoError(f"{len(sent)} of {SWAPS} swap notices were sent: {messages}")
+        for m in sent:
+            if m["channel"] == "sms":  # the outbox keeps an SMS as the text it would send
+                (path,) = self.outbox.rglob(f"*{m['code']}*")
+                console.print(f"[bold cyan]$ cat {path}[/]")
+                console.print(path.read_text(encoding="utf-8").rstrip(), markup=False)
+        # what the merchant's call to the hotline finds, quoting the code of a notice
+        self.run("notices", "verify", sent[-1]["code"])
+
+    def report(self) -> list[Path]:
+        self.step(
+            9,
+            "ops reports",
+            "one self-contained HTML file each: inline SVG charts, nothing fetched, phone "
+            "numbers masked",
+        )
+        self.reports.mkdir()
+        self.run("report", "notices")
+        files = []
+        for name in ("fleet", "replacements", "rollout", "notices"):
+            path = self.reports / f"{name}.html"
+            self.run("report", name, "--format", "html", "--out", str(path))
+            files.append(path)
+        csv_path = self.reports / "replacements.csv"
+        self.run("report", "replacements", "--format", "csv", "--out", str(csv_path))
+        return [*files, csv_path]
+
+
+POLICY = """\
+# posfleet policy for the demo: the defaults, except as noted
+[rollout]
+waves = ["50%", "100%"]
+backoff = "1s"
+
+[notices]
+# The demo sends everything now. The default quiet hours (21:00-08:00 in the merchant's
+# zone) would defer the messages of merchants asleep while the demo runs, and the default
+# digest window (15m) holds notices for a while so that those due together merge.
+quiet_hours = "00:00-00:00"
+digest_window = "0s"
+"""
+
+CHINA = """\
+name = "China 2027"
+description = "New merchant discount rates for China from 2027"
+currency = "CNY"
+effective = {date}T00:00:00+08:00
+
+[applies]
+regions = ["east", "south", "west"]
+
+[[rules]]
+card = "credit"
+mcc = ["5812", "5814"]
+rate = "0.80%"
+max = "20.00"
+
+[[rules]]
+card = "credit"
+rate = "0.60%"
+min = "0.10"
+max = "20.00"
+
+[[rules]]
+card = "qr_wallet"
+rate = "0.30%"
+
+[[rules]]
+card = "any"
+rate = "0.38%"
+max = "20.00"
+"""
+
+EUROPE = """\
+name = "Europe 2027"
+description = "Interchange-capped rates for the euro area"
+currency = "EUR"
+effective = {date}T00:00:00+01:00
+
+[applies]
+regions = ["eu"]
+
+[[rules]]
+card = "debit"
+rate = "0.20%"
+
+[[rules]]
+card = "international"
+rate = "1.50%"
+
+[[rules]]
+card = "any"
+rate = "0.30%"
+min = "0.05"
+"""
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="[out/demo]")
+    out = parser.parse_args().out.resolve()
+    demo = Demo(out)
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupted)  # stopped from outside: still clean up
+    try:
+        demo.prepare()
+        served = demo.seed()
+        demo.record_links(demo.serve(served))
+        demo.step(3, "sync", "sign on to every terminal with a link (0800/001) and record it")
+        demo.run("sync", "--all")
+        demo.step(4, "what must be replaced", "every rule that fires, a priority and a date")
+        demo.run("replacements", "--limit", "8")
+        demo.fees()
+        demo.push()
+        swapped = demo.swap(demo.merchants())
+        demo.notices()
+        files = demo.report()
+    except DemoError as exc:
+        console.print(f"[red]demo failed: {exc}[/]")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[red]demo interrupted[/]")
+        return 130
+    finally:
+        demo.stop()
     console.rule("[bold]done")
-    console.print(f"in {time.monotonic() - started:.1f} s; no possim process left running")
-    console.print(f"terminal state: {out}/<serial>/terminal.db")
-    console.print(f"  inspect with: possim show --state-dir {out}/PF00000001")
-    console.print(f"master key:     {key_file}")
-    console.print(f"possim logs:    {log}")
+    console.print(
+        f"in {time.monotonic() - started:.1f} s; {len(demo.procs)} possim processes "
+        "stopped, none left running"
+    )
+    outbox = sorted(p for p in demo.outbox.rglob("*") if p.is_file())
+    console.print(f"swapped: {', '.join(f'{a} → {b}' for a, b in swapped)}")
+    rows = [
+        ("fleet database", demo.db, "POSFLEET_DB=… posfleet terminals list"),
+        ("policy", demo.policy, ""),
+        ("master key", demo.key, ""),
+        ("sample data", demo.data, "catalog.toml, merchants.csv, terminals.csv, fee tables"),
+        ("terminal state", demo.sims, "possim show --state-dir …/<serial>"),
+        ("possim log", demo.log, ""),
+        ("outbox", demo.outbox, f"{len(outbox)} files: SMS .txt, emails .eml, call lists .csv"),
+    ]
+    rows += [(f"report: {f.stem} ({f.suffix[1:]})", f, "") for f in files]
+    for label, path, hint in rows:
+        console.print(f"  {label:<28} {path}" + (f"  [dim]({hint})[/]" if hint else ""))
     return 0
 
 
