@@ -63,10 +63,15 @@ def policy_show(ctx: typer.Context) -> None:
 
 @policy_app.command("init")
 def policy_init(
-    path: Annotated[Path, typer.Argument(help="Where to write it")] = Path(DEFAULT_POLICY_FILE),
+    ctx: typer.Context,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Where to write it [--policy, POSFLEET_POLICY or ./posfleet.toml]"),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
 ) -> None:
     """Write the default policy to a file to edit."""
+    path = path or state(ctx).policy_path or Path(DEFAULT_POLICY_FILE)
     if path.exists() and not force:
         raise fail(f"{path} exists; pass --force to replace it", 2)
     path.write_text(Policy().to_toml(), encoding="utf-8")

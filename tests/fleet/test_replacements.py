@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date
 from pathlib import Path
@@ -372,3 +373,7 @@ def test_cli_policy_show_and_init(tmp_path: Path) -> None:
     assert runner.invoke(app, ["policy", "init", str(target)]).exit_code == 0
     assert Policy.load(target).replacement == ReplacementPolicy()
     assert runner.invoke(app, ["policy", "init", str(target)]).exit_code == 2
+    # without a path it writes where the root --policy (or POSFLEET_POLICY) points
+    chosen = tmp_path / "chosen.toml"
+    assert runner.invoke(app, ["--policy", str(chosen), "policy", "init"]).exit_code == 0
+    assert dataclasses.replace(Policy.load(chosen), source="defaults") == Policy()
