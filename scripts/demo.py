@@ -33,7 +33,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,13 +56,6 @@ console = Console(
 
 class DemoError(Exception):
     """A step failed: the message says which and why."""
-
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    serial: str
-    path: str
-    """The pty the host opens (behind the line emulator for the noisy one)."""
 
 
 class Demo:
