@@ -28,6 +28,7 @@ from fleet.reports.model import (
     Section,
     columns,
     series,
+    stacks,
 )
 from fleet.values import CHANNELS
 
@@ -212,11 +213,7 @@ def fleet_report(
         "composition",
         "Fleet composition by model",
         model_names,
-        tuple(
-            series(s, [models[m][s] for m in model_names], STATUS_COLORS[s])
-            for s in FLEET_STATUSES
-            if by_status[s]
-        ),
+        stacks(FLEET_STATUSES, STATUS_COLORS, [models[m] for m in model_names]),
         stacked=True,
         xlabel="model",
         ylabel="terminals",
@@ -402,10 +399,10 @@ def replacements_report(
         "forecast_units",
         "Replacements per quarter (units)",
         tuple(quarters),
-        tuple(
-            series(p, [per_quarter[(q, p)] for q in quarters], PRIORITY_COLORS[p])
-            for p in PRIORITIES
-            if priorities[p]
+        stacks(
+            PRIORITIES,
+            PRIORITY_COLORS,
+            [{p: per_quarter[(q, p)] for p in PRIORITIES} for q in quarters],
         ),
         stacked=True,
         xlabel="quarter of the replace-by date",
@@ -581,11 +578,7 @@ def rollout_report(
                 f"rollout_{r.id}",
                 f"Rollout {r.id}: table v{r.version}, {r.status}",
                 tuple(f"wave {w['wave']} ({_ppm(w['share_ppm'])})" for w in waves),
-                tuple(
-                    series(s, [w[s] for w in waves], JOB_COLORS[s])
-                    for s in JOB_STATUSES
-                    if per_rollout[s]
-                ),
+                stacks(JOB_STATUSES, JOB_COLORS, waves),
                 stacked=True,
                 ylabel="terminals",
                 description=f"Jobs of rollout {r.id} per wave, by status.",
@@ -1005,18 +998,15 @@ def notices_report(agg: NoticeAggregates, where: NoticeFilter) -> Report:
     empty: Counter[str] = Counter()
     kind_names = tuple(k for k in sorted(per_kind, key=lambda k: _rank(k, KINDS)))
     channel_names = tuple(c for c in sorted(per_channel, key=lambda c: _rank(c, CHANNELS)))
-    sms_status = Counter[str]()
-    for c in sms_days.values():
-        sms_status.update(c)
     charts = (
         Chart(
             "notices_over_time",
             f"Notices per {unit}",
             tuple(buckets),
-            tuple(
-                series(s, [per_period.get(b, empty)[s] for b in buckets], NOTICE_COLORS[s])
-                for s in NOTICE_STATUSES
-                if by_status[s]
+            stacks(
+                NOTICE_STATUSES,
+                NOTICE_COLORS,
+                [per_period.get(b, empty) for b in buckets],
             ),
             stacked=True,
             xlabel=f"{unit} created (UTC)",
@@ -1027,11 +1017,7 @@ def notices_report(agg: NoticeAggregates, where: NoticeFilter) -> Report:
             "notices_by_kind",
             "Notices by kind",
             kind_names,
-            tuple(
-                series(s, [per_kind[k][s] for k in kind_names], NOTICE_COLORS[s])
-                for s in NOTICE_STATUSES
-                if by_status[s]
-            ),
+            stacks(NOTICE_STATUSES, NOTICE_COLORS, [per_kind[k] for k in kind_names]),
             stacked=True,
             xlabel="kind",
             ylabel="notices",
@@ -1041,10 +1027,10 @@ def notices_report(agg: NoticeAggregates, where: NoticeFilter) -> Report:
             "messages_by_channel",
             "Messages by channel",
             channel_names,
-            tuple(
-                series(s, [per_channel[c][s] for c in channel_names], MESSAGE_COLORS[s])
-                for s in MESSAGE_STATUSES
-                if by_message_status[s]
+            stacks(
+                MESSAGE_STATUSES,
+                MESSAGE_COLORS,
+                [per_channel[c] for c in channel_names],
             ),
             stacked=True,
             xlabel="channel",
@@ -1056,10 +1042,10 @@ def notices_report(agg: NoticeAggregates, where: NoticeFilter) -> Report:
             "sms_segments",
             f"SMS segments per {unit}",
             tuple(buckets),
-            tuple(
-                series(s, [sms_per_period.get(b, empty)[s] for b in buckets], MESSAGE_COLORS[s])
-                for s in MESSAGE_STATUSES
-                if sms_status[s]
+            stacks(
+                MESSAGE_STATUSES,
+                MESSAGE_COLORS,
+                [sms_per_period.get(b, empty) for b in buckets],
             ),
             stacked=True,
             xlabel=f"{unit} composed (UTC)",

@@ -195,3 +195,13 @@ def columns(*specs: tuple[str, str, ColumnKind] | tuple[str, str] | str) -> tupl
 
 def series(name: str, values: Sequence[float], color: str | None = None) -> Series:
     return Series(name, tuple(values), color)
+
+
+def stacks(
+    order: Sequence[str], colors: Mapping[str, str], bars: Sequence[Mapping[str, float]]
+) -> tuple[Series, ...]:
+    """The series of a stacked chart from its bars (one mapping key → value per category):
+    one series per key of ``order`` (a status, a priority) that has a value anywhere, in
+    its colour."""
+    made = (series(key, [bar.get(key, 0) for bar in bars], colors[key]) for key in order)
+    return tuple(s for s in made if any(s.values))
