@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, func, select
@@ -44,6 +45,15 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
     return out, done.stdout
+
+
+def _count_by(out: Path, column: Any, *where: Any) -> dict[str, int]:
+    """Rows of the demo's database per value of ``column`` (where ``where`` holds)."""
+    engine = create_engine(f"sqlite:///{out / 'fleet.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(select(column, func.count()).where(*where).group_by(column)).all()
+    engine.dispose()
+    return {str(value): int(n) for value, n in rows}
 
 
 @pytest.mark.timeout(300)
@@ -81,17 +91,9 @@ def test_the_fleet_database_holds_what_the_demo_did(demo: tuple[Path, str]) -> N
             .all()
         )
         rollout = conn.execute(select(ROLLOUTS.c.status)).scalar_one()
-        by_status = dict(
-            conn.execute(select(MESSAGES.c.status, func.count()).group_by(MESSAGES.c.status)).all()
-        )
-        kinds = dict(
-            conn.execute(
-                select(NOTICES.c.kind, func.count())
-                .where(NOTICES.c.status == "sent")
-                .group_by(NOTICES.c.kind)
-            ).all()
-        )
     engine.dispose()
+    by_status = _count_by(out, MESSAGES.c.status)
+    kinds = _count_by(out, NOTICES.c.kind, NOTICES.c.status == "sent")
     # every served terminal still deployed, and both replacements, signed on (synced)
     assert all(t.last_seen is not None for t in linked) and len(linked) >= 8
     assert {s.new_serial for s in swaps} <= {t.serial for t in linked}
@@ -109,16 +111,7 @@ def test_outbox_and_reports(demo: tuple[Path, str]) -> None:
     out, _ = demo
     sms = list((out / "outbox" / "sms").rglob("*.txt"))
     emails = list((out / "outbox" / "email").rglob("*.eml"))
-    engine = create_engine(f"sqlite:///{out / 'fleet.db'}")
-    with engine.connect() as conn:
-        sent = dict(
-            conn.execute(
-                select(MESSAGES.c.channel, func.count())
-                .where(MESSAGES.c.status == "sent")
-                .group_by(MESSAGES.c.channel)
-            ).all()
-        )
-    engine.dispose()
+    sent = _count_by(out, MESSAGES.c.channel, MESSAGES.c.status == "sent")
     assert len(sms) == sent["sms"] and len(emails) == sent["email"]  # one file per message
     reports = {p.stem: p for p in (out / "reports").glob("*.html")}
     assert set(reports) == {"fleet", "replacements", "rollout", "notices"}
