@@ -45,7 +45,7 @@ from typing import Any
 
 from protocols.errors import EncodeError
 from protocols.feetable import MAX_MCC, PPM, FeeRule, FeeTable, NoFeeRuleError, compute_fee
-from protocols.tlv import CardType
+from protocols.values import CardType
 
 __all__ = [
     "CURRENCIES",

@@ -31,7 +31,7 @@ from protocols.link import Link
 from protocols.mac import derive_terminal_key
 from protocols.messages import ResponseCode
 from protocols.session import HostSession, SaleOutcome
-from protocols.tlv import CardType
+from protocols.values import CardType
 
 __all__ = ["PushFailedError", "PushOutcome", "PushTarget", "load_target", "push_terminal"]
 

@@ -9,6 +9,7 @@ Modules, from the bytes up:
 * :mod:`protocols.codec` - ISO 8583 messages with ``construct`` (compiled).
 * :mod:`protocols.messages` - the message catalog: builders, readers, response codes, MAC.
 * :mod:`protocols.tlv` - the TLV list of field 62.
+* :mod:`protocols.values` - card types, capabilities and the wire's time (Unix seconds, UTC).
 * :mod:`protocols.feetable` - the fee-table file and the one fee function both sides use.
 * :mod:`protocols.mac` - AES-CMAC and the SP 800-108 per-terminal key derivation.
 * :mod:`protocols.errors` - the typed errors; everything raised here is a ``ProtocolError``.

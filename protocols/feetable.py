@@ -57,7 +57,7 @@ from typing import Any, ClassVar, Final, Self
 import construct as cs
 
 from protocols.errors import EncodeError, FeeError, FeeTableError
-from protocols.tlv import MAX_UNIX_SECONDS, CardType, unix_seconds, utc_datetime
+from protocols.values import MAX_UNIX_SECONDS, CardType, unix_seconds, utc_datetime
 
 __all__ = [
     "BLOCK_SIZE",

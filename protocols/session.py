@@ -21,7 +21,8 @@ from protocols.codec import Message, decode, encode
 from protocols.errors import RefusedError
 from protocols.feetable import FeeTable
 from protocols.link import Link
-from protocols.tlv import CardType, DownloadStatus, SaleRequest, SaleResult, SignOnInfo
+from protocols.tlv import DownloadStatus, SaleRequest, SaleResult, SignOnInfo
+from protocols.values import CardType
 
 __all__ = ["HostSession", "PushResult", "SaleOutcome", "SignOn"]
 

@@ -34,24 +34,22 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from enum import IntEnum, IntFlag
+from datetime import datetime
+from enum import IntEnum
 from typing import Any, Final, Self
 
 import construct as cs
 
 from protocols.errors import EncodeError, TLVError
+from protocols.values import Capability, CardType, unix_seconds, utc_datetime
 
 __all__ = [
     "FIELD",
-    "MAX_UNIX_SECONDS",
     "MAX_VALUE",
     "NO_PARTIAL_DOWNLOAD",
     "PARTIAL_DOWNLOAD",
     "TLV_ITEM",
     "VALUE_FORMATS",
-    "Capability",
-    "CardType",
     "DownloadStatus",
     "PartialDownload",
     "SaleRequest",
@@ -60,19 +58,12 @@ __all__ = [
     "Tag",
     "decode_tlv",
     "encode_tlv",
-    "unix_seconds",
-    "utc_datetime",
 ]
 
 FIELD: Final = 62
 """The ISO 8583 field that carries the TLV list."""
 MAX_VALUE: Final = 255
 """Longest value one item can carry (one length byte)."""
-MAX_UNIX_SECONDS: Final = 253_402_300_799
-"""9999-12-31T23:59:59Z, the last second a :class:`~datetime.datetime` can hold."""
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND: Final = timedelta(seconds=1)
 
 
 class Tag(IntEnum):
@@ -89,31 +80,6 @@ class Tag(IntEnum):
     NET_AMOUNT = 0x09
     EFFECTIVE_TIME = 0x0A
     MCC = 0x0B
-
-
-class CardType(IntEnum):
-    """Card types: tag 0x01 of a sale (1..4) and ``card_type`` of a fee rule (0..4)."""
-
-    ANY = 0
-    """Fee rules only: matches every card type. Never the card type of a sale."""
-    DEBIT = 1
-    CREDIT = 2
-    INTERNATIONAL = 3
-    QR_WALLET = 4
-
-
-class Capability(IntFlag):
-    """Tag 0x08, u16. Undefined bits are kept as they are (forward compatible).
-
-    >>> Capability(0b10011)
-    <Capability.CHIP|CONTACTLESS|PIN_PAD: 19>
-    """
-
-    CHIP = 1 << 0
-    CONTACTLESS = 1 << 1
-    MAGSTRIPE = 1 << 2
-    QR = 1 << 3
-    PIN_PAD = 1 << 4
 
 
 # --- constructs --------------------------------------------------------------------------
@@ -296,45 +262,6 @@ bytes, only 0 left
 
 
 # --- typed values ------------------------------------------------------------------------
-
-
-def unix_seconds(when: datetime, *, field: int | str | None = None) -> int:
-    """Whole Unix seconds of a timezone-aware datetime; EncodeError otherwise.
-
-    Naive datetimes, non-datetimes (a float timestamp...), fractions of a second and
-    times before 1970 are refused: the wire carries whole seconds, u64, UTC.
-
-    >>> unix_seconds(datetime(2025, 1, 1, tzinfo=UTC))
-    1735689600
-    >>> unix_seconds(datetime(2025, 1, 1), field="effective")
-    Traceback (most recent call last):
-    ...
-    protocols.errors.EncodeError: field effective: naive datetime 2025-01-01 00:00:00: \
-give a timezone
-    """
-    if not isinstance(when, datetime):
-        raise EncodeError(
-            f"expected a timezone-aware datetime, not {type(when).__name__}", field=field
-        )
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise EncodeError(f"naive datetime {when}: give a timezone", field=field)
-    if when.microsecond:
-        raise EncodeError(f"{when.isoformat()} is not a whole second", field=field)
-    seconds = (when - _EPOCH) // _SECOND
-    if seconds < 0:
-        raise EncodeError(f"{when.isoformat()} is before 1970", field=field)
-    return seconds
-
-
-def utc_datetime(seconds: int) -> datetime:
-    """The UTC datetime of Unix ``seconds`` (0..MAX_UNIX_SECONDS); ValueError otherwise.
-
-    >>> utc_datetime(1735689600)
-    datetime.datetime(2025, 1, 1, 0, 0, tzinfo=datetime.timezone.utc)
-    """
-    if not 0 <= seconds <= MAX_UNIX_SECONDS:
-        raise ValueError(f"{seconds} Unix seconds is outside 1970..9999")
-    return _EPOCH + seconds * _SECOND
 
 
 def _uint(tag: Tag, value: int, bits: int) -> int:
@@ -559,6 +486,7 @@ class SignOnInfo:
     is in progress; ``pending_effective`` is the pending table's effective time (the
     epoch when there is no pending table, since tag 0x0A is always sent).
 
+    >>> from datetime import UTC
     >>> info = SignOnInfo(model="PF-200", serial="PF00000001", firmware="1.4.2",
     ...                   active_version=6, pending_version=7,
     ...                   capabilities=Capability.CHIP | Capability.CONTACTLESS,

@@ -28,7 +28,7 @@ from protocols.mac import derive_terminal_key, load_master_key
 from protocols.messages import EntryMode, ResponseCode
 from protocols.pty import PtyPair
 from protocols.session import HostSession
-from protocols.tlv import Capability, CardType
+from protocols.values import Capability, CardType
 from terminal_sim.line import line_command
 from terminal_sim.serve import FleetServer, parse_tcp, serve_terminal
 from terminal_sim.state import StateStore

@@ -34,13 +34,13 @@ from protocols.feetable import FeeTable, compute_fee
 from protocols.mac import derive_terminal_key, load_master_key
 from protocols.tlv import (
     NO_PARTIAL_DOWNLOAD,
-    Capability,
     DownloadStatus,
     PartialDownload,
     SaleRequest,
     SaleResult,
     SignOnInfo,
 )
+from protocols.values import Capability
 from terminal_sim.state import SaleRecord, StateStore
 
 __all__ = ["Terminal", "TerminalConfig"]

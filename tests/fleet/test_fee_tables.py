@@ -18,7 +18,7 @@ from fleet.models import AUDIT, FEE_TABLES, NOTICES
 from fleet.policy import FeePolicy, Policy
 from fleet.publishing import NoticePeriodError, load_tables, publish, targets
 from protocols.feetable import FeeTable, compute_fee
-from protocols.tlv import CardType
+from protocols.values import CardType
 
 HEAD = 'currency = "CNY"\neffective = 2027-01-01T00:00:00+08:00\n'
 NOW = datetime(2026, 11, 1, tzinfo=UTC)

@@ -27,7 +27,7 @@ from protocols.feetable import (
     compute_fee,
     match_rule,
 )
-from protocols.tlv import CardType
+from protocols.values import CardType
 from tests.helpers import common
 
 # --- the golden table, byte by byte ------------------------------------------------------

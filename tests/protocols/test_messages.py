@@ -18,7 +18,8 @@ from protocols.feetable import FeeRule, FeeTable, compute_fee
 from protocols.link import Link
 from protocols.mac import derive_terminal_key
 from protocols.pty import PtyPair
-from protocols.tlv import CardType, SaleRequest, SaleResult
+from protocols.tlv import SaleRequest, SaleResult
+from protocols.values import CardType
 from tests.protocols.catalog import CATALOG, DIGEST, KEY, TID
 
 

@@ -16,8 +16,6 @@ from protocols.tlv import (
     PARTIAL_DOWNLOAD,
     TLV_ITEM,
     VALUE_FORMATS,
-    Capability,
-    CardType,
     DownloadStatus,
     PartialDownload,
     SaleRequest,
@@ -26,9 +24,8 @@ from protocols.tlv import (
     Tag,
     decode_tlv,
     encode_tlv,
-    unix_seconds,
-    utc_datetime,
 )
+from protocols.values import Capability, CardType, unix_seconds, utc_datetime
 from tests.helpers import common
 
 JAN1 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from protocols.feetable import FeeRule, FeeTable
 from protocols.link import Link
 from protocols.mac import derive_terminal_key, generate_master_key_file
 from protocols.session import HostSession
-from protocols.tlv import CardType
+from protocols.values import CardType
 from terminal_sim.serve import serve_terminal
 from terminal_sim.terminal import Terminal, TerminalConfig
 

@@ -15,7 +15,7 @@ import pytest
 from protocols.link import Link
 from protocols.mac import derive_terminal_key
 from protocols.session import HostSession
-from protocols.tlv import CardType
+from protocols.values import CardType
 from terminal_sim.serve import FleetServer
 from terminal_sim.terminal import Terminal
 from tests.terminal_sim.conftest import MASTER, config, make_table

@@ -15,7 +15,8 @@ import pytest
 from protocols import messages as m
 from protocols.codec import encode
 from protocols.framing import encode_frame
-from protocols.tlv import CardType, SaleRequest
+from protocols.tlv import SaleRequest
+from protocols.values import CardType
 from tests.terminal_sim.conftest import KEY, SERIAL, TID, Served, make_table
 
 FUZZ_SECONDS = 4.0

@@ -15,7 +15,8 @@ from protocols.errors import RefusedError
 from protocols.link import Link
 from protocols.mac import derive_terminal_key
 from protocols.session import HostSession
-from protocols.tlv import Capability, CardType, DownloadStatus, SaleRequest
+from protocols.tlv import DownloadStatus, SaleRequest
+from protocols.values import Capability, CardType
 from tests.terminal_sim.conftest import KEY, MID, SERIAL, TID, Served, make_table
 
 pytestmark = pytest.mark.timeout(60)
