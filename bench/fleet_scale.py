@@ -1,7 +1,7 @@
 """A fleet of 1,000,000 terminals on SQLite: import, replacement flagging, memory.
 
 Targets (issue 4): importing 1 M terminals ≤ 60 s, flagging them for replacement ≤ 10 s,
-peak memory ≤ 1 GiB. The sample files come from :func:`fleet.seed.write_sample`
+peak memory ≤ 1 GiB. The sample files come from :func:`fleet.sample.seed.write_sample`
 (generating them is timed apart, it is not part of the import). Each measured step runs
 in a child process of its own (``python -m bench.fleet_scale --child STEP …``), which
 reports its figures and its own peak RSS (``VmHWM``) as one JSON line, so the memory of
@@ -34,12 +34,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fleet import db
-from fleet.inventory import import_catalog, import_merchants, import_terminals
-from fleet.models import TERMINALS as TERMINAL_TABLE
-from fleet.policy import ReplacementPolicy
-from fleet.replacements import Forecast, _query, flag
-from fleet.seed import write_sample
+from fleet.core import db
+from fleet.core.models import TERMINALS as TERMINAL_TABLE
+from fleet.core.policy import ReplacementPolicy
+from fleet.inventory.service import import_catalog, import_merchants, import_terminals
+from fleet.replacements.rules import Forecast, _query, flag
+from fleet.sample.seed import write_sample
 
 TERMINALS = 1_000_000
 MERCHANTS = 100_000
@@ -121,7 +121,7 @@ def step_flag(db_path: str, sample: str) -> dict[str, Any]:
 
 
 def flag_sql(engine: Engine) -> str:
-    """The statement :func:`fleet.replacements.flag` runs, as SQLite text (binds inlined)."""
+    """The statement :func:`fleet.replacements.rules.flag` runs, as SQLite text (binds inlined)."""
     policy = ReplacementPolicy()
     horizon_end = AS_OF + timedelta(days=policy.horizon_days)
     stmt = _query(policy, AS_OF, horizon_end).order_by(TERMINAL_TABLE.c.serial)
@@ -132,7 +132,7 @@ def step_flag_sql(db_path: str, sample: str) -> dict[str, Any]:
     """The flagging query alone: executed on a plain ``sqlite3`` connection, raw tuples."""
     sql = flag_sql(_engine(db_path))
     conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA temp_store=MEMORY")  # as fleet.db sets it (the ORDER BY's sort)
+    conn.execute("PRAGMA temp_store=MEMORY")  # as fleet.core.db sets it (the ORDER BY's sort)
     rows = 0
     t0 = time.perf_counter()
     cur = conn.execute(sql)

@@ -27,8 +27,8 @@ from pathlib import Path
 
 from sqlalchemy import func, insert, select
 
-from fleet import db
-from fleet.models import MERCHANTS, MESSAGES, NOTICES
+from fleet.core import db
+from fleet.core.models import MERCHANTS, MESSAGES, NOTICES
 from tests.fleet.smtp_sink import free_port
 
 COUNT = 10_000

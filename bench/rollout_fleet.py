@@ -1,7 +1,7 @@
 """A rollout to 1,000 `possim fleet` terminals over TCP: an 8 KiB fee table, then again
 with 5 % of frames dropped.
 
-The inventory is the seeded sample fleet (``fleet.seed``) in SQLite; its first 1,000
+The inventory is the seeded sample fleet (``fleet.sample.seed``) in SQLite; its first 1,000
 deployed terminals are served by one ``possim fleet`` process (one TCP port each) and
 their links recorded. A table of ~8 KiB (389 rules, 10 blocks) is published and rolled
 out in waves 1 %, 10 %, 100 % by one ``rollout run`` worker process with 32 pushers, each
@@ -21,14 +21,14 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
-from fleet import db
-from fleet.fees import Group
-from fleet.inventory import import_catalog, import_merchants, import_terminals, set_links
-from fleet.models import ATTEMPTS, JOBS
-from fleet.policy import FeePolicy, RolloutPolicy
-from fleet.publishing import publish
-from fleet.rollout import Worker, create
-from fleet.seed import write_possim_manifest, write_sample
+from fleet.core import db
+from fleet.core.models import ATTEMPTS, JOBS
+from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.fees.publishing import publish
+from fleet.fees.tablefile import Group
+from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
+from fleet.rollout.service import Worker, create
+from fleet.sample.seed import write_possim_manifest, write_sample
 from protocols.mac import generate_master_key_file, load_master_key
 
 COUNT = 1000

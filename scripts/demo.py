@@ -38,7 +38,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from fleet.seed import write_sample
+from fleet.sample.seed import write_sample
 
 BIN = Path(sys.executable).parent
 MARKER = ".posfleet-demo"
@@ -160,7 +160,7 @@ class Demo:
             1,
             "a seeded fleet in SQLite",
             f"{TERMINALS} terminals of six models at {TERMINALS // 3} merchants in China, "
-            "Europe and Singapore (fleet.seed: same seed, same fleet)",
+            "Europe and Singapore (fleet.sample.seed: same seed, same fleet)",
         )
         sample = write_sample(self.data, terminals=TERMINALS)
         self.run("keys", "new", str(self.key))

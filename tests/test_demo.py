@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from fleet.models import MESSAGES, NOTICES, ROLLOUTS, SWAPS, TERMINALS
+from fleet.core.models import MESSAGES, NOTICES, ROLLOUTS, SWAPS, TERMINALS
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = (

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from fleet.audit import default_actor
 from fleet.cli.admin import audit_app, db_app, policy_app
 from fleet.cli.common import State
 from fleet.cli.fees import fees_app, push_command, rollout_app
@@ -22,6 +21,7 @@ from fleet.cli.replace import replacements, sync_command
 from fleet.cli.report import report_app
 from fleet.cli.swaps import swap_app
 from fleet.cli.wire import keys_app, wire_app
+from fleet.core.audit import default_actor
 
 __all__ = ["app", "main"]
 

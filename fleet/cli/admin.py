@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from fleet import audit
 from fleet.cli.common import check_format, emit, err_console, fail, handled, option_date, out, state
-from fleet.db import current_revision, display_url, head_revision, upgrade
-from fleet.policy import DEFAULT_POLICY_FILE, Policy
+from fleet.core import audit
+from fleet.core.db import current_revision, display_url, head_revision, upgrade
+from fleet.core.policy import DEFAULT_POLICY_FILE, Policy
 
 db_app = typer.Typer(help="The database: schema migrations (Alembic).", no_args_is_help=True)
 policy_app = typer.Typer(help="The fleet policy file (TOML).", no_args_is_help=True)

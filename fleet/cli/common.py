@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
-from fleet.db import DatabaseError, connect, require_current
-from fleet.inventory import NotFoundError
-from fleet.policy import Policy, PolicyError
-from fleet.records import RejectedFileError
-from fleet.values import parse_date, parse_duration_days
+from fleet.core.db import DatabaseError, connect, require_current
+from fleet.core.policy import Policy, PolicyError
+from fleet.core.records import RejectedFileError
+from fleet.core.values import parse_date, parse_duration_days
+from fleet.inventory.service import NotFoundError
 from protocols.errors import ProtocolError
 
 err_console = Console(stderr=True)

@@ -20,7 +20,19 @@ from rich.table import Table
 from sqlalchemy import select
 
 from fleet.cli.common import check_format, emit, err_console, fail, handled, out, state
-from fleet.fees import (
+from fleet.core.models import FEE_TABLES, MERCHANTS, TERMINALS
+from fleet.core.policy import PolicyError, parse_waves, percent_ppm
+from fleet.device.push import PushFailedError, load_target, push_terminal
+from fleet.fees.publishing import (
+    NoticePeriodError,
+    load_tables,
+    plan,
+    publish,
+    read_table_file,
+    targeted_terminals,
+    targets,
+)
+from fleet.fees.tablefile import (
     FeeFileError,
     Group,
     basket_fees,
@@ -32,19 +44,7 @@ from fleet.fees import (
     rule_diff,
     sha256,
 )
-from fleet.models import FEE_TABLES, MERCHANTS, TERMINALS
-from fleet.policy import PolicyError, parse_waves, percent_ppm
-from fleet.publishing import (
-    NoticePeriodError,
-    load_tables,
-    plan,
-    publish,
-    read_table_file,
-    targeted_terminals,
-    targets,
-)
-from fleet.push import PushFailedError, load_target, push_terminal
-from fleet.rollout import RolloutError, Worker, cancel, create, pause, resume, status
+from fleet.rollout.service import RolloutError, Worker, cancel, create, pause, resume, status
 from protocols.errors import ProtocolError
 from protocols.feetable import BLOCK_SIZE
 from protocols.mac import load_master_key

@@ -11,9 +11,18 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
-from fleet import audit
 from fleet.cli.common import check_format, emit, err_console, fail, handled, out, state
-from fleet.inventory import (
+from fleet.core import audit
+from fleet.core.models import (
+    ADVISORIES,
+    ADVISORY_FIRMWARE,
+    FIRMWARE,
+    MERCHANTS,
+    MODELS,
+    TERMINALS,
+    Status,
+)
+from fleet.inventory.service import (
     TERMINAL,
     ImportResult,
     get_terminal,
@@ -24,16 +33,7 @@ from fleet.inventory import (
     terminal_cells,
     upsert_terminal,
 )
-from fleet.models import (
-    ADVISORIES,
-    ADVISORY_FIRMWARE,
-    FIRMWARE,
-    MERCHANTS,
-    MODELS,
-    TERMINALS,
-    Status,
-)
-from fleet.replacements import format_money
+from fleet.replacements.rules import format_money
 
 catalog_app = typer.Typer(help="Terminal models, firmware and advisories.", no_args_is_help=True)
 merchants_app = typer.Typer(help="Merchants and how to reach them.", no_args_is_help=True)

@@ -10,12 +10,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
-from fleet.channels import Transport, transport_for
 from fleet.cli.common import check_format, emit, err_console, fail, handled, out, state
-from fleet.fees import exponent_of, format_minor
-from fleet.models import MESSAGES, NOTICES
-from fleet.notice_text import CHANNELS, KINDS, LANGUAGES, check_templates, render, sample_items
-from fleet.notices import (
+from fleet.core.models import MESSAGES, NOTICES
+from fleet.fees.tablefile import exponent_of, format_minor
+from fleet.notices.channels import Transport, transport_for
+from fleet.notices.outbox import (
     ContactError,
     Dispatcher,
     DispatchResult,
@@ -23,6 +22,7 @@ from fleet.notices import (
     record_contact,
     verify,
 )
+from fleet.notices.text import CHANNELS, KINDS, LANGUAGES, check_templates, render, sample_items
 
 notices_app = typer.Typer(
     help="Merchant notices: dispatch, verify, list, opt-outs and complaints, templates.",

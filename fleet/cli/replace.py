@@ -22,9 +22,9 @@ from fleet.cli.common import (
     out,
     state,
 )
-from fleet.inventory import iter_terminals
-from fleet.replacements import REASONS, Forecast, Replacement, flag, format_money
-from fleet.sync import SyncError, sync
+from fleet.device.sync import SyncError, sync
+from fleet.inventory.service import iter_terminals
+from fleet.replacements.rules import REASONS, Forecast, Replacement, flag, format_money
 
 CSV_COLUMNS = [
     "serial",

@@ -28,11 +28,11 @@ from fleet.cli.common import (
     out,
     state,
 )
-from fleet.notice_text import KINDS
+from fleet.core.values import CHANNELS
+from fleet.notices.text import KINDS
 from fleet.reports import data, render
 from fleet.reports.build import NoticeFilter
 from fleet.reports.model import Report
-from fleet.values import CHANNELS
 
 __all__ = ["report_app"]
 

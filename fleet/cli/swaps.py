@@ -22,11 +22,11 @@ from fleet.cli.common import (
     state,
 )
 from fleet.cli.fees import _key
-from fleet.models import SWAPS
-from fleet.notices import ContactError
-from fleet.push import PushFailedError
-from fleet.swaps import SwapError, SwapResult, day_sheet, plan, provision, swap
-from fleet.sync import SyncError
+from fleet.core.models import SWAPS
+from fleet.device.push import PushFailedError
+from fleet.device.sync import SyncError
+from fleet.notices.outbox import ContactError
+from fleet.swaps.service import SwapError, SwapResult, day_sheet, plan, provision, swap
 
 
 class _SwapGroup(TyperGroup):

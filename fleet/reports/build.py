@@ -14,11 +14,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from fleet.fees import Group
-from fleet.masking import mask_address, mask_phone, mask_phones, redact_addresses
-from fleet.notice_text import KINDS
-from fleet.policy import ReplacementPolicy
-from fleet.replacements import REASONS, Forecast, Replacement, format_money, quarter
+from fleet.core.masking import mask_address, mask_phone, mask_phones, redact_addresses
+from fleet.core.policy import ReplacementPolicy
+from fleet.core.values import CHANNELS
+from fleet.fees.tablefile import Group
+from fleet.notices.text import KINDS
+from fleet.replacements.rules import REASONS, Forecast, Replacement, format_money, quarter
 from fleet.reports.model import (
     Chart,
     Column,
@@ -30,7 +31,6 @@ from fleet.reports.model import (
     series,
     stacks,
 )
-from fleet.values import CHANNELS
 
 __all__ = [
     "FLEET_STATUSES",
@@ -794,7 +794,7 @@ def _instant(at: datetime) -> str:
 
 def _notice_failures(agg: NoticeAggregates) -> list[dict[str, Any]]:
     """Message errors and notes of notices that failed without a message, with the
-    addresses they quote redacted (:func:`~fleet.masking.redact_addresses`), grouped
+    addresses they quote redacted (:func:`~fleet.core.masking.redact_addresses`), grouped
     again: errors that differ only in the recipient they name become one. The example
     message's own address is shown masked."""
     grouped: dict[tuple[str, str | None, str], list[Any]] = {}

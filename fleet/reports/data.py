@@ -5,7 +5,7 @@ Aggregation happens in the database (``GROUP BY``): a report reads a row per mod
 status, per firmware version, per manufacture date, per rollout wave and job status, per
 notice kind, channel and status, per day, per distinct error, never a row per terminal,
 notice or message. The exception is the replacements report, whose rows *are*
-terminals: it streams :func:`fleet.replacements.flag` (filtered in the database) and
+terminals: it streams :func:`fleet.replacements.rules.flag` (filtered in the database) and
 keeps only the first ``limit`` rows when asked to.
 """
 
@@ -17,8 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Date, Engine, case, func, select
 
-from fleet.inventory import NotFoundError
-from fleet.models import (
+from fleet.core.models import (
     ATTEMPTS,
     FIRMWARE,
     JOBS,
@@ -29,8 +28,9 @@ from fleet.models import (
     ROLLOUTS,
     TERMINALS,
 )
-from fleet.policy import ReplacementPolicy
-from fleet.replacements import flag
+from fleet.core.policy import ReplacementPolicy
+from fleet.inventory.service import NotFoundError
+from fleet.replacements.rules import flag
 from fleet.reports import build
 from fleet.reports.model import Report
 
@@ -133,7 +133,7 @@ def rollout(engine: Engine, as_of: date, ids: Sequence[int] = ()) -> Report:
     """Every rollout created up to ``as_of`` (or those of ``ids``): its jobs per wave and
     status now, its push attempts, and its failures grouped by last error.
 
-    Raises :class:`~fleet.inventory.NotFoundError` for an id with no such rollout."""
+    Raises :class:`~fleet.inventory.service.NotFoundError` for an id with no such rollout."""
     until = datetime.combine(as_of + timedelta(days=1), time(), tzinfo=UTC)
     j = JOBS
     retrying = j.c.status.in_(("pending", "running"))

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fleet.replacements import format_money
+from fleet.replacements.rules import format_money
 from fleet.reports.model import Column, Report, Section
 
 __all__ = ["FORMATS", "csv_rows", "display", "html", "json_doc", "json_text", "table"]

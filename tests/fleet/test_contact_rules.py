@@ -10,8 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fleet.contact import choose_channel, in_quiet_hours, next_allowed, quiet_until, rate_until
-from fleet.notice_text import (
+from fleet.core.policy import NoticePolicy, Policy, PolicyError
+from fleet.notices.contact import (
+    choose_channel,
+    in_quiet_hours,
+    next_allowed,
+    quiet_until,
+    rate_until,
+)
+from fleet.notices.outbox import ALPHABET, mask_address, new_code, normalise_code
+from fleet.notices.sms import GSM7_BASIC, GSM7_EXTENSION, count
+from fleet.notices.text import (
     CHANNELS,
     FORBIDDEN,
     KINDS,
@@ -21,9 +30,6 @@ from fleet.notice_text import (
     render,
     sample_items,
 )
-from fleet.notices import ALPHABET, mask_address, new_code, normalise_code
-from fleet.policy import NoticePolicy, Policy, PolicyError
-from fleet.sms import GSM7_BASIC, GSM7_EXTENSION, count
 
 QUIET = (21 * 60, 8 * 60)
 

@@ -13,10 +13,10 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from fleet.cli import app
-from fleet.fees import FeeFileError, Group, parse_fee_toml, parse_rate, rule_diff
-from fleet.models import AUDIT, FEE_TABLES, NOTICES
-from fleet.policy import FeePolicy, Policy
-from fleet.publishing import NoticePeriodError, load_tables, publish, targets
+from fleet.core.models import AUDIT, FEE_TABLES, NOTICES
+from fleet.core.policy import FeePolicy, Policy
+from fleet.fees.publishing import NoticePeriodError, load_tables, publish, targets
+from fleet.fees.tablefile import FeeFileError, Group, parse_fee_toml, parse_rate, rule_diff
 from protocols.feetable import FeeTable, compute_fee
 from protocols.values import CardType
 

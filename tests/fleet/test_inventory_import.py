@@ -14,10 +14,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from fleet.audit import record
 from fleet.cli import app
-from fleet.db import writer
-from fleet.inventory import (
+from fleet.core.audit import record
+from fleet.core.db import writer
+from fleet.core.models import AUDIT, MERCHANTS, TERMINALS
+from fleet.core.records import RejectedFileError
+from fleet.inventory.service import (
     NotFoundError,
     import_catalog,
     import_merchants,
@@ -27,9 +29,7 @@ from fleet.inventory import (
     terminal_cells,
     upsert_terminal,
 )
-from fleet.models import AUDIT, MERCHANTS, TERMINALS
-from fleet.records import RejectedFileError
-from fleet.seed import SampleFiles, write_sample
+from fleet.sample.seed import SampleFiles, write_sample
 
 HEADER = "serial,model,firmware,tid,mid,merchant_id,manufactured_on,deployed_on,status,link\n"
 GOOD = "PS90000001,PF-300,3.0.2,T9000001,M00000000000001,M00000000000001,2024-02-01,2024-03-01,deployed,\n"

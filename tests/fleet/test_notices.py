@@ -21,7 +21,11 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
-from fleet.channels import (
+from fleet.cli import app
+from fleet.core.db import writer
+from fleet.core.models import AUDIT, CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES
+from fleet.core.policy import NoticePolicy
+from fleet.notices.channels import (
     AppriseTransport,
     CallListTransport,
     FolderTransport,
@@ -29,11 +33,7 @@ from fleet.channels import (
     SmtpTransport,
     Transport,
 )
-from fleet.cli import app
-from fleet.db import writer
-from fleet.models import AUDIT, CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES
-from fleet.notices import Dispatcher, compose, queue, record_contact, verify
-from fleet.policy import NoticePolicy
+from fleet.notices.outbox import Dispatcher, compose, queue, record_contact, verify
 from tests.fleet.smtp_sink import Sink, free_port, smtp_server
 
 POSFLEET = str(Path(sys.executable).with_name("posfleet"))

@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from fleet.cli import app
-from fleet.inventory import import_catalog, import_merchants, import_terminals
-from fleet.policy import Policy, PolicyError, ReplacementPolicy
-from fleet.replacements import Forecast, Replacement, flag, format_money, quarter
+from fleet.core.policy import Policy, PolicyError, ReplacementPolicy
+from fleet.inventory.service import import_catalog, import_merchants, import_terminals
+from fleet.replacements.rules import Forecast, Replacement, flag, format_money, quarter
 
 AS_OF = date(2026, 11, 1)  # horizon 180 d → 2027-04-30; urgent 90 d → 2027-01-30
 

@@ -22,13 +22,14 @@ import pytest
 from sqlalchemy import Engine, event, insert, select, update
 from typer.testing import CliRunner
 
-from fleet import masking, notices
 from fleet.cli import app
-from fleet.fees import Group
-from fleet.inventory import import_catalog, import_merchants, import_terminals, set_links
-from fleet.models import ATTEMPTS, JOBS, MESSAGES, NOTICES, ROLLOUTS
-from fleet.policy import FeePolicy, RolloutPolicy
-from fleet.publishing import publish
+from fleet.core import masking
+from fleet.core.models import ATTEMPTS, JOBS, MESSAGES, NOTICES, ROLLOUTS
+from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.fees.publishing import publish
+from fleet.fees.tablefile import Group
+from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
+from fleet.notices import outbox as notices
 from fleet.reports import REPORTS, Chart, Series, build, data, mask_phone, mask_phones, render
 from fleet.reports.build import (
     NoticeAggregates,
@@ -38,7 +39,7 @@ from fleet.reports.build import (
     age_years,
     period_unit,
 )
-from fleet.rollout import create
+from fleet.rollout.service import create
 
 GOLDEN = Path(__file__).with_name("golden")
 AS_OF = "2026-11-01"

@@ -40,12 +40,12 @@ from PIL import Image
 from sqlalchemy import Engine, update
 from sqlalchemy import select as sql_select
 
-from fleet.channels import Outgoing, TransportError
-from fleet.db import writer
-from fleet.models import MERCHANTS, TERMINALS
-from fleet.notice_text import KINDS, sample_items
-from fleet.notices import Dispatcher, DispatchResult, compose, queue
-from fleet.policy import NoticePolicy, ReplacementPolicy
+from fleet.core.db import writer
+from fleet.core.models import MERCHANTS, TERMINALS
+from fleet.core.policy import NoticePolicy, ReplacementPolicy
+from fleet.notices.channels import Outgoing, TransportError
+from fleet.notices.outbox import Dispatcher, DispatchResult, compose, queue
+from fleet.notices.text import KINDS, sample_items
 from fleet.reports import data, render
 from fleet.reports.build import NoticeFilter
 from fleet.reports.charts import colors

@@ -21,13 +21,13 @@ from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from fleet.cli import app
-from fleet.fees import Group
-from fleet.inventory import set_links
-from fleet.models import ATTEMPTS, FEE_TABLES, JOBS, MERCHANTS, ROLLOUTS, TERMINALS
-from fleet.policy import FeePolicy, RolloutPolicy
-from fleet.publishing import publish
-from fleet.rollout import Worker, create, pause, resume, status
-from fleet.seed import write_possim_manifest
+from fleet.core.models import ATTEMPTS, FEE_TABLES, JOBS, MERCHANTS, ROLLOUTS, TERMINALS
+from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.fees.publishing import publish
+from fleet.fees.tablefile import Group
+from fleet.inventory.service import set_links
+from fleet.rollout.service import Worker, create, pause, resume, status
+from fleet.sample.seed import write_possim_manifest
 from protocols.mac import generate_master_key_file, load_master_key
 from terminal_sim.state import StateStore
 

@@ -7,17 +7,17 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import fleet.swaps.service
 import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
-import fleet.swaps
 from fleet.cli import app
-from fleet.inventory import NotFoundError, get_terminal
-from fleet.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
-from fleet.policy import Policy
-from fleet.records import RejectedFileError
-from fleet.swaps import SwapError, day_sheet, plan, swap
+from fleet.core.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
+from fleet.core.policy import Policy
+from fleet.core.records import RejectedFileError
+from fleet.inventory.service import NotFoundError, get_terminal
+from fleet.swaps.service import SwapError, day_sheet, plan, swap
 
 POLICY = Policy()
 
@@ -88,8 +88,8 @@ def test_a_swap_that_fails_midway_changes_nothing(
             raise RuntimeError("the database went away")
         real_queue(*args, **kwargs)
 
-    real_queue = fleet.swaps.queue
-    monkeypatch.setattr(fleet.swaps, "queue", queue_then_fail)
+    real_queue = fleet.swaps.service.queue
+    monkeypatch.setattr(fleet.swaps.service, "queue", queue_then_fail)
     with pytest.raises(RuntimeError, match="went away"):
         swap(loaded, old, new, reason="test", actor="t", policy=POLICY)
     assert calls == ["swap_done", "follow_up"]

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
-from fleet.audit import AuditFilter, query
 from fleet.cli import app
-from fleet.inventory import get_terminal
-from fleet.models import TERMINALS
+from fleet.core.audit import AuditFilter, query
+from fleet.core.models import TERMINALS
+from fleet.inventory.service import get_terminal
 from protocols.mac import generate_master_key_file
 
 POSSIM = [sys.executable, "-m", "terminal_sim.cli"]

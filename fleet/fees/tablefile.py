@@ -29,7 +29,7 @@ Every problem is a :class:`FeeFileError` naming the rule and key (``rules[2].rat
 >>> parse_fee_toml('currency = "CNY"\\neffective = 2027-01-01T00:00:00+08:00\\n'
 ...                '[[rules]]\\ncard = "gold"\\nrate = "0.38%"')  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-fleet.fees.FeeFileError: rules[0].card: unknown card type 'gold' (want any, debit, ...)
+fleet.fees.tablefile.FeeFileError: rules[0].card: unknown card type 'gold' (want any, debit, ...)
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlmodel import Session, col
 
-from fleet.models import Audit, now
+from fleet.core.models import Audit, now
 
 __all__ = ["AuditFilter", "as_row", "default_actor", "query", "record", "summary"]
 

@@ -36,9 +36,9 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, false, func, or_, select
 
-from fleet.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
-from fleet.policy import ReplacementPolicy
-from fleet.values import add_years
+from fleet.core.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
+from fleet.core.policy import ReplacementPolicy
+from fleet.core.values import add_years
 
 __all__ = [
     "REASONS",

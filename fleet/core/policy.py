@@ -9,7 +9,7 @@ errors (a typo must not silently fall back to a default):
 (6, ('contactless',), 180)
 >>> Policy.from_toml("[replacement]\\nmax_age = 6")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-fleet.policy.PolicyError: policy: replacement.max_age: unknown key (known: ...)
+fleet.core.policy.PolicyError: policy: replacement.max_age: unknown key (known: ...)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from fleet.values import parse_duration_days, parse_money
+from fleet.core.values import parse_duration_days, parse_money
 
 __all__ = [
     "CAPABILITIES",
@@ -334,7 +334,7 @@ def parse_clock_range(text: str, where: str = "quiet_hours") -> tuple[int, int]:
     (1260, 480)
     >>> parse_clock_range("22:30-07")
     Traceback (most recent call last):
-    fleet.policy.PolicyError: quiet_hours: want HH:MM-HH:MM, e.g. 21:00-08:00, not '22:30-07'
+    fleet.core.policy.PolicyError: quiet_hours: want HH:MM-HH:MM, e.g. 21:00-08:00, not '22:30-07'
     """
     match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", text)
     if not match:

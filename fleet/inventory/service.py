@@ -26,9 +26,9 @@ from sqlalchemy import Connection, Engine, Table, delete, func, select, tuple_, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from fleet import audit
-from fleet.db import writer
-from fleet.models import (
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import (
     ADVISORIES,
     ADVISORY_FIRMWARE,
     FIRMWARE,
@@ -37,7 +37,7 @@ from fleet.models import (
     TERMINALS,
     Status,
 )
-from fleet.records import (
+from fleet.core.records import (
     Column,
     RejectedFileError,
     Row,
@@ -48,7 +48,7 @@ from fleet.records import (
     read_sections,
     shape_error,
 )
-from fleet.values import (
+from fleet.core.values import (
     parse_bool,
     parse_channels,
     parse_country,

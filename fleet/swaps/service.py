@@ -10,7 +10,7 @@
   call task or a notice some days later, are queued, and the audit log gets the change.
   Any failure rolls all of it back.
 * :func:`provision` — with a link to the new terminal: sync it, push the merchant's
-  current table and verify it with a test sale (:mod:`fleet.push`).
+  current table and verify it with a test sale (:mod:`fleet.device.push`).
 * :func:`day_sheet` — a field engineer's CSV of swaps: every row is checked first, a bad
   row rejects the file (``file:line: column: reason``), and the swaps are one transaction.
 """
@@ -26,15 +26,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from fleet import audit
-from fleet.db import writer
-from fleet.inventory import NotFoundError, get_terminal
-from fleet.models import MERCHANTS, SWAPS, TERMINALS, now
-from fleet.notices import queue
-from fleet.policy import Policy
-from fleet.publishing import load_tables, targets
-from fleet.records import Column, RejectedFileError, RowError, Schema, read_rows, shape_error
-from fleet.values import parse_link, parse_token
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import MERCHANTS, SWAPS, TERMINALS, now
+from fleet.core.policy import Policy
+from fleet.core.records import Column, RejectedFileError, RowError, Schema, read_rows, shape_error
+from fleet.core.values import parse_link, parse_token
+from fleet.fees.publishing import load_tables, targets
+from fleet.inventory.service import NotFoundError, get_terminal
+from fleet.notices.outbox import queue
 
 __all__ = [
     "DAY_SHEET",
@@ -344,8 +344,8 @@ def provision(
 ) -> str:
     """Sync the new terminal on ``port``, push its merchant's table and verify it with a
     test sale; the outcome is kept on the swap. Raises SyncError / PushFailedError."""
-    from fleet.push import PushFailedError, load_target, push_terminal  # noqa: PLC0415
-    from fleet.sync import SyncError, sync  # noqa: PLC0415
+    from fleet.device.push import PushFailedError, load_target, push_terminal  # noqa: PLC0415
+    from fleet.device.sync import SyncError, sync  # noqa: PLC0415
 
     assert result.new is not None
     try:

@@ -275,7 +275,7 @@ class PublishedTable(SQLModel, table=True):
     currency: int
     effective: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     group: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    """Which merchants it applies to (:class:`fleet.fees.Group`); empty = all."""
+    """Which merchants it applies to (:class:`fleet.fees.tablefile.Group`); empty = all."""
     wire: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     """The fee-table file exactly as pushed (wire page §6)."""
     sha256: str = Field(max_length=64)

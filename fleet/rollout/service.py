@@ -31,14 +31,14 @@ from typing import Any
 
 from sqlalchemy import Engine, String, and_, case, func, insert, literal, or_, select, update
 
-from fleet import audit
-from fleet.db import writer
-from fleet.fees import Group
-from fleet.inventory import NotFoundError
-from fleet.models import JOBS, ROLLOUTS, now
-from fleet.policy import FeePolicy, RolloutPolicy
-from fleet.publishing import load_tables, targeted_terminals
-from fleet.push import PushFailedError, PushOutcome, load_target, push_terminal
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import JOBS, ROLLOUTS, now
+from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.device.push import PushFailedError, PushOutcome, load_target, push_terminal
+from fleet.fees.publishing import load_tables, targeted_terminals
+from fleet.fees.tablefile import Group
+from fleet.inventory.service import NotFoundError
 
 __all__ = [
     "ACTIVE",

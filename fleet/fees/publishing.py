@@ -21,9 +21,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select
 
-from fleet import audit
-from fleet.db import writer
-from fleet.fees import (
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import FEE_TABLES, MERCHANTS, NOTICES, TERMINALS, now
+from fleet.core.policy import FeePolicy
+from fleet.fees.tablefile import (
     BasketItem,
     FeeFileError,
     Group,
@@ -35,8 +37,6 @@ from fleet.fees import (
     parse_fee_toml,
     sha256,
 )
-from fleet.models import FEE_TABLES, MERCHANTS, NOTICES, TERMINALS, now
-from fleet.policy import FeePolicy
 from protocols.feetable import FeeTable
 
 __all__ = [
@@ -201,7 +201,7 @@ def publish(
     """Store the table of ``path`` as the next version, queue its notices, audit it.
 
     Raises :class:`NoticePeriodError` for a raise inside the notice period without
-    ``override_reason``, and :class:`~fleet.fees.FeeFileError` for a bad file.
+    ``override_reason``, and :class:`~fleet.fees.tablefile.FeeFileError` for a bad file.
     """
     source, parsed = read_table_file(path)
     with writer(engine).begin() as conn:

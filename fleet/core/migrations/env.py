@@ -1,6 +1,6 @@
 """Alembic environment: posfleet passes its engine in ``config.attributes["engine"]``.
 
-Run through ``posfleet db upgrade`` (or :func:`fleet.db.upgrade`), never with an
+Run through ``posfleet db upgrade`` (or :func:`fleet.core.db.upgrade`), never with an
 ``alembic.ini``: the database URL is the one the fleet tool resolves.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Engine
 
-from fleet.models import metadata
+from fleet.core.models import metadata
 
 engine = context.config.attributes.get("engine")
 if not isinstance(engine, Engine):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from fleet.models import MERCHANTS, TERMINALS
+from fleet.core.models import MERCHANTS, TERMINALS
 
 __all__ = ["CATALOG_TOML", "SampleFiles", "write_possim_manifest", "write_sample"]
 

@@ -1,6 +1,6 @@
 """What a merchant notice says: Jinja2 templates per kind × language × channel.
 
-``fleet/templates/notices/{kind}.{language}.{channel}.j2`` says what one notice is about
+``fleet/notices/templates/{kind}.{language}.{channel}.j2`` says what one notice is about
 (its first line is the title, the rest the body); ``frame.{language}.{channel}.j2`` wraps
 one notice — or several, as a digest — with the company, the official hotline, the
 verification code and the promise that we never ask for card numbers, passwords or codes.
@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
-from fleet.fees import exponent_of, format_minor
-from fleet.policy import NoticePolicy
-from fleet.sms import SmsCount, count
+from fleet.core.policy import NoticePolicy
+from fleet.fees.tablefile import exponent_of, format_minor
+from fleet.notices.sms import SmsCount, count
 
 __all__ = [
     "CHANNELS",
@@ -45,7 +45,7 @@ __all__ = [
 KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up")
 LANGUAGES = ("en", "zh-CN")
 CHANNELS = ("sms", "email", "call")
-TEMPLATES = Path(__file__).parent / "templates" / "notices"
+TEMPLATES = Path(__file__).parent / "templates"
 
 _ENV = Environment(
     loader=FileSystemLoader(TEMPLATES),
@@ -232,7 +232,7 @@ def check_templates(policy: NoticePolicy) -> list[TemplateProblem]:
     for lang in LANGUAGES:
         for channel in CHANNELS:
             cases = [(f"{k}.{lang}.{channel}.j2", sample_items(k)) for k in KINDS]
-            if channel != "sms":  # an SMS digest takes only what fits (see fleet.notices)
+            if channel != "sms":  # an SMS digest takes only what fits (see fleet.notices.outbox)
                 cases.append(
                     (f"frame.{lang}.{channel}.j2 (digest)",
                      sample_items("swap_done") + sample_items("follow_up"))

@@ -5,7 +5,7 @@ in the current directory. A bare path is taken as a SQLite file; ``postgresql://
 go through psycopg 3. SQLite runs in WAL mode with foreign keys on, and temporary storage
 in memory.
 
-The schema is Alembic's (``fleet/migrations``): :func:`upgrade` brings a database to the
+The schema is Alembic's (``fleet/core/migrations``): :func:`upgrade` brings a database to the
 newest revision, and :func:`require_current` refuses to work on one that is behind.
 """
 

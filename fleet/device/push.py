@@ -17,14 +17,14 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, update
 
-from fleet import audit
-from fleet.db import writer
-from fleet.fees import currency_alpha
-from fleet.inventory import NotFoundError, get_terminal
-from fleet.models import ATTEMPTS, TERMINALS, now
-from fleet.policy import FeePolicy
-from fleet.publishing import Published, load_tables
-from fleet.values import parse_money
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import ATTEMPTS, TERMINALS, now
+from fleet.core.policy import FeePolicy
+from fleet.core.values import parse_money
+from fleet.fees.publishing import Published, load_tables
+from fleet.fees.tablefile import currency_alpha
+from fleet.inventory.service import NotFoundError, get_terminal
 from protocols.errors import LinkError, ProtocolError
 from protocols.feetable import NoFeeRuleError, compute_fee
 from protocols.link import Link

@@ -3,7 +3,7 @@
 1. **Queue** — :func:`queue` writes a notice in the caller's transaction, the one of the
    event that causes it (a swap, a publication), so no event is without its notice.
 2. **Compose** — :func:`compose` turns due notices into messages under the contact rules
-   (:mod:`fleet.contact`): the channel; quiet hours and the rate limit defer (never drop);
+   (:mod:`fleet.notices.contact`): the channel; quiet hours and the rate limit defer (never drop);
    notices to one merchant that are due together become one digest. Each message gets a
    random, unique verification code. One transaction: a notice is in at most one message.
 3. **Dispatch** — :class:`Dispatcher` claims ready messages under a lease (``FOR UPDATE
@@ -42,16 +42,16 @@ from sqlalchemy import (
     update,
 )
 
-from fleet import audit
-from fleet.channels import Outgoing, Transport, TransportError
-from fleet.contact import MANDATORY, choose_channel, in_quiet_hours, next_allowed
-from fleet.db import writer
-from fleet.masking import mask_address
-from fleet.models import CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES, now
-from fleet.notice_text import NoticeItem, render, template_language
-from fleet.policy import NoticePolicy
-from fleet.sms import cost
-from fleet.values import CHANNELS, parse_money
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.masking import mask_address
+from fleet.core.models import CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES, now
+from fleet.core.policy import NoticePolicy
+from fleet.core.values import CHANNELS, parse_money
+from fleet.notices.channels import Outgoing, Transport, TransportError
+from fleet.notices.contact import MANDATORY, choose_channel, in_quiet_hours, next_allowed
+from fleet.notices.sms import cost
+from fleet.notices.text import NoticeItem, render, template_language
 
 __all__ = [
     "ComposeResult",

@@ -4,7 +4,7 @@ I/O is opening the file.
 Every problem becomes a :class:`RowError` that prints as ``file:line: column: reason``;
 callers collect them all and reject the file (:class:`RejectedFileError`) rather than stopping at
 the first. A :class:`Schema` names the columns a kind of record has, which are required,
-and how each cell is parsed (:mod:`fleet.values`).
+and how each cell is parsed (:mod:`fleet.core.values`).
 
 >>> schema = Schema("thing", (Column("code", str), Column("size", int, required=False)))
 >>> rows = [Row("f.csv", 2, {"code": "A", "size": "3"}),

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from fleet import audit
-from fleet.db import writer
-from fleet.inventory import NotFoundError, get_terminal, terminal_cells
-from fleet.models import FIRMWARE, TERMINALS, now
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.models import FIRMWARE, TERMINALS, now
+from fleet.inventory.service import NotFoundError, get_terminal, terminal_cells
 from protocols.errors import ProtocolError
 from protocols.link import Link
 from protocols.session import HostSession, SignOn

@@ -1,0 +1,1 @@
+"""Talking to one terminal: sync and push over one device session."""

@@ -1,0 +1,1 @@
+"""Fee tables: the table file, basket impact, targets, publishing."""

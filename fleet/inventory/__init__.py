@@ -1,0 +1,1 @@
+"""The inventory: catalog, merchants and terminals: schemas, import jobs, CRUD."""

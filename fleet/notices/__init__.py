@@ -1,0 +1,1 @@
+"""Merchant notices: outbox, contact rules, texts, dispatch, verification."""

@@ -1,0 +1,1 @@
+"""Which terminals must be replaced, why, how urgently, by when, at what cost."""

@@ -1,0 +1,1 @@
+"""The seeded sample fleet for the demo, the benchmarks and the tests."""

@@ -1,0 +1,1 @@
+"""Terminal swaps: plan, swap, provision, day sheets."""
