@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core import masking
+from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import ATTEMPTS, JOBS, MESSAGES, NOTICES, ROLLOUTS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees.publishing import publish
@@ -471,6 +472,27 @@ def test_notices_builder_groups_masks_and_buckets() -> None:
         ("fee_change", "swap_planned", "swap_done", "follow_up"), 0
     )
     render.html(empty)  # draws "no data"
+
+
+def test_report_errors_are_fleet_errors_worded_for_the_domain(tiny: Engine) -> None:
+    day = date(2026, 11, 1)
+    cases: list[tuple[Any, str]] = [
+        (lambda: NoticeFilter(day, kinds=("sms",)), "unknown notice kind 'sms' (known: fee_"),
+        (lambda: NoticeFilter(day, channels=("fax",)), "unknown notice channel 'fax' (known: "),
+        (
+            lambda: NoticeFilter(day, since=date(2026, 11, 2)),
+            "notices from 2026-11-02 to 2026-11-01: the first day is after the last",
+        ),
+        (lambda: rollout_report(tiny, day, (1, 98, 99)), "no rollout 98, 99 created by 2026-11-01"),
+    ]
+    for make, message in cases:
+        with pytest.raises(InputError) as caught:
+            make()
+        assert str(caught.value).startswith(message) and "--" not in str(caught.value)
+    with pytest.raises(NotFoundError):
+        rollout_report(tiny, day, (99,))
+    assert rollout_report(tiny, day, (1,)).params["rollouts"] == [1]
+    assert NoticeFilter(day, day, ("fee_change",), ("sms",)).params()["kinds"] == ["fee_change"]
 
 
 def test_long_periods_label_every_nth_day() -> None:
