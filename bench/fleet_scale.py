@@ -186,11 +186,11 @@ def step_floor(db_path: str, sample: str) -> dict[str, Any]:
 
 def step_report_fleet(db_path: str, sample: str) -> dict[str, Any]:
     """``posfleet report fleet --format html``: the queries, the builder, the charts."""
-    from fleet.reports import data, render  # noqa: PLC0415
+    from fleet.reports import fleet_report, render  # noqa: PLC0415
 
     engine = _engine(db_path)
     t0 = time.perf_counter()
-    report = data.fleet(engine, AS_OF)
+    report = fleet_report(engine, AS_OF)
     t1 = time.perf_counter()
     page = render.html(report)
     t2 = time.perf_counter()
@@ -217,12 +217,12 @@ def step_fleet_floor(db_path: str, sample: str) -> dict[str, Any]:
 def step_report_replacements(db_path: str, sample: str) -> dict[str, Any]:
     """``posfleet report replacements``: CSV of every flagged terminal, then HTML (first
     100 rows and the charts), each from a fresh query."""
-    from fleet.reports import data, render  # noqa: PLC0415
+    from fleet.reports import render, replacements_report  # noqa: PLC0415
 
     engine = _engine(db_path)
     policy = ReplacementPolicy()
     t0 = time.perf_counter()
-    report = data.replacements(engine, policy, AS_OF)
+    report = replacements_report(engine, policy, AS_OF)
     keys, rows = render.csv_rows(report)
     with open(os.devnull, "w", encoding="utf-8", newline="") as sink:
         writer = csv.DictWriter(sink, keys, lineterminator="\n")
@@ -232,7 +232,7 @@ def step_report_replacements(db_path: str, sample: str) -> dict[str, Any]:
             writer.writerow(row)
             written += 1
     t1 = time.perf_counter()
-    page = render.html(data.replacements(engine, policy, AS_OF, limit=100))
+    page = render.html(replacements_report(engine, policy, AS_OF, limit=100))
     t2 = time.perf_counter()
     engine.dispose()
     return {"csv_s": t1 - t0, "rows": written, "html_s": t2 - t1, "bytes": len(page)}

@@ -20,6 +20,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from fleet.core.db import DatabaseError, connect, require_current
+from fleet.core.errors import FleetError
 from fleet.core.policy import Policy, PolicyError
 from fleet.core.records import RejectedFileError
 from fleet.core.values import parse_date, parse_duration_days
@@ -70,7 +71,8 @@ def state(ctx: typer.Context) -> State:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Typed errors → one line on stderr and exit 1 (a rejected file lists every bad row)."""
+    """Typed errors → one line on stderr and exit 1, or a :class:`FleetError`'s own exit
+    code (a rejected file lists every bad row)."""
     try:
         yield
     except RejectedFileError as exc:
@@ -81,6 +83,8 @@ def handled() -> Iterator[None]:
         raise fail(exc.summary()) from None
     except (DatabaseError, NotFoundError, PolicyError, ProtocolError) as exc:
         raise fail(str(exc)) from None
+    except FleetError as exc:  # the fleet's own errors say which exit code they take
+        raise fail(str(exc), exc.exit_code) from None
 
 
 def check_format(fmt: str, allowed: Sequence[str] = FORMATS) -> str:

@@ -30,9 +30,15 @@ from fleet.cli.common import (
 )
 from fleet.core.values import CHANNELS
 from fleet.notices.text import KINDS
-from fleet.reports import data, render
-from fleet.reports.build import NoticeFilter
-from fleet.reports.model import Report
+from fleet.reports import (
+    NoticeFilter,
+    Report,
+    fleet_report,
+    notices_report,
+    render,
+    replacements_report,
+    rollout_report,
+)
 
 __all__ = ["report_app"]
 
@@ -103,7 +109,7 @@ def report_fleet(
     """Terminals by model and status, by firmware (supported or not), an age histogram."""
     day = _start(fmt, as_of, out_file)
     with handled():
-        report = data.fleet(state(ctx).engine(), day)
+        report = fleet_report(state(ctx).engine(), day)
     _write(report, fmt, out_file)
 
 
@@ -128,7 +134,7 @@ def report_replacements(
     st = state(ctx)
     with handled():
         policy = st.policy().replacement
-        report = data.replacements(
+        report = replacements_report(
             st.engine(), policy, day, days, limit=limit if fmt in ("table", "html") else None
         )
     _write(report, fmt, out_file)
@@ -149,7 +155,7 @@ def report_rollout(
     failures grouped by last error."""
     day = _start(fmt, as_of, out_file)
     with handled():
-        report = data.rollout(state(ctx).engine(), day, tuple(rollout or ()))
+        report = rollout_report(state(ctx).engine(), day, tuple(rollout or ()))
     _write(report, fmt, out_file)
 
 
@@ -200,5 +206,5 @@ def report_notices(
         _choices(channel, CHANNELS, "--channel"),
     )
     with handled():
-        report = data.notices(state(ctx).engine(), where)
+        report = notices_report(state(ctx).engine(), where)
     _write(report, fmt, out_file)

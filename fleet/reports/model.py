@@ -28,6 +28,11 @@ __all__ = [
     "Row",
     "Section",
     "Series",
+    "columns",
+    "counts_text",
+    "plural",
+    "series",
+    "stacks",
 ]
 
 Row = Mapping[str, Any]
@@ -93,6 +98,16 @@ class Fact:
     label: str
     value: Any
     text: str
+
+    @classmethod
+    def count(cls, key: str, label: str, n: int) -> Fact:
+        """A number: ``1,234``."""
+        return cls(key, label, n, f"{n:,}")
+
+    @classmethod
+    def counts(cls, key: str, label: str, counts: Mapping[str, int]) -> Fact:
+        """Numbers by name: ``done: 3, failed: 1`` (JSON: the mapping)."""
+        return cls(key, label, counts, counts_text(counts))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,3 +220,21 @@ def stacks(
     its colour."""
     made = (series(key, [bar.get(key, 0) for bar in bars], colors[key]) for key in order)
     return tuple(s for s in made if any(s.values))
+
+
+def plural(n: int, word: str) -> str:
+    """``n`` and the noun, in the plural unless ``n`` is 1.
+
+    >>> plural(1, "unit"), plural(1200, "segment")
+    ('1 unit', '1,200 segments')
+    """
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """Numbers by name as people read them (``none`` when there are none).
+
+    >>> counts_text({"P1": 1200, "P2": 3}), counts_text({})
+    ('P1: 1,200, P2: 3', 'none')
+    """
+    return ", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "none"

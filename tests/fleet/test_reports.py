@@ -24,21 +24,28 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core import masking
+from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import ATTEMPTS, JOBS, MESSAGES, NOTICES, ROLLOUTS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees.publishing import publish
 from fleet.fees.tablefile import Group
 from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
 from fleet.notices import outbox as notices
-from fleet.reports import REPORTS, Chart, Series, build, data, mask_phone, mask_phones, render
-from fleet.reports.build import (
-    NoticeAggregates,
+from fleet.reports import (
+    REPORTS,
+    Chart,
     NoticeFilter,
-    RolloutRow,
-    age_histogram,
-    age_years,
-    period_unit,
+    Series,
+    fleet_report,
+    mask_phone,
+    mask_phones,
+    render,
+    rollout_report,
 )
+from fleet.reports.fleet import age_histogram, age_years
+from fleet.reports.notices import NoticeAggregates, build_notices
+from fleet.reports.periods import period_unit, periods
+from fleet.reports.rollout import RolloutAggregates, RolloutRow, build_rollout
 from fleet.rollout.service import create
 
 GOLDEN = Path(__file__).with_name("golden")
@@ -357,11 +364,13 @@ def test_age_bucketing() -> None:
 
 def test_rollout_builder_groups_errors_and_masks_phones() -> None:
     r = RolloutRow(7, 3, "halted", 1, (100_000, 1_000_000), 50_000, {}, CREATED, "ops")
-    report = build.rollout_report(
-        [r],
-        [(7, 0, "done", 1), (7, 1, "failed", 3), (7, 1, "pending", 2)],
-        [(7, "gateway +8613812345678 busy", 1, 2, "S2"), (7, ERR_REFUSED, 2, 0, "S1")],
-        [(7, 9, 6)],
+    report = build_rollout(
+        RolloutAggregates(
+            [r],
+            [(7, 0, "done", 1), (7, 1, "failed", 3), (7, 1, "pending", 2)],
+            [(7, "gateway +8613812345678 busy", 1, 2, "S2"), (7, ERR_REFUSED, 2, 0, "S1")],
+            [(7, 9, 6)],
+        ),
         date(2026, 11, 1),
     )
     failures = report.section("failures").rows
@@ -407,7 +416,7 @@ def test_notices_builder_groups_masks_and_buckets() -> None:
         notice_failures=[("no contact data", 2, "M9")],
         examples={"K1": ("M2", "+4915112345678"), "K3": ("M1", "ana@example.com")},
     )
-    report = build.notices_report(agg, NoticeFilter(date(2026, 11, 1)))
+    report = build_notices(agg, NoticeFilter(date(2026, 11, 1)))
     assert report.main == "by_kind" and report.name == "notices"
     rows = report.section("by_kind").rows
     assert [(r["kind"], r["channel"], r["status"]) for r in rows] == [
@@ -457,7 +466,7 @@ def test_notices_builder_groups_masks_and_buckets() -> None:
         "sms_segments",
     ]
     assert period_unit(date(2026, 10, 1), date(2026, 10, 1)) == "day"
-    empty = build.notices_report(NoticeAggregates(), NoticeFilter(date(2026, 11, 1)))
+    empty = build_notices(NoticeAggregates(), NoticeFilter(date(2026, 11, 1)))
     assert all(chart.empty for chart in empty.charts)
     assert render.json_doc(empty)["summary"]["by_kind"] == dict.fromkeys(
         ("fee_change", "swap_planned", "swap_done", "follow_up"), 0
@@ -465,10 +474,31 @@ def test_notices_builder_groups_masks_and_buckets() -> None:
     render.html(empty)  # draws "no data"
 
 
+def test_report_errors_are_fleet_errors_worded_for_the_domain(tiny: Engine) -> None:
+    day = date(2026, 11, 1)
+    cases: list[tuple[Any, str]] = [
+        (lambda: NoticeFilter(day, kinds=("sms",)), "unknown notice kind 'sms' (known: fee_"),
+        (lambda: NoticeFilter(day, channels=("fax",)), "unknown notice channel 'fax' (known: "),
+        (
+            lambda: NoticeFilter(day, since=date(2026, 11, 2)),
+            "notices from 2026-11-02 to 2026-11-01: the first day is after the last",
+        ),
+        (lambda: rollout_report(tiny, day, (1, 98, 99)), "no rollout 98, 99 created by 2026-11-01"),
+    ]
+    for make, message in cases:
+        with pytest.raises(InputError) as caught:
+            make()
+        assert str(caught.value).startswith(message) and "--" not in str(caught.value)
+    with pytest.raises(NotFoundError):
+        rollout_report(tiny, day, (99,))
+    assert rollout_report(tiny, day, (1,)).params["rollouts"] == [1]
+    assert NoticeFilter(day, day, ("fee_change",), ("sms",)).params()["kinds"] == ["fee_change"]
+
+
 def test_long_periods_label_every_nth_day() -> None:
     from fleet.reports.charts import svg  # noqa: PLC0415 - matplotlib only here
 
-    days = build.periods(date(2026, 9, 1), date(2026, 10, 31), "day")
+    days = periods(date(2026, 9, 1), date(2026, 10, 31), "day")
     chart = Chart("days", "Notices per day", tuple(days), (Series("sent", (1.0,) * len(days)),))
     drawn = svg(chart)
     labelled = [d for d in days if f">{d}<" in drawn]
@@ -476,7 +506,7 @@ def test_long_periods_label_every_nth_day() -> None:
 
 
 def test_cli_does_not_import_matplotlib() -> None:
-    code = "import sys, fleet.cli; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, fleet.cli, fleet.reports; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -623,7 +653,7 @@ def test_bad_usage_exits_2_failures_exit_1(tiny: Engine, db_url: str, tmp_path: 
     res = _run(*base, "notices", "--since", "2026-11-02", "--as-of", AS_OF)
     assert "--since 2026-11-02 is after --as-of 2026-11-01" in res.stderr
     res = _run(*base, "rollout", "--rollout", "1", "--rollout", "99", "--as-of", AS_OF)
-    assert res.exit_code == 1 and "no rollout 99 created by 2026-11-01" in res.stderr
+    assert res.exit_code == 2 and "no rollout 99 created by 2026-11-01" in res.stderr
     policy = tmp_path / "p.toml"
     policy.write_text("[replacement]\nrequire = ['wifi']\n")
     res = _run("--db", db_url, "--policy", str(policy), "report", "replacements")
@@ -750,8 +780,8 @@ def test_queries_aggregate_in_the_database(loaded: Engine) -> None:
 
     event.listen(loaded, "before_cursor_execute", record)
     try:
-        report = data.fleet(loaded, date(2026, 11, 1))
-        data.rollout(loaded, date(2026, 11, 1))
+        report = fleet_report(loaded, date(2026, 11, 1))
+        rollout_report(loaded, date(2026, 11, 1))
     finally:
         event.remove(loaded, "before_cursor_execute", record)
     selects = [s for s in statements if re.search(r"\bFROM TERMINAL\b", s)]

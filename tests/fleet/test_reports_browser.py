@@ -46,8 +46,14 @@ from fleet.core.policy import NoticePolicy, ReplacementPolicy
 from fleet.notices.channels import Outgoing, TransportError
 from fleet.notices.outbox import Dispatcher, DispatchResult, compose, queue
 from fleet.notices.text import KINDS, sample_items
-from fleet.reports import data, render
-from fleet.reports.build import NoticeFilter
+from fleet.reports import (
+    NoticeFilter,
+    fleet_report,
+    notices_report,
+    render,
+    replacements_report,
+    rollout_report,
+)
 from fleet.reports.charts import colors
 from fleet.reports.model import Report
 from tests.fleet.test_reports import seed_rollout
@@ -300,10 +306,10 @@ def _reports(engine: Engine, tmp_path: Path) -> dict[str, Report]:
     seed_notices(engine)
     day = date.fromisoformat(AS_OF)
     return {
-        "fleet": data.fleet(engine, day),
-        "replacements": data.replacements(engine, ReplacementPolicy(), day, limit=50),
-        "rollout": data.rollout(engine, day),
-        "notices": data.notices(engine, NoticeFilter(day)),
+        "fleet": fleet_report(engine, day),
+        "replacements": replacements_report(engine, ReplacementPolicy(), day, limit=50),
+        "rollout": rollout_report(engine, day),
+        "notices": notices_report(engine, NoticeFilter(day)),
     }
 
 
