@@ -11,15 +11,15 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Any, Literal
 
 from fleet.core.masking import mask_address, mask_phone, mask_phones, redact_addresses
+from fleet.core.money import format_minor, to_decimal
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import CHANNELS
 from fleet.fees.tablefile import Group
 from fleet.notices.text import KINDS
-from fleet.replacements.rules import REASONS, Forecast, Replacement, format_money, quarter
+from fleet.replacements.rules import REASONS, Forecast, Replacement, quarter
 from fleet.reports.model import (
     Chart,
     Column,
@@ -332,7 +332,7 @@ class ReplacementTally:
 
 def _major(minor: int, currency: str) -> float:
     """For chart axes only: money stays integer minor units everywhere else."""
-    return float(Decimal(format_money(minor, currency)))
+    return float(to_decimal(minor, currency))
 
 
 def replacements_report(
@@ -425,7 +425,7 @@ def replacements_report(
         description="Cost of the replacement models per quarter, per currency.",
     )
     cost_text = "; ".join(
-        f"{format_money(t['cost_minor'], t['currency'])} {t['currency']} "
+        f"{format_minor(t['cost_minor'], t['currency'])} {t['currency']} "
         f"({_plural(t['units'], 'unit')})"
         for t in totals
     )
@@ -781,7 +781,7 @@ def _rank(value: str | None, known: Sequence[str]) -> tuple[int, str]:
 
 
 def _money_text(amounts: Mapping[str, int]) -> str:
-    return "; ".join(f"{format_money(v, c)} {c}" for c, v in sorted(amounts.items())) or "none"
+    return "; ".join(f"{format_minor(v, c)} {c}" for c, v in sorted(amounts.items())) or "none"
 
 
 def _money_list(amounts: Mapping[str, int]) -> list[dict[str, Any]]:

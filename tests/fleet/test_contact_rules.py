@@ -18,7 +18,8 @@ from fleet.notices.contact import (
     quiet_until,
     rate_until,
 )
-from fleet.notices.outbox import ALPHABET, mask_address, new_code, normalise_code
+from fleet.core.masking import mask_address
+from fleet.notices.codes import ALPHABET, new_code, normalise_code
 from fleet.notices.sms import GSM7_BASIC, GSM7_EXTENSION, count
 from fleet.notices.text import (
     CHANNELS,

@@ -29,7 +29,7 @@ from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees.publishing import publish
 from fleet.fees.tablefile import Group
 from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
-from fleet.notices import outbox as notices
+from fleet.notices import verify as notices
 from fleet.reports import REPORTS, Chart, Series, build, data, mask_phone, mask_phones, render
 from fleet.reports.build import (
     NoticeAggregates,
@@ -39,7 +39,7 @@ from fleet.reports.build import (
     age_years,
     period_unit,
 )
-from fleet.rollout.service import create
+from fleet.rollout import create
 
 GOLDEN = Path(__file__).with_name("golden")
 AS_OF = "2026-11-01"
