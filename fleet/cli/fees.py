@@ -161,7 +161,7 @@ def fees_list(
     rows: list[dict[str, Any]] = []
     for p in sorted(tables.values(), key=lambda t: -t.version):
         merchants, terminals, at_it = counts.get(p.version, (0, 0, 0))
-        row = {
+        row: dict[str, Any] = {
             "version": p.version, "name": p.name, "effective": p.table.effective.isoformat(),
             "applies_to": p.group.describe(), "rules": len(p.table.rules),
             "published_at": p.published_at.isoformat(), "by": p.published_by,
@@ -170,8 +170,8 @@ def fees_list(
             "terminals_at_version": at_it, "sha256": p.sha256,
         }  # fmt: skip
         if fmt == "table":
-            row["effective"] = row["effective"][:16].replace("T", " ")
-            row["published"] = f"{row['published_at'][:10]} {row['by']}"
+            row["effective"] = p.table.effective.isoformat()[:16].replace("T", " ")
+            row["published"] = f"{p.published_at.isoformat()[:10]} {p.published_by}"
             row["raise"] = ("yes, overridden" if p.notice_override else "yes") if p.raises else "no"
             row["merchants"] = merchants
             row["terminals at it"] = f"{at_it}/{terminals}"

@@ -42,19 +42,22 @@ class _Shown:
 
         from fleet.notices.listing import waiting_messages  # noqa: PLC0415
 
-        self.waiting = lambda: waiting_messages(engine)
+        self.engine = engine
+        self.waiting_messages = waiting_messages
         self.progress = Progress(
             TextColumn("notices"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console,
             disable=fmt == "json",
         )  # fmt: skip
-        self.task = self.progress.add_task("send", total=self.waiting() or None, note="")
+        self.task = self.progress.add_task(
+            "send", total=self.waiting_messages(self.engine) or None, note=""
+        )
         self.done, self.total = 0, 0
 
     def __call__(self, r: DispatchResult) -> None:
         done = r.sent + r.failed
         if done - self.done >= 100 or not self.total:
-            self.total, self.done = self.waiting() + done, done
+            self.total, self.done = self.waiting_messages(self.engine) + done, done
         note = f"retrying {r.retried}" if r.retried else ""
         self.progress.update(self.task, completed=done, total=max(self.total, done), note=note)
 

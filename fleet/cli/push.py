@@ -15,6 +15,8 @@ from fleet.cli.domain_errors import fleet_errors
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from fleet.device import PushReport
+
 KeyOpt = Annotated[
     Path,
     typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
@@ -81,10 +83,17 @@ def push_command(
     with fleet_errors():
         engine = st.engine()
         policy = st.policy().fees
-        serials = [terminal] if terminal else group_terminals(engine, table, parse_group(group))
+        serials = (
+            [terminal] if terminal else group_terminals(engine, table, parse_group(group or "all"))
+        )
         with push_progress() as progress:
             overall = progress.add_task("all", total=len(serials), serial="all", note="")
             tasks: dict[str, Any] = {}
+
+            def finished(report: PushReport, task: Any, overall: Any) -> None:
+                if report.outcome is not None:
+                    progress.update(task, note=report.outcome.describe())
+                progress.advance(overall)
 
             def bar(s: str) -> Any:  # one bar per terminal, from its first event
                 if s not in tasks:
@@ -98,11 +107,7 @@ def push_command(
                 failed_attempt=lambda s, n, e: progress.update(
                     bar(s), note=f"[red]attempt {n}: {e}[/]"
                 ),
-                finished=lambda r: (
-                    progress.update(bar(r.serial), note=r.outcome.describe())
-                    if r.outcome else None,
-                    progress.advance(overall),
-                ),
+                finished=lambda r: finished(r, bar(r.serial), overall),
             )  # fmt: skip
     results: list[dict[str, Any]] = [r.as_dict() for r in reports]
     failed = [r for r in reports if r.outcome is None]

@@ -161,7 +161,7 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
     if not isinstance(description, str):
         raise FeeFileError("description: want a string")
     try:
-        number = numeric_code(parse_currency_code(doc.get("currency")))
+        number = numeric_code(parse_currency_code(str(doc.get("currency", ""))))
     except MoneyError:
         raise FeeFileError(
             f"currency: want an ISO 4217 code (e.g. CNY, EUR, JPY), not {doc.get('currency')!r}"

@@ -25,6 +25,7 @@ from fleet.cli import app
 from fleet.core.db import writer
 from fleet.core.models import AUDIT, CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES
 from fleet.core.policy import NoticePolicy
+from fleet.notices import payload_of, queue
 from fleet.notices.channels import (
     AppriseTransport,
     CallListTransport,
@@ -33,7 +34,6 @@ from fleet.notices.channels import (
     SmtpTransport,
     Transport,
 )
-from fleet.notices import payload_of, queue
 from fleet.notices.compose import compose
 from fleet.notices.dispatch import Dispatcher
 from fleet.notices.preferences import record_contact

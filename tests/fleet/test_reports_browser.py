@@ -43,8 +43,8 @@ from sqlalchemy import select as sql_select
 from fleet.core.db import writer
 from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.core.policy import NoticePolicy, ReplacementPolicy
-from fleet.notices.channels import Outgoing, TransportError
 from fleet.notices import payload_of, queue
+from fleet.notices.channels import Outgoing, TransportError
 from fleet.notices.compose import compose
 from fleet.notices.dispatch import Dispatcher, DispatchResult
 from fleet.notices.text import KINDS, sample_items

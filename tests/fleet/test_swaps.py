@@ -7,11 +7,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import fleet.swaps.visit
 import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
+import fleet.swaps.visit
 from fleet.cli import app
 from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
