@@ -50,8 +50,9 @@ LIVE = ("deployed", "faulty")
 
 def _has_tag(tags: tuple[str, ...], dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
-        each = func.json_array_elements_text(MERCHANTS.c.tags).column_valued("tag")
-        return exists(select(literal(1)).select_from(each).where(each.in_(tags)))
+        each = func.json_array_elements_text(MERCHANTS.c.tags).table_valued("value")
+        each = each.render_derived()  # AS anon(value): name the set's one column
+        return exists(select(literal(1)).select_from(each).where(each.c.value.in_(tags)))
     items = func.json_each(MERCHANTS.c.tags).table_valued("value")
     return exists(select(literal(1)).select_from(items).where(items.c.value.in_(tags)))
 

@@ -356,7 +356,7 @@ def test_push_cli(loaded: Engine, db_url: str, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         assert "1 of 1 terminals at v" in res.stdout
         res = runner.invoke(app, [*base, "--table", "42", "--terminal", served.serials[0]])
-        assert res.exit_code == 1 and "fee table 42 is not published" in res.output
+        assert res.exit_code == 2 and "fee table 42 is not published" in res.output
         assert runner.invoke(app, [*base, "--table", str(version)]).exit_code == 2
         res = runner.invoke(
             app,
