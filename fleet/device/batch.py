@@ -13,13 +13,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from fleet.core.errors import ConflictError
 from fleet.core.policy import FeePolicy
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.session import resolve
 from fleet.fees.group import Group
 from fleet.fees.tables import load_tables, published
-from fleet.fees.targets import targeted_terminals
+from fleet.fees.targets import push_targets
 
 __all__ = ["PushReport", "group_terminals", "push_many"]
 
@@ -45,18 +44,10 @@ class PushReport:
 
 
 def group_terminals(engine: Engine, version: int, group: Group) -> list[str]:
-    """The terminals a push of ``version`` to ``group`` covers (see
-    :func:`fleet.fees.targets.targeted_terminals`); none is an error naming why."""
+    """The terminals a push of ``version`` to ``group`` covers
+    (:func:`fleet.fees.targets.push_targets`)."""
     with engine.connect() as conn:
-        tables = load_tables(conn)
-        published(tables, version)
-        serials = targeted_terminals(conn, version, group, tables)
-    if not serials:
-        raise ConflictError(
-            f"no deployed terminal with a link has table {version} as its target "
-            f"in {group.describe()}"
-        )
-    return serials
+        return push_targets(conn, version, group)
 
 
 def push_many(

@@ -227,6 +227,18 @@ def _verify_sale(
         )
 
 
+def _attempt_row(attempt: _Attempt, finished: datetime, **values: Any) -> dict[str, Any]:
+    return {
+        "job_id": attempt.job_id,
+        "serial": attempt.serial,
+        "version": attempt.version,
+        "worker": attempt.worker,
+        "started_at": attempt.started,
+        "finished_at": finished,
+        **values,
+    }
+
+
 def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url: str) -> None:
     finished = now()
     with writer(attempt.engine).begin() as conn:
@@ -241,18 +253,13 @@ def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url:
         )
         conn.execute(
             insert(ATTEMPTS).values(
-                job_id=attempt.job_id,
-                serial=attempt.serial,
-                version=attempt.version,
-                worker=attempt.worker,
-                started_at=attempt.started,
-                finished_at=finished,
-                outcome=outcome.outcome,
-                resumed_from=outcome.resumed_from,
-                blocks_sent=outcome.sent,
-                test_fee=outcome.test_fee,
+                _attempt_row(
+                    attempt, finished, outcome=outcome.outcome,
+                    resumed_from=outcome.resumed_from, blocks_sent=outcome.sent,
+                    test_fee=outcome.test_fee,
+                )
             )
-        )
+        )  # fmt: skip
         audit.record(
             conn,
             actor=actor,
@@ -265,15 +272,5 @@ def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url:
 
 def _record_failure(attempt: _Attempt, error: str) -> None:
     with writer(attempt.engine).begin() as conn:
-        conn.execute(
-            insert(ATTEMPTS).values(
-                job_id=attempt.job_id,
-                serial=attempt.serial,
-                version=attempt.version,
-                worker=attempt.worker,
-                started_at=attempt.started,
-                finished_at=now(),
-                outcome="error",
-                error=error[:500],
-            )
-        )
+        row = _attempt_row(attempt, now(), outcome="error", error=error[:500])
+        conn.execute(insert(ATTEMPTS).values(row))

@@ -25,6 +25,7 @@ from fleet.fees.publishing import Plan, plan, publish, read_table_file
 from fleet.fees.tablefile import ParsedTable, parse_fee_toml, parse_rate, sha256
 from fleet.fees.tables import Published, load_tables, published, source_of
 from fleet.fees.targets import (
+    push_targets,
     target_counts,
     target_of,
     targeted_terminals,
@@ -54,6 +55,7 @@ __all__ = [
     "plan",
     "publish",
     "published",
+    "push_targets",
     "read_table_file",
     "rule_diff",
     "sha256",

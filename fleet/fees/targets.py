@@ -29,14 +29,16 @@ from sqlalchemy import (
     true,
 )
 
+from fleet.core.errors import ConflictError
 from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.fees.group import Group
-from fleet.fees.tables import Published, load_tables
+from fleet.fees.tables import Published, load_tables, published
 
 __all__ = [
     "LIVE",
     "group_clause",
     "merchants_in",
+    "push_targets",
     "target_counts",
     "target_expr",
     "target_of",
@@ -144,6 +146,25 @@ def targeted_terminals(
             .order_by(TERMINALS.c.serial)
         ).scalars()
     )
+
+
+def push_targets(
+    conn: Connection,
+    version: int,
+    group: Group,
+    tables: Mapping[int, Published] | None = None,
+) -> list[str]:
+    """:func:`targeted_terminals` of a published ``version``, for a push or a rollout:
+    an unpublished version or no terminal at all is an error saying why."""
+    tables = _tables(conn, tables)
+    published(tables, version)
+    serials = targeted_terminals(conn, version, group, tables)
+    if not serials:
+        raise ConflictError(
+            f"no deployed terminal with a link has table {version} as its target"
+            + ("" if group.everyone else f" in {group.describe()}")
+        )
+    return serials
 
 
 def target_counts(

@@ -20,8 +20,7 @@ from fleet.core.errors import ConflictError, NotFoundError
 from fleet.core.models import JOBS, ROLLOUTS, now
 from fleet.core.policy import RolloutPolicy
 from fleet.fees.group import Group
-from fleet.fees.tables import load_tables, published
-from fleet.fees.targets import targeted_terminals
+from fleet.fees.targets import push_targets
 from fleet.rollout.waves import share_text, split_waves
 
 __all__ = [
@@ -69,14 +68,7 @@ def create(
     """Create a rollout and its jobs; returns (id, terminals per wave)."""
     waves = waves or policy.waves
     with writer(engine).begin() as conn:
-        tables = load_tables(conn)
-        published(tables, version)
-        chosen = targeted_terminals(conn, version, group, tables)
-        if not chosen:
-            raise RolloutError(
-                f"no deployed terminal with a link has table {version} as its target"
-                + ("" if group.everyone else f" in {group.describe()}")
-            )
+        chosen = push_targets(conn, version, group)
         rollout_id = conn.execute(
             insert(ROLLOUTS)
             .values(
