@@ -1,8 +1,19 @@
 """Staged rollouts of a fee table: pure waves and thresholds (:mod:`.waves`), rollouts and
-jobs in the database (:mod:`.jobs`), the worker that claims and pushes (:mod:`.worker`)."""
+jobs in the database (:mod:`.jobs`), the worker that claims and pushes (:mod:`.worker`)
+and the events it reports (:mod:`.events`)."""
 
 from __future__ import annotations
 
+from fleet.rollout.events import (
+    Event,
+    Finished,
+    Halted,
+    JobLost,
+    Progressed,
+    RolloutDone,
+    Started,
+    WaveOpened,
+)
 from fleet.rollout.jobs import (
     JobProblem,
     RolloutError,
@@ -15,17 +26,7 @@ from fleet.rollout.jobs import (
     resume,
     status,
 )
-from fleet.rollout.worker import (
-    Event,
-    Finished,
-    Halted,
-    JobLost,
-    Progressed,
-    RolloutDone,
-    Started,
-    WaveOpened,
-    Worker,
-)
+from fleet.rollout.worker import Worker
 
 __all__ = [
     "Event",

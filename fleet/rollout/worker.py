@@ -10,7 +10,7 @@ download where it stopped). A worker records its result only while it still hold
 lease, so a job is never finished by two workers. A failed push is retried with the
 leases' backoff up to ``max_attempts``; past the failure threshold the rollout halts.
 
-Progress is reported as typed events (:data:`Event`) to ``on_event``.
+Progress is reported as typed events (:mod:`fleet.rollout.events`) to ``on_event``.
 """
 
 from __future__ import annotations
@@ -33,78 +33,22 @@ from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.session import resolve
 from fleet.fees.tables import Published, load_tables
+from fleet.rollout.events import (
+    Event,
+    Finished,
+    Halted,
+    JobLost,
+    Progressed,
+    RolloutDone,
+    Started,
+    WaveOpened,
+)
 from fleet.rollout.jobs import RolloutState
 from fleet.rollout.waves import over_threshold
 
-__all__ = [
-    "Event",
-    "Finished",
-    "Halted",
-    "JobLost",
-    "Progressed",
-    "RolloutDone",
-    "Started",
-    "WaveOpened",
-    "Worker",
-]
+__all__ = ["Claimed", "Worker"]
 
 LEASED = Leased(JOBS, "running")
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    serial: str
-    attempt: int
-    owner: str
-    taken_over: bool
-    """The job's previous worker lost its lease (died)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Progressed:
-    serial: str
-    stored: int
-    count: int
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class Finished:
-    serial: str
-    result: str
-    """``done``, ``failed`` (no attempts left), ``pending`` (will retry) or ``lost``."""
-    error: str | None
-    outcome: PushOutcome | None
-    owner: str
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class JobLost:
-    serial: str
-    owner: str
-
-
-@dataclass(frozen=True, slots=True)
-class WaveOpened:
-    rollout: int
-    wave: int
-    """1-based."""
-
-
-@dataclass(frozen=True, slots=True)
-class Halted:
-    rollout: int
-    failed: int
-    of: int
-
-
-@dataclass(frozen=True, slots=True)
-class RolloutDone:
-    rollout: int
-
-
-Event = Started | Progressed | Finished | JobLost | WaveOpened | Halted | RolloutDone
 
 
 @dataclass(frozen=True, slots=True)
