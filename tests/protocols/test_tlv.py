@@ -383,7 +383,7 @@ def test_enums() -> None:
     assert int(CardType.ANY) == 0
     assert int(CardType.QR_WALLET) == 4
     assert [int(c) for c in Capability] == [1, 2, 4, 8, 16]
-    assert [int(t) for t in Tag] == list(range(1, 12))
+    assert [int(t) for t in Tag] == [*range(1, 12), *range(0x10, 0x17), *range(0x20, 0x24)]
 
 
 # --- hypothesis -------------------------------------------------------------------------------
