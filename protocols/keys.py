@@ -56,6 +56,13 @@ def _version(tag: Tag, value: int, *, zero: bool = False) -> int:
     return value
 
 
+def _new_version(r: TLVReader) -> int:
+    version = r.uint(Tag.NEW_KEY_VERSION)
+    if version == 0:
+        raise r.error(Tag.NEW_KEY_VERSION, "NEW_KEY_VERSION is 0")
+    return version
+
+
 @dataclass(frozen=True, slots=True)
 class KeyVersions:
     """Tag 0x20: the key version in use and the next one awaiting confirmation (0: none).
@@ -175,10 +182,7 @@ class KeyChange:
     def from_tlv(cls, data: bytes) -> Self:
         """Read field 62 of a 0800/161; TLVError if a tag is missing or malformed."""
         r = TLVReader(data)
-        version = r.uint(Tag.NEW_KEY_VERSION)
-        if version == 0:
-            raise r.error(Tag.NEW_KEY_VERSION, "NEW_KEY_VERSION is 0")
-        return cls(version, r.raw(Tag.WRAPPED_KEY)[1], r.raw(Tag.KEY_CHECK_VALUE)[1])
+        return cls(_new_version(r), r.raw(Tag.WRAPPED_KEY)[1], r.raw(Tag.KEY_CHECK_VALUE)[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +203,5 @@ class KeyConfirm:
 
     @classmethod
     def from_tlv(cls, data: bytes) -> Self:
-        r = TLVReader(data)
-        version = r.uint(Tag.NEW_KEY_VERSION)
-        if version == 0:
-            raise r.error(Tag.NEW_KEY_VERSION, "NEW_KEY_VERSION is 0")
-        return cls(version)
+        """Read field 62 of a 0800/162; TLVError if tag 0x21 is missing or 0."""
+        return cls(_new_version(TLVReader(data)))

@@ -14,7 +14,8 @@ picks the one the terminal reports at every sign-on, so pushes, sync and sales k
 working in the middle of a rotation.
 
 Used by the fleet tool, the simulator's cash register (``possim sale``), the tests and the
-benchmarks.
+benchmarks. (Over 400 lines: one class holds every exchange a host makes with a terminal,
+v1's and the additions, so that a caller keeps one object per terminal.)
 """
 
 from __future__ import annotations
