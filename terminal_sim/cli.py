@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -108,12 +109,16 @@ WearOption = Annotated[
 WearSeedOption = Annotated[int, typer.Option(help="Seed of the wear profile.")]
 
 
-def _wear(profile: WearProfile | None, seed: int, config: TerminalConfig) -> InitialWear | None:
+def _wear(
+    profile: WearProfile | None, seed: int, config: TerminalConfig
+) -> Callable[[], InitialWear] | None:
+    """The terminal's first-boot wear under ``profile`` (computed only if it boots first)."""
     if profile is None:
         return None
     model = profile_for(config.model)
-    now = datetime.now(UTC)
-    return initial_wear(profile, seed, config.serial, model, config.capabilities, now)
+    return lambda: initial_wear(
+        profile, seed, config.serial, model, config.capabilities, datetime.now(UTC)
+    )
 
 
 def _capabilities(text: str) -> Capability:
