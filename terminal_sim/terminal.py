@@ -171,6 +171,8 @@ class Terminal:
             return encode(self._dispatch(req, body))
         except (EncodeError, DecodeError) as exc:  # e.g. an unreadable field 60/61/62
             log.warning("%s: %s: %s: answering 30", self.config.serial, req.mti, exc)
+            if self._reply_key is not None:  # a signed request whose MAC we checked
+                return encode(self._signed(req, RC.FORMAT_ERROR, self._address_echo(req)))
             return encode(self._respond(req, RC.FORMAT_ERROR))
         except (sqlite3.Error, OSError) as exc:  # the state store failed: nothing was changed
             log.error("%s: state store failed: %s: answering 96", self.config.serial, exc)

@@ -269,3 +269,16 @@ def test_tampered_terminal_refuses_downloads_and_key_changes_66(endpoint: Endpoi
     assert host.health().tampered
     sale = m.sale(host.stan.next(), TID, 1, SaleRequest(CardType.CREDIT).to_tlv())
     assert send(host, sale)[39] == "00"
+
+
+def test_an_unreadable_key_change_is_30_signed_and_changes_nothing(endpoint: Endpoint) -> None:
+    host = endpoint.session(K1)
+    endpoint.terminal.health()
+    state = endpoint.snapshot()
+    for tlv in (b"", b"\x21\x04\x00\x00\x00\x02", b"\x21\x04\x00\x00"):
+        response = send(host, m.sign(m.key_change(host.stan.next(), TID, tlv), K1.key))
+        assert response[39] == "30"
+        m.verify(response, K1.key)  # its MAC was checked: the answer is signed
+    # exchange() verifies the MAC of any answer but A0: a 30 to a signed request is signed
+    assert host.exchange(m.key_confirm(host.stan.next(), TID, b""), signed=True)[39] == "30"
+    assert endpoint.snapshot() == state
