@@ -31,7 +31,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
@@ -75,7 +75,7 @@ class TerminalConfig:
     tid: str
     mid: str
     mcc: int
-    key: bytes
+    key: bytes = field(repr=False)  # never in a repr or a log
     capabilities: Capability = DEFAULT_CAPABILITIES
     key_version: int = 1
     """The version of ``key``: that of the master key it was derived from."""

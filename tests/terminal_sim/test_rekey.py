@@ -9,6 +9,7 @@ from protocols import messages as m
 from protocols.keys import KeyChange, KeyConfirm, KeyVersions
 from protocols.mac import TerminalKey
 from terminal_sim.rekey import KeySlots, decide_change, decide_confirm
+from tests.terminal_sim.conftest import config
 
 K1 = TerminalKey(1, bytes([1]) * 16)
 K2 = TerminalKey(2, bytes([2]) * 16)
@@ -139,3 +140,10 @@ def test_never_a_terminal_without_a_working_key() -> None:
             if nxt not in seen:
                 frontier.add(nxt)
     assert KeySlots(K3) in seen and KeySlots(K2) in seen
+
+
+def test_no_key_in_the_reprs_of_the_terminal_side() -> None:
+    cfg = config()
+    for text in (repr(cfg), repr(KeySlots(K1, K2)), str(KeySlots(K1, K2))):
+        for key in (cfg.key, K1.key, K2.key):
+            assert key.hex() not in text.lower() and repr(key) not in text
