@@ -7,6 +7,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from protocols.values import CardType
 from terminal_sim.rekey import KeySlots
 from terminal_sim.serve import serve_terminal
 from terminal_sim.terminal import Terminal
-from tests.terminal_sim.conftest import KEY, SERIAL, TID, Clock, config, make_table
+from tests.terminal_sim.conftest import KEY, MASTER, SERIAL, TID, Clock, config, make_table
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -282,3 +283,45 @@ def test_an_unreadable_key_change_is_30_signed_and_changes_nothing(endpoint: End
     # exchange() verifies the MAC of any answer but A0: a 30 to a signed request is signed
     assert host.exchange(m.key_confirm(host.stan.next(), TID, b""), signed=True)[39] == "30"
     assert endpoint.snapshot() == state
+
+
+def test_rotate_a_few_terminals_on_ptys_at_once(tmp_path: Path) -> None:
+    masters = [MasterKey(1, MASTER), MasterKey(2, bytes(range(100, 116)))]
+    serials = [f"PF{n:08d}" for n in range(1, 5)]
+    stop = threading.Event()
+    served: list[tuple[str, Terminal, str]] = []
+    threads = []
+    try:
+        for serial in serials:
+            terminal = Terminal(config(serial), tmp_path / serial)
+            ready: queue.Queue[str] = queue.Queue()
+            thread = threading.Thread(
+                target=serve_terminal,
+                args=(terminal, "pty", stop, ready.put),
+                kwargs={"baud": 115200},
+            )
+            thread.start()
+            threads.append(thread)
+            served.append((serial, terminal, ready.get(timeout=10)))
+
+        def rotate(item: tuple[str, Terminal, str]) -> KeyRotation:
+            serial, _, path = item
+            old, new = (master.terminal_key(serial) for master in masters)
+            with Link(path, 115200) as link:
+                host = HostSession(link, TID, keys=[old, new])
+                host.push(make_table(3))
+                result = host.rotate_key(new)
+                assert host.sale(10_000, CardType.CREDIT).approved
+                return result
+
+        with ThreadPoolExecutor(len(served)) as pool:
+            results = list(pool.map(rotate, served))
+        assert {(r.version, r.previous, r.changed) for r in results} == {(2, 1, True)}
+        for serial, terminal, _ in served:
+            assert terminal.key_slots() == KeySlots(masters[1].terminal_key(serial))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        for _, terminal, _ in served:
+            terminal.close()
