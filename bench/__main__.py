@@ -12,6 +12,7 @@ MODULES = [
     "bench.link_throughput",
     "bench.possim_fleet",
     "bench.line_push",
+    "bench.health_keys",
     "bench.rollout_fleet",
     "bench.fleet_scale",
     "bench.notices",
