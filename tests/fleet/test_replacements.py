@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core.policy import Policy, PolicyError, ReplacementPolicy
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals
-from fleet.replacements.rules import Forecast, Replacement, flag, format_money, quarter
+from fleet.inventory import import_catalog, import_merchants, import_terminals
+from fleet.replacements import Forecast, Replacement, assess, flag, priority, quarter
+from fleet.replacements.rules import format_money
 
 AS_OF = date(2026, 11, 1)  # horizon 180 d → 2027-04-30; urgent 90 d → 2027-01-30
 
@@ -361,7 +362,10 @@ def test_cli_replacements(fleet: Engine, db_url: str, tmp_path: Path) -> None:
         assert res.exit_code == 2, (bad, res.output)
     policy.write_text("[replacement]\nrequire = ['wifi']\n")
     res = runner.invoke(app, [*base, "--policy", str(policy), "replacements"])
-    assert res.exit_code == 1 and "unknown capability 'wifi'" in res.output
+    assert res.exit_code == 2 and res.stderr == (
+        f"error: {policy}: replacement.require: unknown capability 'wifi' "
+        "(want chip, contactless, magstripe, qr, pin_pad)\n"
+    )
 
 
 def test_cli_policy_show_and_init(tmp_path: Path) -> None:
