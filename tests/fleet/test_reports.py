@@ -627,7 +627,7 @@ def test_bad_usage_exits_2_failures_exit_1(tiny: Engine, db_url: str, tmp_path: 
     policy = tmp_path / "p.toml"
     policy.write_text("[replacement]\nrequire = ['wifi']\n")
     res = _run("--db", db_url, "--policy", str(policy), "report", "replacements")
-    assert res.exit_code == 1 and "unknown capability 'wifi'" in res.stderr
+    assert res.exit_code == 2 and "unknown capability 'wifi'" in res.stderr  # bad input
     res = _run("--db", str(tmp_path / "missing" / "x.db"), "report", "fleet")
     assert res.exit_code == 1 and res.stderr.startswith("error:")
 
