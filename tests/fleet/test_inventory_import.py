@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.audit import record
 from fleet.core.db import writer
-from fleet.core.models import AUDIT, MERCHANTS, TERMINALS
 from fleet.core.errors import NotFoundError
+from fleet.core.models import AUDIT, MERCHANTS, TERMINALS
 from fleet.core.records import RejectedFileError
 from fleet.inventory import (
     add_terminal,

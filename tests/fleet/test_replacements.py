@@ -205,9 +205,9 @@ def test_each_rule(fleet: Engine) -> None:
         "T-MULTI": (["age", "model-eos", "faults"], 1, AS_OF),
     }
     assert set(found) == set(expect)
-    for serial, (codes, priority, replace_by) in expect.items():
+    for serial, (codes, rank, replace_by) in expect.items():
         r = found[serial]
-        assert (_codes(r), r.priority, r.replace_by) == (codes, priority, replace_by), serial
+        assert (_codes(r), r.priority, r.replace_by) == (codes, rank, replace_by), serial
 
 
 def test_reason_wording(fleet: Engine) -> None:
@@ -381,3 +381,48 @@ def test_cli_policy_show_and_init(tmp_path: Path) -> None:
     chosen = tmp_path / "chosen.toml"
     assert runner.invoke(app, ["--policy", str(chosen), "policy", "init"]).exit_code == 0
     assert dataclasses.replace(Policy.load(chosen), source="defaults") == Policy()
+
+
+def test_priority_rule() -> None:
+    urgent_end = date(2027, 1, 30)
+    later, soon = date(2027, 3, 1), date(2027, 1, 30)
+    assert priority(security=True, pressing=False, replace_by=later, urgent_end=urgent_end) == 1
+    assert priority(security=False, pressing=True, replace_by=later, urgent_end=urgent_end) == 2
+    assert priority(security=False, pressing=False, replace_by=soon, urgent_end=urgent_end) == 2
+    assert priority(security=False, pressing=False, replace_by=later, urgent_end=urgent_end) == 3
+
+
+def test_assessment_ranks_counts_and_forecasts(fleet: Engine) -> None:
+    found = assess(fleet, ReplacementPolicy(), AS_OF)
+    flagged = list(flag(fleet, ReplacementPolicy(), AS_OF))
+    assert sorted(r.serial for r in found.replacements) == sorted(r.serial for r in flagged)
+    assert found.replacements == sorted(found.replacements, key=Replacement.sort_key)
+    assert dict(found.by_priority) == {1: 5, 2: 3, 3: 4}
+    assert sum(found.reasons().values()) == sum(len(r.reasons) for r in flagged)
+    assert found.forecast.total_units == len(flagged) == 12
+    doc = found.as_dict()
+    assert doc["horizon_days"] == 180 and doc["summary"]["terminals"] == 12
+    assert doc["summary"]["cost"] == {
+        c: format_money(v, c) for c, v in found.forecast.total_cost().items()
+    }
+    assert assess(fleet, ReplacementPolicy(), AS_OF, horizon_days=0).horizon_days == 0
+
+
+def test_cli_json_is_the_assessment(fleet: Engine) -> None:
+    url = fleet.url.render_as_string(hide_password=False)
+    res = CliRunner().invoke(
+        app, ["--db", url, "replacements", "--as-of", "2026-11-01", "-f", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == json.loads(
+        json.dumps(assess(fleet, ReplacementPolicy(), AS_OF).as_dict())
+    )
+    res = CliRunner().invoke(
+        app, ["--db", url, "replacements", "--as-of", "2026-11-01", "-f", "csv"]
+    )
+    rows = res.stdout.splitlines()
+    assert rows[0] == (
+        "serial,model,firmware,merchant_id,status,priority,replace_by,reasons,details,"
+        "replacement_model,cost,currency"
+    )
+    assert len(rows) == 13 and rows[1].split(",")[5] == "P1"
