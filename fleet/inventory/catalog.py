@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import Engine, Table, delete, func, select, tuple_
 
-from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.models import (
     ADVISORIES,
@@ -33,7 +32,6 @@ from fleet.core.records import (
     Schema,
     file_format,
     read_sections,
-    shape_error,
 )
 from fleet.core.values import parse_bool, parse_currency, parse_date, parse_list, parse_money
 from fleet.inventory.cells import amount, bounded_text, severity, token
@@ -41,8 +39,9 @@ from fleet.inventory.importing import (
     FileErrors,
     ImportResult,
     count_rows,
+    parse_row,
+    record_import,
     schema_defaults,
-    sha256,
     upsert,
 )
 
@@ -141,14 +140,7 @@ def import_catalog(
         if chosen == "csv":
             errors.items.extend(schema.check_header(str(path), header))
         for row in rows:
-            bad = shape_error(row)
-            if bad:
-                errors.items.append(bad)
-                continue
-            unknown = [c for c in row.cells if c not in schema.by_name]
-            for name in unknown if chosen != "csv" else []:
-                errors.add(row, name, f"unknown field in {key}")
-            values = schema.parse(row, errors.items)
+            values = parse_row(schema, row, errors, named=chosen != "csv", section=key)
             if values is not None:
                 parsed[key].append((row, values))
 
@@ -250,16 +242,7 @@ def import_catalog(
             )
             upsert(conn, ADVISORY_FIRMWARE, links, ["advisory", "model", "version"], [])
         after = sum(count_rows(conn, t) for t in _catalog_tables())
-        result = ImportResult(
-            "catalog", str(path), total, after - before, total - (after - before), sha256(path)
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action="import",
-            target=f"catalog:{path.name}",
-            details=result.as_dict(),
-        )
+        result = record_import(conn, "catalog", path, total, after - before, actor=actor)
     return result
 
 

@@ -18,13 +18,16 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from fleet.core.records import Row, RowError, Schema
+from fleet.core import audit
+from fleet.core.records import Row, RowError, Schema, shape_error
 
 __all__ = [
     "CHUNK",
     "FileErrors",
     "ImportResult",
     "count_rows",
+    "parse_row",
+    "record_import",
     "schema_defaults",
     "sha256",
     "upsert",
@@ -60,6 +63,36 @@ class FileErrors:
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+
+def parse_row(
+    schema: Schema, row: Row, errors: FileErrors, *, named: bool, section: str = ""
+) -> dict[str, Any] | None:
+    """A row's typed values, or ``None`` with its errors added: a malformed row (wrong
+    width, not an object), fields the schema does not know (``named``: a JSON/TOML object
+    names its cells; a CSV's header is checked once, not per row), cells that don't parse.
+    """
+    bad = shape_error(row)
+    if bad:
+        errors.items.append(bad)
+        return None
+    if named:
+        for name in row.cells:
+            if name not in schema.by_name:
+                errors.add(row, name, f"unknown field in {section}" if section else "unknown field")
+    return schema.parse(row, errors.items)
+
+
+def record_import(
+    conn: Connection, kind: str, path: Path, rows: int, inserted: int, *, actor: str
+) -> ImportResult:
+    """The import's result (every row not inserted was updated or unchanged), audited in
+    the import's transaction."""
+    result = ImportResult(kind, str(path), rows, inserted, rows - inserted, sha256(path))
+    audit.record(
+        conn, actor=actor, action="import", target=f"{kind}:{path.name}", details=result.as_dict()
+    )
+    return result
 
 
 def sha256(path: Path) -> str:

@@ -12,11 +12,10 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import NotFoundError
 from fleet.core.models import MERCHANTS, TERMINALS, Merchant
-from fleet.core.records import Column, RejectedFileError, Row, Schema, read_rows, shape_error
+from fleet.core.records import Column, RejectedFileError, Row, Schema, read_rows
 from fleet.core.status import LIVE_STATUSES
 from fleet.core.values import (
     parse_channels,
@@ -34,8 +33,9 @@ from fleet.inventory.importing import (
     FileErrors,
     ImportResult,
     count_rows,
+    parse_row,
+    record_import,
     schema_defaults,
-    sha256,
     upsert,
 )
 
@@ -97,15 +97,7 @@ def import_merchants(
     total = 0
     for row in rows:
         total += 1
-        bad = shape_error(row)
-        if bad:
-            errors.items.append(bad)
-            continue
-        if chosen != "csv":
-            for name in row.cells:
-                if name not in MERCHANT.by_name:
-                    errors.add(row, name, "unknown field")
-        v = MERCHANT.parse(row, errors.items)
+        v = parse_row(MERCHANT, row, errors, named=chosen != "csv")
         if v is None:
             continue
         if v["id"] in seen:
@@ -120,16 +112,7 @@ def import_merchants(
         for start in range(0, len(good), CHUNK):
             upsert(conn, MERCHANTS, good[start : start + CHUNK], ["id"], header)
         inserted = count_rows(conn, MERCHANTS) - before
-        result = ImportResult(
-            "merchants", str(path), total, inserted, total - inserted, sha256(path)
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action="import",
-            target=f"merchants:{path.name}",
-            details=result.as_dict(),
-        )
+        result = record_import(conn, "merchants", path, total, inserted, actor=actor)
     return result
 
 

@@ -21,17 +21,17 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.models import TERMINALS
-from fleet.core.records import RejectedFileError, RowError, read_rows, shape_error
+from fleet.core.records import RejectedFileError, RowError, read_rows
 from fleet.inventory.importing import (
     CHUNK,
     FileErrors,
     ImportResult,
     count_rows,
+    parse_row,
+    record_import,
     schema_defaults,
-    sha256,
     upsert,
 )
 from fleet.inventory.terminals import LIVE, TERMINAL, TERMINAL_HEADER, CatalogRefs, check_terminal
@@ -94,15 +94,7 @@ def import_terminals(
             total += 1
             if progress is not None and total % 10_000 == 0:
                 progress(total)
-            bad = shape_error(row)
-            if bad:
-                errors.items.append(bad)
-                continue
-            if chosen != "csv":
-                for key in row.cells:
-                    if key not in TERMINAL.by_name:
-                        errors.add(row, key, "unknown field")
-            v = TERMINAL.parse(row, errors.items)
+            v = parse_row(TERMINAL, row, errors, named=chosen != "csv")
             if v is None:
                 continue
             serial = v["serial"]
@@ -133,14 +125,7 @@ def import_terminals(
             tx.rollback()
             raise RejectedFileError(errors.items, total)
         inserted = count_rows(conn, table) - before
-        result = ImportResult("terminals", name, total, inserted, total - inserted, sha256(path))
-        audit.record(
-            conn,
-            actor=actor,
-            action="import",
-            target=f"terminals:{path.name}",
-            details=result.as_dict(),
-        )
+        result = record_import(conn, "terminals", path, total, inserted, actor=actor)
     return result
 
 

@@ -24,18 +24,10 @@ from fleet.replacements.rules import Replacement, Replacer
 __all__ = ["flag", "flag_statement", "open_advisories"]
 
 
-def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
-    """The flagging query: every terminal (of the policy's statuses) for which some rule
-    holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
-    catalog columns the rules are worded from."""
-    t, m, f = TERMINALS, MODELS, FIRMWARE
-    succ = MODELS.alias("successor_model")
-    open_adv = (
-        select(
-            ADVISORY_FIRMWARE.c.model,
-            ADVISORY_FIRMWARE.c.version,
-            func.count().label("n"),
-        )
+def _open_advisories(*columns: Any) -> Select[Any]:
+    """``columns`` of the (advisory, firmware version) pairs whose advisory has no fix."""
+    return (
+        select(*columns)
         .join(
             ADVISORIES,
             and_(
@@ -44,6 +36,19 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
             ),
         )
         .where(ADVISORIES.c.fixed_in.is_(None))
+    )
+
+
+def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
+    """The flagging query: every terminal (of the policy's statuses) for which some rule
+    holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
+    catalog columns the rules are worded from."""
+    t, m, f = TERMINALS, MODELS, FIRMWARE
+    succ = MODELS.alias("successor_model")
+    open_adv = (
+        _open_advisories(
+            ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, func.count().label("n")
+        )
         .group_by(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version)
         .subquery("open_advisory")
     )
@@ -93,18 +98,9 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
 
 def open_advisories(engine: Engine) -> dict[tuple[str, str], list[str]]:
     """(model, firmware) → ids of its open advisories: catalog-sized, for the wording."""
-    stmt = (
-        select(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, ADVISORIES.c.id)
-        .join(
-            ADVISORIES,
-            and_(
-                ADVISORIES.c.id == ADVISORY_FIRMWARE.c.advisory,
-                ADVISORIES.c.model == ADVISORY_FIRMWARE.c.model,
-            ),
-        )
-        .where(ADVISORIES.c.fixed_in.is_(None))
-        .order_by(ADVISORIES.c.id)
-    )
+    stmt = _open_advisories(
+        ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, ADVISORIES.c.id
+    ).order_by(ADVISORIES.c.id)
     found: dict[tuple[str, str], list[str]] = defaultdict(list)
     with engine.connect() as conn:
         for model, version, ident in conn.execute(stmt):
