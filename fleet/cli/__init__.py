@@ -50,7 +50,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("db", "fleet.cli.admin:db_app", "The database: schema migrations (Alembic)."),
     ("catalog", "fleet.cli.inventory:catalog_app", "Terminal models, firmware and advisories."),
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
-    ("terminals", "fleet.cli.inventory:terminals_app", "The terminals of the fleet."),
+    ("terminals", "fleet.cli.terminals:terminals_app", "The terminals of the fleet."),
     ("fees", "fleet.cli.fees:fees_app", "Fee tables: check, publish, list, show, diff."),
     ("rollout", "fleet.cli.fees:rollout_app", "Staged rollouts of a fee table."),
     (

@@ -37,10 +37,13 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from fleet.core.policy import Policy
+    from fleet.inventory import ImportResult
 
 __all__ = [
     "CsvJson",
+    "FileFormat",
     "Format",
+    "ImportOutput",
     "KeyFileOpt",
     "OptionalKeyFileOpt",
     "OutOpt",
@@ -57,6 +60,7 @@ __all__ = [
     "option_date",
     "option_days",
     "out",
+    "print_import",
     "show_record",
     "state",
 ]
@@ -97,6 +101,30 @@ class CsvJson(enum.StrEnum):
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format")]
 TableJsonOpt = Annotated[TableJson, typer.Option("--format", "-f", help="Output format")]
 CsvJsonOpt = Annotated[CsvJson, typer.Option("--format", "-f", help="Output format")]
+
+
+class FileFormat(enum.StrEnum):
+    """``--format`` of a file to import (default: from its suffix)."""
+
+    CSV = "csv"
+    JSON = "json"
+    TOML = "toml"
+
+
+class ImportOutput(enum.StrEnum):
+    """``--output`` of an import: one line, or its result as JSON."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+FileFormatOpt = Annotated[
+    FileFormat | None,
+    typer.Option("--format", help="File format (default: from the suffix)"),
+]
+ImportOutputOpt = Annotated[
+    ImportOutput, typer.Option("--output", help="What to print: a line or JSON")
+]
 
 
 def _writable(path: Path | None) -> Path | None:
@@ -306,6 +334,18 @@ def emit(
 def emit_json(doc: Any) -> None:
     """One JSON document on stdout, as Rich prints it (indented, dates as ISO 8601)."""
     out.print_json(json.dumps(doc, default=_text))
+
+
+def print_import(result: ImportResult, output: ImportOutput) -> None:
+    """What an import did: one line, or its result as JSON."""
+    if output == ImportOutput.JSON:
+        emit_json(result.as_dict())
+        return
+    out.print(
+        f"{result.kind}: {result.rows} rows from {result.path}: "
+        f"{result.inserted} new, {result.updated} updated or unchanged",
+        highlight=False,
+    )
 
 
 def show_record(title: str, record: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ HEAVY = (
 )  # fmt: skip
 """Libraries a command may import only when it needs them."""
 
-LIGHT_CLI = ("common", "admin", "inventory", "replace", "report", "wire")
+LIGHT_CLI = ("common", "admin", "inventory", "terminals", "replace", "report", "wire")
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 HEAVY_CLI = {
     "fees": "B: fleet/cli/fees.py imports the fee and rollout domain at its top",
