@@ -8,6 +8,7 @@ import sys
 import time
 
 MODULES = [
+    "bench.cli_startup",
     "bench.codec",
     "bench.link_throughput",
     "bench.possim_fleet",

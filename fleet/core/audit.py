@@ -7,9 +7,7 @@ the fleet can never disagree. :func:`query` filters it for ``posfleet audit list
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,24 +16,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlmodel import Session, col
 
+from fleet.core.actor import ACTIONS
 from fleet.core.models import Audit, now
 
-__all__ = ["AuditFilter", "as_row", "default_actor", "query", "record", "summary"]
-
-ACTIONS = (
-    "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
-)  # fmt: skip
-
-
-def default_actor() -> str:
-    """``POSFLEET_ACTOR``, else the OS user."""
-    env = os.environ.get("POSFLEET_ACTOR")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
+__all__ = ["ACTIONS", "CSV_COLUMNS", "AuditFilter", "as_row", "query", "record", "summary"]
 
 
 def record(
