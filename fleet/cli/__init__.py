@@ -43,7 +43,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "push",
-        "fleet.cli.fees:push_command",
+        "fleet.cli.push:push_command",
         "Push a table to a terminal or a group: sign on, skip terminals already at it, send,\n"
         "commit, verify with a status query and a test sale, record.",
     ),
@@ -52,7 +52,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
     ("terminals", "fleet.cli.terminals:terminals_app", "The terminals of the fleet."),
     ("fees", "fleet.cli.fees:fees_app", "Fee tables: check, publish, list, show, diff."),
-    ("rollout", "fleet.cli.fees:rollout_app", "Staged rollouts of a fee table."),
+    ("rollout", "fleet.cli.rollout:rollout_app", "Staged rollouts of a fee table."),
     (
         "swap",
         "fleet.cli.swaps:swap_app",

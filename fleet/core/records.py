@@ -47,12 +47,13 @@ class RowError:
     path: str
     line: int | str
     """Line number in the file, or a position such as ``models[3]`` where lines are unknown;
-    empty for a record that is not in a file (``path`` then names it: ``terminal PS1``)."""
+    0 for the file as a whole (unreadable, not UTF-8); empty for a record that is not in a
+    file (``path`` then names it: ``terminal PS1``). Neither 0 nor empty is printed."""
     column: str
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line != "" else self.path
+        where = f"{self.path}:{self.line}" if self.line not in ("", 0) else self.path
         return (
             f"{where}: {self.column}: {self.reason}" if self.column else f"{where}: {self.reason}"
         )

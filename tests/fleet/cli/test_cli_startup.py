@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "domain_errors",
+    "rollout", "notices", "swaps",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
