@@ -14,6 +14,7 @@ exits 2).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import re
 from pathlib import Path
@@ -193,7 +194,14 @@ def root(
     ] = None,
 ) -> None:
     ctx.obj = State(db=db, actor=actor or default_actor(), policy_path=policy)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here, and its connections are closed (State.close). Freezing
+        # what the command loaded spares the interpreter's last collections at exit, which
+        # cost a command that loaded SQLAlchemy about 30 ms of CPU, for nothing.
+        gc.freeze()

@@ -11,8 +11,9 @@ does about one (the domain's message says what went wrong, never which flag to u
 declared on the command with :func:`hints`.
 
 This module is imported by every command, so it imports only the standard library, Typer,
-the light parts of Rich and the light face of :mod:`fleet.core`: the database (SQLAlchemy,
-Alembic) is imported when a command first asks :meth:`State.engine` for it.
+Rich's console (its tables when one is printed) and :mod:`fleet.core.errors`: the
+database (SQLAlchemy, Alembic) is imported when a command first asks :meth:`State.engine`
+for it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from fleet.core.errors import FleetError
 from protocols.errors import ProtocolError
@@ -188,13 +188,20 @@ class State:
 
         return Policy.load(self.policy_path)
 
+    def close(self) -> None:
+        """Close the database's connections (a SQLite file's WAL is checkpointed and
+        removed): the root command does this when the command ends, however it ends."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
 
 def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, State):
-        obj = State()
-        ctx.find_root().obj = obj
-    return obj
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+        root.call_on_close(root.obj.close)
+    return root.obj
 
 
 # --- errors → one line, exit code ------------------------------------------------------
@@ -342,6 +349,8 @@ def emit(
     """
     count = 0
     if fmt == "table":
+        from rich.table import Table  # noqa: PLC0415 - a table only when one is printed
+
         table = Table(title=title or None, title_justify="left")
         for i, column in enumerate(columns):
             table.add_column(column, overflow="fold", no_wrap=i == 0)
@@ -394,6 +403,8 @@ def print_import(result: ImportResult, output: ImportOutput) -> None:
 
 def show_record(title: str, record: dict[str, Any]) -> None:
     """One record as a two-column table: field, value."""
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title=title, title_justify="left", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
