@@ -73,8 +73,6 @@ err_console = Console(stderr=True)
 out = Console()
 
 FORMATS = ("table", "csv", "json")
-MAX_ROW_ERRORS = 200
-"""How many bad rows of a rejected file are printed (all are counted)."""
 
 
 # --- options many commands take --------------------------------------------------------
@@ -229,11 +227,8 @@ def exit_code_for(exc: FleetError | ProtocolError, hint: str = "") -> int:
     a protocol error. ``hint`` (a command's, see :func:`hints`) ends the line in brackets."""
     records = sys.modules.get("fleet.core.records")  # no rejected file unless it is loaded
     if records is not None and isinstance(exc, records.RejectedFileError):
-        for error in exc.errors[:MAX_ROW_ERRORS]:
-            err_console.print(str(error), highlight=False, soft_wrap=True, markup=False)
-        if len(exc.errors) > MAX_ROW_ERRORS:
-            more = len(exc.errors) - MAX_ROW_ERRORS
-            err_console.print(f"… and {more} more", highlight=False)
+        for line in exc.row_lines():
+            err_console.print(line, highlight=False, soft_wrap=True, markup=False)
     extra = f" ({hint})" if hint else ""
     if isinstance(exc, FleetError):
         fail(f"{exc}{_hint(exc)}{extra}")

@@ -79,12 +79,16 @@ class RejectedFileError(InputError):
         """``terminals.csv: 4 errors, nothing written``."""
         return str(self)
 
-    def report(self, limit: int = MAX_REPORTED) -> str:
+    def row_lines(self, limit: int = MAX_REPORTED) -> list[str]:
+        """The bad rows, one line each, at most ``limit`` (then ``… and 58 more``)."""
         lines = [str(e) for e in self.errors[:limit]]
         if len(self.errors) > limit:
             lines.append(f"… and {len(self.errors) - limit} more")
-        lines.append(self.summary())
-        return "\n".join(lines)
+        return lines
+
+    def report(self) -> str:
+        """The bad rows (:meth:`row_lines`), then the summary."""
+        return "\n".join([*self.row_lines(), self.summary()])
 
 
 @dataclass(frozen=True, slots=True)
