@@ -6,9 +6,8 @@ Exit codes: 2 for bad usage or bad input (a Typer usage error, an
 :class:`~fleet.core.errors.InputError`), 1 for a job that ran and failed (any other
 :class:`~fleet.core.errors.FleetError`, a :class:`~protocols.errors.ProtocolError`). The
 root command (:mod:`fleet.cli`) applies :func:`exit_code_for` to whatever a command raises,
-so a command has no ``try``/``except`` for typed errors. What a person at the command line
-does about one (the domain's message says what went wrong, never which flag to use) is
-declared on the command with :func:`hints`.
+so commands catch no typed error; what to do about one, in the CLI's words (the domain's
+never name a flag), is declared on the command with :func:`hints`.
 
 This module is imported by every command, so it imports only the standard library, Typer,
 Rich's console (its tables when one is printed) and :mod:`fleet.core.errors`: the
@@ -187,8 +186,7 @@ class State:
         return Policy.load(self.policy_path)
 
     def close(self) -> None:
-        """Close the database's connections (a SQLite file's WAL is checkpointed and
-        removed): the root command does this when the command ends, however it ends."""
+        """Close the database's connections: the root does it when a command ends."""
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -241,17 +239,11 @@ _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
 def hints(**by_error: str) -> Callable[[_Command], _Command]:
-    """Declare, on a command, what a person does about the domain errors it may raise, by
-    error class name (a subclass's error matches its base's name too; naming, not
-    importing, keeps the command's module light)::
-
-        @fees_app.command("publish")
-        @hints(NoticePeriodError="use --override-notice --reason TEXT")
-        def fees_publish(...): ...
-
-    prints ``error: t.toml: raises the fee of … (use --override-notice --reason TEXT)``
-    with the error's own exit code; errors not named go to the root's mapping unchanged.
-    """
+    """What a person does about the domain errors a command may raise, declared on it by
+    error class name (a subclass's too; naming, not importing, keeps the module light):
+    ``@hints(NoticePeriodError="use --override-notice --reason TEXT")`` prints
+    ``error: t.toml: raises the fee of … (use --override-notice --reason TEXT)`` with the
+    error's exit code. Errors not named go to the root's mapping unchanged."""
 
     def declare(command: _Command) -> _Command:
         @functools.wraps(command)
@@ -272,9 +264,8 @@ def hints(**by_error: str) -> Callable[[_Command], _Command]:
 
 @contextmanager
 def handled() -> Iterator[None]:
-    """Typed errors → one line on stderr and their exit code. The root command does this
-    for every command, so no command of this tree uses it: it stays for the commands of
-    branches written before the root mapped errors (remove it with its last user)."""
+    """Typed errors → one line and their exit code: what the root does for every command.
+    Kept for commands of branches written before it did (remove with its last user)."""
     try:
         yield
     except (FleetError, ProtocolError) as exc:
@@ -285,9 +276,8 @@ def handled() -> Iterator[None]:
 
 
 def check_format(fmt: str, allowed: Sequence[str] = FORMATS) -> str:
-    """A ``--format`` given as text, checked. The commands of this tree declare ``--format``
-    as an enum (:data:`FormatOpt`, :data:`TableJsonOpt`…), which Typer checks with the same
-    message; this stays for commands of branches written before (remove it with its last
+    """A text ``--format``, checked. Commands declare an enum (:data:`FormatOpt`…), which
+    Typer checks with this message; kept for branches written before (remove with its last
     user)."""
     if fmt not in allowed:
         raise fail(f"--format must be one of {', '.join(allowed)}, not {fmt!r}", 2)
