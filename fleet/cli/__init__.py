@@ -14,6 +14,7 @@ exits 2).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import re
 from pathlib import Path
@@ -43,7 +44,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "push",
-        "fleet.cli.fees:push_command",
+        "fleet.cli.push:push_command",
         "Push a table to a terminal or a group: sign on, skip terminals already at it, send,\n"
         "commit, verify with a status query and a test sale, record.",
     ),
@@ -52,7 +53,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
     ("terminals", "fleet.cli.terminals:terminals_app", "The terminals of the fleet."),
     ("fees", "fleet.cli.fees:fees_app", "Fee tables: check, publish, list, show, diff."),
-    ("rollout", "fleet.cli.fees:rollout_app", "Staged rollouts of a fee table."),
+    ("rollout", "fleet.cli.rollout:rollout_app", "Staged rollouts of a fee table."),
     (
         "swap",
         "fleet.cli.swaps:swap_app",
@@ -193,7 +194,14 @@ def root(
     ] = None,
 ) -> None:
     ctx.obj = State(db=db, actor=actor or default_actor(), policy_path=policy)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        # The process ends here, and its connections are closed (State.close). Freezing
+        # what the command loaded spares the interpreter's last collections at exit, which
+        # cost a command that loaded SQLAlchemy about 30 ms of CPU, for nothing.
+        gc.freeze()

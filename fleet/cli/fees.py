@@ -1,41 +1,60 @@
 """`posfleet fees …`: check, publish, list, show, diff. Each command parses its options,
-calls one domain function of :mod:`fleet.fees` and prints; domain modules load inside
-the command (quick start)."""
+calls :mod:`fleet.fees` and prints; domain modules load inside the command (quick start),
+and what they raise is the root's to print (:mod:`fleet.cli`)."""
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from fleet.cli.common import check_format, emit, err_console, fail, out, state
-from fleet.cli.domain_errors import fleet_errors
+from fleet.cli.common import (
+    Format,
+    FormatOpt,
+    TableJson,
+    TableJsonOpt,
+    emit,
+    err_console,
+    fail,
+    hints,
+    out,
+    state,
+)
+
+__all__ = ["fees_app"]
 
 fees_app = typer.Typer(help="Fee tables: check, publish, list, show, diff.", no_args_is_help=True)
+
+
+class TableJsonToml(enum.StrEnum):
+    """``fees show --format``: the rules as a table or JSON, or the TOML as published."""
+
+    TABLE = "table"
+    JSON = "json"
+    TOML = "toml"
 
 
 @fees_app.command("check")
 def fees_check(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Fee table TOML")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Validate a fee-table file; show its rules, size and who it applies to."""
     from fleet.fees import describe_rule, read_table_file  # noqa: PLC0415
     from protocols.feetable import BLOCK_SIZE  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
-    with fleet_errors():
-        _, parsed = read_table_file(path)
+    _, parsed = read_table_file(path)
     table = parsed.table(1)
     raw = table.to_bytes()
     rules = [
         {"rule": i, "source": f"rules[{parsed.sources[i]}]", "meaning": describe_rule(r, table)}
         for i, r in enumerate(table.rules)
     ]
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         out.print_json(
             json.dumps(
                 {
@@ -66,13 +85,8 @@ def fees_check(
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
-def _override_hint(exc: Exception) -> str:
-    from fleet.fees import NoticePeriodError  # noqa: PLC0415
-
-    return " (use --override-notice --reason TEXT)" if isinstance(exc, NoticePeriodError) else ""
-
-
 @fees_app.command("publish")
+@hints(NoticePeriodError="use --override-notice --reason TEXT")
 def fees_publish(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Fee table TOML")],
@@ -85,26 +99,24 @@ def fees_publish(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the impact; store nothing")
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Publish a table as the next version: stored immutable, notices queued, audited."""
     from fleet.fees import plan, publish, read_table_file, sha256  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     if override_notice and not reason:
         raise fail("--override-notice needs --reason TEXT (it is audited)", 2)
     st = state(ctx)
-    with fleet_errors(_override_hint):
-        policy = st.policy().fees
-        if dry_run:
-            _, parsed = read_table_file(path)
-            with st.engine().connect() as conn:
-                p = plan(conn, parsed, policy)
-        else:
-            p = publish(
-                st.engine(), path, actor=st.actor, policy=policy,
-                override_reason=reason if override_notice else None,
-            )  # fmt: skip
+    policy = st.policy().fees
+    if dry_run:
+        _, parsed = read_table_file(path)
+        with st.engine().connect() as conn:
+            p = plan(conn, parsed, policy)
+    else:
+        p = publish(
+            st.engine(), path, actor=st.actor, policy=policy,
+            override_reason=reason if override_notice else None,
+        )  # fmt: skip
     wire = p.table.to_bytes()
     summary: dict[str, Any] = {
         "version": p.version,
@@ -119,7 +131,7 @@ def fees_publish(
         "notice_ok": p.notice_ok,
         "earliest_effective_for_a_raise": p.earliest_effective.isoformat(),
     }
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         out.print_json(json.dumps(summary))
         return
     verb = "would publish" if dry_run else "published"
@@ -148,14 +160,12 @@ _LIST_ALL = ["version", "name", "effective", "applies_to", "rules", "published_a
 @fees_app.command("list")
 def fees_list(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Published tables, newest first, with the merchants and terminals they target."""
     from fleet.fees import load_tables, target_counts  # noqa: PLC0415
 
-    check_format(fmt)
-    st = state(ctx)
-    with fleet_errors(), st.engine().connect() as conn:
+    with state(ctx).engine().connect() as conn:
         tables = load_tables(conn)
         counts = target_counts(conn, tables)
     rows: list[dict[str, Any]] = []
@@ -169,31 +179,31 @@ def fees_list(
             "target_of_merchants": merchants, "terminals": terminals,
             "terminals_at_version": at_it, "sha256": p.sha256,
         }  # fmt: skip
-        if fmt == "table":
+        if fmt == Format.TABLE:
             row["effective"] = p.table.effective.isoformat()[:16].replace("T", " ")
             row["published"] = f"{p.published_at.isoformat()[:10]} {p.published_by}"
             row["raise"] = ("yes, overridden" if p.notice_override else "yes") if p.raises else "no"
             row["merchants"] = merchants
             row["terminals at it"] = f"{at_it}/{terminals}"
         rows.append(row)
-    emit(rows, _LIST_TABLE if fmt == "table" else _LIST_ALL, fmt, title="Fee tables")
+    emit(rows, _LIST_TABLE if fmt == Format.TABLE else _LIST_ALL, fmt, title="Fee tables")
 
 
 @fees_app.command("show")
 def fees_show(
     ctx: typer.Context,
     version: Annotated[int, typer.Argument(help="Version")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or toml")] = "table",
+    fmt: Annotated[TableJsonToml, typer.Option("--format", "-f", help="Output format")] = (
+        TableJsonToml.TABLE
+    ),
 ) -> None:
     """One published table: its rules, or its TOML source exactly as published."""
     from fleet.fees import describe_rule, load_tables, published, source_of  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json", "toml"))
-    st = state(ctx)
-    with fleet_errors(), st.engine().connect() as conn:
+    with state(ctx).engine().connect() as conn:
         p = published(load_tables(conn), version)
         source = source_of(conn, version)
-    if fmt == "toml":
+    if fmt == TableJsonToml.TOML:
         out.print(source, end="", markup=False, highlight=False)
         return
     rules = [{"rule": i, "meaning": describe_rule(r, p.table)} for i, r in enumerate(p.table.rules)]
@@ -209,7 +219,7 @@ def fees_show(
         "notice_override": p.notice_override,
         "rules": rules,
     }
-    if fmt == "json":
+    if fmt == TableJsonToml.JSON:
         out.print_json(json.dumps(doc))
         return
     out.print(
@@ -226,15 +236,14 @@ def fees_diff(
     ctx: typer.Context,
     old: Annotated[int, typer.Argument(help="Old version")],
     new: Annotated[int, typer.Argument(help="New version")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
     limit: Annotated[int, typer.Option(help="Table: merchants shown")] = 20,
 ) -> None:
     """Rule by rule, and each merchant's fee on the typical basket before and after."""
     from fleet.fees import fee_diff  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with fleet_errors(), st.engine().connect() as conn:
+    with st.engine().connect() as conn:
         d = fee_diff(conn, old, new, st.policy().fees)
     impact = [
         {"merchant": m.merchant_id, "name": m.name, "mcc": f"{m.mcc:04d}",
@@ -242,7 +251,7 @@ def fees_diff(
         for m in d.merchants
     ]  # fmt: skip
     basket = d.basket_text()
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         doc = {"old": old, "new": new, "rules": d.rules, "basket": basket, "merchants": impact}
         out.print_json(json.dumps(doc))
         return
@@ -254,10 +263,3 @@ def fees_diff(
     )
     columns = ["merchant", "name", "mcc", "before", "after", "change"]
     emit(impact[:limit], columns, "table", title="Fee on the typical basket")
-
-
-# The root app (fleet.cli) imports the three apps of the former fees module from here.
-from fleet.cli.push import push_command  # noqa: E402
-from fleet.cli.rollout import rollout_app  # noqa: E402
-
-__all__ = ["fees_app", "push_command", "rollout_app"]

@@ -8,8 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleet.cli.common import check_format, emit, err_console, fail, out, state
-from fleet.cli.domain_errors import fleet_errors
+from fleet.cli.common import (
+    Format,
+    FormatOpt,
+    TableJson,
+    TableJsonOpt,
+    emit,
+    err_console,
+    fail,
+    out,
+    state,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -25,13 +34,11 @@ notices_app = typer.Typer(
     no_args_is_help=True,
 )
 
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
-
 
 class _Shown:
     """The dispatch progress bar; the waiting count is asked again every 100 sends."""
 
-    def __init__(self, engine: Engine, fmt: str) -> None:
+    def __init__(self, engine: Engine, fmt: TableJson) -> None:
         from rich.progress import (  # noqa: PLC0415
             BarColumn,
             MofNCompleteColumn,
@@ -47,7 +54,7 @@ class _Shown:
         self.progress = Progress(
             TextColumn("notices"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console,
-            disable=fmt == "json",
+            disable=fmt == TableJson.JSON,
         )  # fmt: skip
         self.task = self.progress.add_task(
             "send", total=self.waiting_messages(self.engine) or None, note=""
@@ -90,27 +97,25 @@ def notices_dispatch(
     watch: Annotated[bool, typer.Option(help="Keep running, polling for new notices")] = False,
     lease: Annotated[float, typer.Option(help="Seconds a claimed message is ours")] = 60.0,
     batch: Annotated[int, typer.Option(help="Messages claimed at a time")] = 200,
-    fmt: FormatOpt = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Compose due notices into messages (contact rules, digests) and send them, once."""
     from fleet.notices.channels import transports  # noqa: PLC0415
     from fleet.notices.dispatch import Dispatcher  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with fleet_errors():
-        policy = st.policy().notices
-        _refuse_bad_templates(policy)
-        sends = transports(outbox=outbox, smtp=smtp, sms=sms)
-        shown = _Shown(st.engine(), fmt)
-        dispatcher = Dispatcher(st.engine(), policy, sends, lease_s=lease, batch=batch)
-        with shown.progress:
-            try:
-                result = dispatcher.run(once=not watch, progress=shown)
-            except KeyboardInterrupt:
-                raise fail("interrupted: messages being sent are taken over later") from None
+    policy = st.policy().notices
+    _refuse_bad_templates(policy)
+    sends = transports(outbox=outbox, smtp=smtp, sms=sms)
+    shown = _Shown(st.engine(), fmt)
+    dispatcher = Dispatcher(st.engine(), policy, sends, lease_s=lease, batch=batch)
+    with shown.progress:
+        try:
+            result = dispatcher.run(once=not watch, progress=shown)
+        except KeyboardInterrupt:
+            raise fail("interrupted: messages being sent are taken over later") from None
     summary = result.summary(policy.sms_currency, sends)
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         emit([summary], [], "json", json_doc=lambda rows: rows[0])
     else:
         out.print(result.describe(policy.sms_currency), highlight=False, soft_wrap=True)
@@ -126,17 +131,15 @@ def notices_verify(
     code: Annotated[
         list[str], typer.Argument(help="The reference the merchant reads out (spaces allowed)")
     ],
-    fmt: FormatOpt = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Is this notice genuine? What was sent to whom, and when. Exit 1 when it is not."""
     from fleet.notices.verify import verify  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with fleet_errors():
-        found = verify(st.engine(), "".join(code), actor=st.actor)
+    found = verify(st.engine(), "".join(code), actor=st.actor)
     doc = found.as_dict()
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         emit([doc], [], "json", json_doc=lambda rows: rows[0])
     elif not found.genuine:
         out.print(
@@ -169,20 +172,18 @@ def notices_list(
     kind: Annotated[str | None, typer.Option(help=_KINDS_HELP)] = None,
     merchant: Annotated[str | None, typer.Option(help="One merchant")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 200,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Notices with their message: channel, masked address, code, status, SMS cost."""
     from fleet.notices.listing import list_notices  # noqa: PLC0415
 
-    check_format(fmt)
     st = state(ctx)
-    with fleet_errors():
-        rows = list_notices(st.engine(), status=status, kind=kind, merchant=merchant, limit=limit)
+    rows = list_notices(st.engine(), status=status, kind=kind, merchant=merchant, limit=limit)
     columns = [
         "id", "kind", "merchant_id", "ref", "status", "created_at", "not_before", "channel",
         "to", "code", "sent_at", "segments", "cost", "attempts", "note", "error",
     ]  # fmt: skip
-    if fmt == "table":  # what fits on a screen; CSV and JSON have every column
+    if fmt == Format.TABLE:  # what fits on a screen; CSV and JSON have every column
         for row in rows:
             row["sent"] = _minute(row["sent_at"]) or (
                 f"not before {_minute(row['not_before'])}" if row["not_before"] else ""
@@ -203,8 +204,7 @@ def _contact(ctx: typer.Context, merchant: str, kind: str, channels: list[str], 
     from fleet.notices.preferences import record_contact  # noqa: PLC0415
 
     st = state(ctx)
-    with fleet_errors():
-        after = record_contact(st.engine(), merchant, kind, channels, actor=st.actor, note=note)
+    after = record_contact(st.engine(), merchant, kind, channels, actor=st.actor, note=note)
     out.print(
         f"{merchant}: {kind.replace('_', '-')} {', '.join(channels)} recorded; opted out of: "
         f"{', '.join(after) or 'nothing'}",
@@ -270,9 +270,7 @@ def notices_templates(
         sample_items,
     )
 
-    st = state(ctx)
-    with fleet_errors():
-        policy = st.policy().notices
+    policy = state(ctx).policy().notices
     if preview:
         try:
             kind, language, channel = preview.rsplit(".", 2)

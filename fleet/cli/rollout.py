@@ -8,14 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleet.cli.common import check_format, emit, fail, out, state
-from fleet.cli.domain_errors import fleet_errors
-from fleet.cli.push import KeyOpt, master_key, push_progress
+from fleet.cli.common import KeyFileOpt, TableJson, TableJsonOpt, emit, load_key, out, state
+from fleet.cli.push import push_progress
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from fleet.rollout import Event
+
+__all__ = ["rollout_app"]
 
 rollout_app = typer.Typer(help="Staged rollouts of a fee table.", no_args_is_help=True)
 
@@ -30,21 +31,17 @@ def rollout_create(
     note: Annotated[str, typer.Option(help="Kept with the rollout")] = "",
 ) -> None:
     """Create a rollout: one job per terminal whose target is the table, in waves."""
-    from fleet.core.policy import PolicyError, parse_waves, percent_ppm  # noqa: PLC0415
+    from fleet.core.policy import parse_waves, percent_ppm  # noqa: PLC0415
     from fleet.fees import parse_group  # noqa: PLC0415
     from fleet.rollout import create  # noqa: PLC0415
 
     st = state(ctx)
-    with fleet_errors():
-        try:
-            wave_list = parse_waves(waves, "--waves") if waves else None
-            ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
-        except PolicyError as exc:
-            raise fail(str(exc), 2) from None
-        rid, sizes = create(
-            st.engine(), table, group=parse_group(group), policy=st.policy().rollout,
-            actor=st.actor, waves=wave_list, max_failure_ppm=ppm, note=note,
-        )  # fmt: skip
+    wave_list = parse_waves(waves, "--waves") if waves else None
+    ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
+    rid, sizes = create(
+        st.engine(), table, group=parse_group(group), policy=st.policy().rollout,
+        actor=st.actor, waves=wave_list, max_failure_ppm=ppm, note=note,
+    )  # fmt: skip
     out.print(
         f"rollout {rid}: table v{table} to {sum(sizes)} terminals in waves of "
         + " + ".join(map(str, sizes)),
@@ -107,7 +104,7 @@ class _Display:
 def rollout_run(
     ctx: typer.Context,
     rollout_id: Annotated[int, typer.Argument(help="Rollout id")],
-    key_file: KeyOpt,
+    key_file: KeyFileOpt,
     workers: Annotated[int, typer.Option(help="Pushers in this process")] = 4,
     name: Annotated[str | None, typer.Option(help="Worker name in leases [host:pid]")] = None,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
@@ -120,24 +117,22 @@ def rollout_run(
     from fleet.rollout import RolloutState, Worker, status  # noqa: PLC0415
 
     st = state(ctx)
-    key = master_key(key_file)
-    with fleet_errors():
-        engine = st.engine()
-        info = status(engine, rollout_id)
-        progress = push_progress()
-        display = _Display(
-            rollout_id, progress, info.terminals, info.totals.get("done", 0), info.version
-        )
-        worker = Worker(
-            engine, master_key=key, fee_policy=st.policy().fees, policy=st.policy().rollout,
-            actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
-            on_event=display,
-        )  # fmt: skip
-        if quiet:
+    key = load_key(key_file)
+    engine = st.engine()
+    info = status(engine, rollout_id)
+    progress = push_progress()
+    display = _Display(
+        rollout_id, progress, info.terminals, info.totals.get("done", 0), info.version
+    )
+    worker = Worker(
+        engine, master_key=key, fee_policy=st.policy().fees, policy=st.policy().rollout,
+        actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin, on_event=display,
+    )  # fmt: skip
+    if quiet:
+        final = worker.run(rollout_id, workers)
+    else:
+        with progress:
             final = worker.run(rollout_id, workers)
-        else:
-            with progress:
-                final = worker.run(rollout_id, workers)
     c = display.counts
     out.print(
         f"rollout {rollout_id}: {final}; this worker: {c['done']} done, "
@@ -155,7 +150,7 @@ _WAVE_COLUMNS = ("wave", "share", "terminals", "done", "running", "pending", "fa
 def rollout_status(
     ctx: typer.Context,
     rollout_id: Annotated[int, typer.Argument(help="Rollout id")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Progress per wave, and the failing terminals with their errors."""
     import json  # noqa: PLC0415
@@ -164,12 +159,9 @@ def rollout_status(
 
     from fleet.rollout import status  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
-    st = state(ctx)
-    with fleet_errors():
-        info = status(st.engine(), rollout_id)
+    info = status(state(ctx).engine(), rollout_id)
     doc = info.as_dict()
-    if fmt == "json":
+    if fmt == TableJson.JSON:
         out.print_json(json.dumps(doc, default=str))
         return
     out.print(
@@ -195,8 +187,7 @@ def _change(ctx: typer.Context, rollout_id: int, action: str, reason: str) -> No
     import fleet.rollout  # noqa: PLC0415
 
     st = state(ctx)
-    with fleet_errors():
-        getattr(fleet.rollout, action)(st.engine(), rollout_id, actor=st.actor, reason=reason)
+    getattr(fleet.rollout, action)(st.engine(), rollout_id, actor=st.actor, reason=reason)
     done = {"pause": "paused", "resume": "resumed", "cancel": "cancelled"}[action]
     out.print(f"rollout {rollout_id}: {done}", highlight=False)
 

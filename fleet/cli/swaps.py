@@ -10,9 +10,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from fleet.cli.common import check_format, emit, err_console, fail, option_date, out, state
-from fleet.cli.domain_errors import fleet_errors
-from fleet.cli.push import master_key
+from fleet.cli.common import (
+    Format,
+    FormatOpt,
+    OptionalKeyFileOpt,
+    TableJson,
+    TableJsonOpt,
+    emit,
+    err_console,
+    fail,
+    load_key,
+    option_date,
+    out,
+    state,
+)
 
 if TYPE_CHECKING:
     from fleet.swaps import SwapResult
@@ -35,16 +46,11 @@ swap_app = typer.Typer(
 
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
 EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
-FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
-KeyFileOpt = Annotated[
-    Path | None,
-    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
-]
 _NEEDS_KEY = "--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table"
 
 
-def _show(result: SwapResult, fmt: str) -> None:
-    if fmt == "json":
+def _show(result: SwapResult, fmt: TableJson) -> None:
+    if fmt == TableJson.JSON:
         emit([result.as_dict()], [], "json", json_doc=lambda rows: rows[0])
         return
     what = f"{result.old} → {result.new}" if result.status == "done" else result.old
@@ -60,19 +66,15 @@ def _show(result: SwapResult, fmt: str) -> None:
         out.print(f"  provisioned: {result.provision}", highlight=False, soft_wrap=True)
 
 
-def _provision(ctx: typer.Context, result: SwapResult, port: str, key_file: Path | None) -> bool:
-    """Provision the new terminal; False (with the error printed) when it failed."""
+def _provision(ctx: typer.Context, result: SwapResult, port: str, key: bytes) -> bool:
+    """Provision the new terminal; False (with the error printed) when it failed: the swap
+    is done, and the other swaps of a sheet still get theirs."""
     from fleet.core.errors import FleetError  # noqa: PLC0415
     from fleet.swaps import provision  # noqa: PLC0415
 
-    if key_file is None:
-        raise fail(_NEEDS_KEY, 2)
     st = state(ctx)
     try:
-        provision(
-            st.engine(), result, port, master_key=master_key(key_file), policy=st.policy(),
-            actor=st.actor,
-        )  # fmt: skip
+        provision(st.engine(), result, port, master_key=key, policy=st.policy(), actor=st.actor)
     except FleetError as exc:
         err_console.print(f"swap {result.id} is done, but provisioning failed: {exc}")
         err_console.print(
@@ -92,24 +94,23 @@ def swap_do(
     port: Annotated[
         str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
     ] = None,
-    key_file: KeyFileOpt = None,
-    fmt: FormatOpt = "table",
+    key_file: OptionalKeyFileOpt = None,
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Swap OLD for NEW in one transaction: OLD swapped out, NEW takes its TID, MID,
     merchant and fee assignment; notices and the follow-up queued. With --port, provision."""
     from fleet.swaps import swap  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     if port and key_file is None:
         raise fail(_NEEDS_KEY, 2)
+    key = load_key(key_file) if port and key_file else None  # before anything changes
     st = state(ctx)
-    with fleet_errors():
-        result = swap(
-            st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
-            engineer=engineer,
-        )  # fmt: skip
-        if port and not _provision(ctx, result, port, key_file):
-            raise typer.Exit(1)
+    result = swap(
+        st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
+        engineer=engineer,
+    )  # fmt: skip
+    if port and key and not _provision(ctx, result, port, key):
+        raise typer.Exit(1)
     _show(result, fmt)
 
 
@@ -121,20 +122,18 @@ def swap_plan(
     reason: ReasonOpt,
     new: Annotated[str | None, typer.Option("--new", help="Replacement serial, if known")] = None,
     engineer: EngineerOpt = "",
-    fmt: FormatOpt = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Plan a swap on a date and queue the merchant's advance notice."""
     from fleet.swaps import plan  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
     day = option_date(on, "--on")
     assert isinstance(day, date)
     st = state(ctx)
-    with fleet_errors():
-        result = plan(
-            st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
-            engineer=engineer, new_serial=new,
-        )  # fmt: skip
+    result = plan(
+        st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
+        engineer=engineer, new_serial=new,
+    )  # fmt: skip
     _show(result, fmt)
 
 
@@ -143,19 +142,21 @@ def swap_sheet(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="CSV/JSON: old_serial,new_serial,reason[,…]")],
     engineer: EngineerOpt = "",
-    key_file: KeyFileOpt = None,
-    fmt: FormatOpt = "table",
+    key_file: OptionalKeyFileOpt = None,
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """A field engineer's day sheet: all swaps or none (a bad row rejects the file), then
-    provision the rows that give a port."""
+    provision the rows that give a port (which needs --key-file)."""
     from fleet.swaps import day_sheet  # noqa: PLC0415
 
-    check_format(fmt, ("table", "json"))
+    key = load_key(key_file) if key_file else None  # before anything changes
     st = state(ctx)
-    with fleet_errors():
-        done = day_sheet(st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer)
-        failures = sum(not _provision(ctx, result, port, key_file) for result, port in done if port)
-    if fmt == "json":
+    done = day_sheet(
+        st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer,
+        ports=key is not None,
+    )  # fmt: skip
+    failures = sum(not _provision(ctx, r, port, key) for r, port in done if port and key)
+    if fmt == TableJson.JSON:
         emit([r.as_dict() for r, _ in done], [], "json")
     else:
         for result, _ in done:
@@ -169,15 +170,12 @@ def swap_sheet(
 def swap_list(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="planned, done or cancelled")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Swaps, newest first."""
     from fleet.swaps import list_swaps  # noqa: PLC0415
 
-    check_format(fmt)
-    st = state(ctx)
-    with fleet_errors():
-        rows = list_swaps(st.engine(), status)
+    rows = list_swaps(state(ctx).engine(), status)
     columns = [
         "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
         "done_at", "follow_up_on", "engineer", "reason", "provision",

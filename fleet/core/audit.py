@@ -3,6 +3,10 @@
 :func:`record` is called inside the transaction that makes the change, so the log and
 the fleet can never disagree. :func:`query` filters it for ``posfleet audit list``;
 ``posfleet audit list --format csv`` exports it for auditors.
+
+:func:`record` writes through the bare clause of :mod:`fleet.core.clauses`, so that a
+quick command that audits (``posfleet notices verify``) loads no SQLModel; the readers
+use the :class:`~fleet.core.models.Audit` model and import it when they run.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, insert, select
-from sqlmodel import Session, col
 
 from fleet.core.actor import ACTIONS
-from fleet.core.models import Audit, now
+from fleet.core.clauses import AUDIT_CLAUSE, now
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from fleet.core.models import Audit
 
 __all__ = ["ACTIONS", "CSV_COLUMNS", "AuditFilter", "as_row", "query", "record", "summary"]
 
@@ -41,8 +49,7 @@ def record(
         "details": details or {},
         "reason": reason,
     }
-    stmt = insert(Audit).values(**values)
-    where.execute(stmt)
+    where.execute(insert(AUDIT_CLAUSE).values(**values))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +65,10 @@ class AuditFilter:
 
 def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
     """Entries matching ``flt``, oldest first (streamed)."""
+    from sqlmodel import Session, col  # noqa: PLC0415 - the model only where it is read
+
+    from fleet.core.models import Audit  # noqa: PLC0415
+
     stmt = select(Audit)
     if flt.actor:
         stmt = stmt.where(col(Audit.actor) == flt.actor)

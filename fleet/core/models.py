@@ -17,7 +17,8 @@ table                   holds
 ======================  ==========================================================
 
 Money is integer minor units (``unit_price`` with ``currency``); instants are stored in
-UTC and always read back timezone-aware (:class:`UTCDateTime`).
+UTC and always read back timezone-aware (:class:`UTCDateTime`, declared with :func:`now`
+in :mod:`fleet.core.clauses`, where the quick commands' bare table clauses use it too).
 
 Over 400 lines on purpose: this is the whole schema, every table once, as the Alembic
 migrations and the database have it. Split by domain it would have to be put back
@@ -27,27 +28,25 @@ claim indexes of messages and rollout jobs, read side by side. It declares, noth
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     ForeignKeyConstraint,
     Index,
     LargeBinary,
     String,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     text,
 )
 from sqlmodel import Field, SQLModel
 
+from fleet.core.clauses import UTCDateTime, now
 from fleet.core.status import ACTIVE_STATUSES, Status
 
 __all__ = [
@@ -65,39 +64,10 @@ __all__ = [
     "TerminalModel",
     "UTCDateTime",
     "metadata",
+    "now",
 ]
 
 metadata = SQLModel.metadata
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware instant stored as naive UTC (SQLite keeps no offset).
-
-    Naive datetimes are refused on the way in: every instant in posfleet carries its zone.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()} (give a time zone)")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQL on SQLite
-            value = datetime.fromisoformat(value)
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def now() -> datetime:
-    """The current instant, timezone-aware."""
-    return datetime.now(UTC)
 
 
 class TerminalModel(SQLModel, table=True):

@@ -25,6 +25,40 @@ fleet.core.money.MoneyError: 349.999 has more than 2 decimals for EUR
 
 >>> numeric_code("CNY"), alpha_code(156), alpha_code(704)
 (156, 'CNY', 'VND')
+
+**Precision is CLDR's, by choice, not ISO 4217's minor-unit column.** CLDR gives the digits
+people write and pay in; ISO 4217 keeps a minor unit that is no longer used in 15
+currencies (Babel 2.19's CLDR against ISO 4217 as published 2026-01-01):
+
+=====  ====  ===  ==========================================================
+code   CLDR  ISO  currency
+=====  ====  ===  ==========================================================
+AFN    0     2    Afghan afghani
+ALL    0     2    Albanian lek
+COP    0     2    Colombian peso
+HUF    0     2    Hungarian forint
+IDR    0     2    Indonesian rupiah
+IQD    0     3    Iraqi dinar
+IRR    0     2    Iranian rial
+KPW    0     2    North Korean won
+LAK    0     2    Lao kip
+LBP    0     2    Lebanese pound
+MGA    0     2    Malagasy ariary
+MMK    0     2    Myanmar kyat
+SOS    0     2    Somali shilling
+SYP    0     2    Syrian pound
+YER    0     2    Yemeni rial
+=====  ====  ===  ==========================================================
+
+and the fund, metal and testing codes that ISO gives no minor unit (XAG, XAU, XBA–XBD,
+XDR, XPD, XPT, XSU, XTS, XUA, XXX) have CLDR's default of 2. Every amount posfleet keeps,
+shows and sends is in this one precision, the wire's included: a fee table's ``fixed``,
+``min`` and ``max`` for HUF are whole forints (``min = "10"`` goes out as 10, which an
+ISO-minded peer would read as 0.10), the basket and the test sale likewise
+(``docs/fees.md``, "Money and its precision").
+
+>>> precision("HUF"), precision("IDR"), precision("COP"), precision("IQD")
+(0, 0, 0, 0)
 """
 
 from __future__ import annotations

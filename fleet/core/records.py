@@ -47,12 +47,13 @@ class RowError:
     path: str
     line: int | str
     """Line number in the file, or a position such as ``models[3]`` where lines are unknown;
-    empty for a record that is not in a file (``path`` then names it: ``terminal PS1``)."""
+    0 for the file as a whole (unreadable, not UTF-8); empty for a record that is not in a
+    file (``path`` then names it: ``terminal PS1``). Neither 0 nor empty is printed."""
     column: str
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line != "" else self.path
+        where = f"{self.path}:{self.line}" if self.line not in ("", 0) else self.path
         return (
             f"{where}: {self.column}: {self.reason}" if self.column else f"{where}: {self.reason}"
         )
@@ -78,12 +79,16 @@ class RejectedFileError(InputError):
         """``terminals.csv: 4 errors, nothing written``."""
         return str(self)
 
-    def report(self, limit: int = MAX_REPORTED) -> str:
+    def row_lines(self, limit: int = MAX_REPORTED) -> list[str]:
+        """The bad rows, one line each, at most ``limit`` (then ``… and 58 more``)."""
         lines = [str(e) for e in self.errors[:limit]]
         if len(self.errors) > limit:
             lines.append(f"… and {len(self.errors) - limit} more")
-        lines.append(self.summary())
-        return "\n".join(lines)
+        return lines
+
+    def report(self) -> str:
+        """The bad rows (:meth:`row_lines`), then the summary."""
+        return "\n".join([*self.row_lines(), self.summary()])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,8 @@
 """Queue: a notice is written in the transaction of the event that causes it (a swap, a
-publication), so no event is without its notice."""
+publication), so no event is without its notice.
+
+It writes through the bare clause of :mod:`fleet.core.clauses`: importing
+:mod:`fleet.notices` (as ``posfleet notices verify`` does) builds no SQLModel class."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from datetime import datetime
 
 from sqlalchemy import Connection, insert
 
-from fleet.core.models import NOTICES, now
+from fleet.core.clauses import NOTICE_CLAUSE as NOTICES
+from fleet.core.clauses import now
 from fleet.notices.payloads import NoticePayload
 
 __all__ = ["queue", "queue_many"]

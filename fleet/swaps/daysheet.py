@@ -35,12 +35,23 @@ DAY_SHEET = Schema(
     ),
 )
 
+_NO_KEY = "provisioning on a port needs the fleet master key, and none was given"
+
 
 def day_sheet(
-    engine: Engine, path: Path, *, actor: str, policy: Policy, engineer: str = ""
+    engine: Engine,
+    path: Path,
+    *,
+    actor: str,
+    policy: Policy,
+    engineer: str = "",
+    ports: bool = True,
 ) -> list[tuple[SwapResult, str | None]]:
     """Every swap of a day sheet, in one transaction; returns each with its port (to
-    provision after). Raises :class:`RejectedFileError` listing every bad row."""
+    provision after). Raises :class:`RejectedFileError` listing every bad row.
+
+    ``ports=False``: the caller cannot provision (it has no master key), so a row that
+    gives a port is a bad row rather than a swap left unprovisioned."""
     _fmt, header, rows = read_rows(path, "swaps")
     errors: list[RowError] = list(DAY_SHEET.check_header(str(path), header))
     if errors:
@@ -48,7 +59,9 @@ def day_sheet(
     parsed: list[tuple[Any, dict[str, Any]]] = []
     for row in _rows(rows, errors):
         values = DAY_SHEET.parse(row, errors)
-        if values is not None:
+        if values is not None and values.get("port") and not ports:
+            errors.append(RowError(row.path, row.line, "port", _NO_KEY))
+        elif values is not None:
             parsed.append((row, values))
     seen: dict[str, Any] = {}
     for row, v in parsed:

@@ -24,13 +24,13 @@ runner = CliRunner()
 
 HEAVY = (
     "sqlalchemy", "sqlmodel", "alembic", "matplotlib", "apprise", "jinja2", "phonenumbers",
-    "cryptography", "construct", "psycopg", "serial",
+    "cryptography", "construct", "psycopg", "serial", "babel", "pycountry",
 )  # fmt: skip
 """Libraries a command may import only when it needs them."""
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "domain_errors",
+    "rollout", "notices", "swaps",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -45,13 +45,13 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
-loaded = [m for m in sys.modules if m.split(".")[0] in watched or m.startswith("fleet.cli")]
+loaded = [m for m in sys.modules if m.split(".")[0] in watched or m.startswith("fleet.")]
 sys.stderr.write("\\nPROBE " + json.dumps({"code": code, "loaded": loaded}) + "\\n")
 """
 
 
 def probe(*args: str, env: dict[str, str] | None = None) -> tuple[int, set[str], str]:
-    """Run ``posfleet ARGS`` in a fresh interpreter: exit code, heavy and CLI modules it
+    """Run ``posfleet ARGS`` in a fresh interpreter: exit code, heavy and fleet modules it
     loaded, and its stdout."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
@@ -88,6 +88,33 @@ def test_a_command_loads_its_own_module_only() -> None:
         "fleet.cli.wire",
     }
     assert heavy(loaded) == {"construct"}  # the codec, which decoding needs
+
+
+VERIFY_LOADS = {
+    "fleet.cli.common", "fleet.cli.notices", "fleet.core.actor", "fleet.core.audit",
+    "fleet.core.clauses", "fleet.core.db", "fleet.core.errors", "fleet.core.masking",
+    "fleet.notices.codes", "fleet.notices.payloads", "fleet.notices.queue",
+    "fleet.notices.verify",
+}  # fmt: skip
+"""What ``posfleet notices verify`` may load of ours: its command, the verification, the
+bare table clauses, the audit entry, the engine; no model, policy, fee or text module."""
+
+
+def test_notices_verify_loads_what_it_uses_and_sqlalchemy_only(tmp_path: Path) -> None:
+    from fleet.core import db  # noqa: PLC0415
+
+    path = tmp_path / "fleet.db"
+    db.upgrade(db.connect(str(path)))
+    code, loaded, stdout = probe("--db", str(path), "notices", "verify", "AAAAA-BBBBB")
+    assert code == 1 and stdout.startswith("NOT GENUINE")
+    assert heavy(loaded) == {"sqlalchemy"}
+    assert "sqlalchemy.orm" not in loaded and "sqlalchemy.dialects.postgresql" not in loaded
+    ours = {m for m in loaded if m.startswith("fleet.")} - {
+        "fleet.cli",
+        "fleet.core",
+        "fleet.notices",
+    }
+    assert ours == VERIFY_LOADS
 
 
 def test_policy_show_needs_no_database(tmp_path: Path) -> None:

@@ -69,14 +69,48 @@ def test_database_errors_name_the_database(tmp_path: Path) -> None:
     assert info.value.where == "postgresql+psycopg://127.0.0.1:1/none"
 
 
-def test_the_core_face_is_light() -> None:
-    script = "import json, sys, fleet.core; print(json.dumps(list(sys.modules)))"
+def _loaded_by(statement: str) -> set[str]:
+    script = f"import json, sys; {statement}; print(json.dumps(list(sys.modules)))"
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
-    loaded = {m.split(".")[0] for m in json.loads(done.stdout)}
+    return set(json.loads(done.stdout))
+
+
+def test_the_core_face_is_light() -> None:
+    loaded = {m.split(".")[0] for m in _loaded_by("import fleet.core")}
     assert loaded & {"sqlalchemy", "sqlmodel", "alembic", "phonenumbers", "pydantic"} == set()
     assert set(fleet.core.__all__) <= set(dir(fleet.core))
+    for name in fleet.core.__all__:  # each name of the face comes from its own module
+        assert getattr(fleet.core, name).__module__.startswith("fleet.core.")
+
+
+def test_one_core_module_does_not_load_the_others() -> None:
+    ours = {m for m in _loaded_by("import fleet.core.errors") if m.startswith("fleet.")}
+    assert ours == {"fleet.core", "fleet.core.errors"}
+    ours = {m for m in _loaded_by("from fleet.core import Policy") if m.startswith("fleet.")}
+    assert "fleet.core.policy" in ours and "fleet.core.records" not in ours
+
+
+def test_the_bare_clauses_match_the_models() -> None:
+    from fleet.core import clauses  # noqa: PLC0415
+    from fleet.core.models import metadata  # noqa: PLC0415
+
+    for name in clauses.__all__:
+        clause = getattr(clauses, name)
+        if not hasattr(clause, "columns"):
+            continue
+        declared = metadata.tables[clause.name]
+        for column in clause.columns:
+            assert column.name in declared.c, f"{clause.name}.{column.name} is not in the models"
+            model_type, here = declared.c[column.name].type, column.type
+            same = (
+                isinstance(model_type, type(here))  # the instant type: exactly it
+                if isinstance(here, clauses.UTCDateTime)
+                else model_type._type_affinity is here._type_affinity  # String, JSON, Integer
+                and not isinstance(model_type, clauses.UTCDateTime)
+            )
+            assert same, f"{clause.name}.{column.name}: {here!r} here, {model_type!r} in the models"
 
 
 def test_masking_loads_phonenumbers_only_when_used() -> None:

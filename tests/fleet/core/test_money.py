@@ -29,12 +29,14 @@ from fleet.core.money import (
     precision,
 )
 from fleet.core.policy import FeePolicy, NoticePolicy
-from fleet.fees import fee_diff, parse_fee_toml, publish
+from fleet.fees import FeeFileError, describe_rule, fee_diff, parse_fee_toml, publish
 from fleet.notices import FeeChange, SwapNotice, queue
 from fleet.notices.compose import compose
 from fleet.notices.dispatch import DispatchResult
 from fleet.notices.listing import list_notices
 from fleet.notices.text import NoticeItem, render
+from protocols.feetable import FeeTable, compute_fee
+from protocols.values import CardType
 
 ISO = currencies()
 
@@ -176,6 +178,46 @@ def test_fee_diff_impact_in_the_tables_currency(
     assert doc["basket"].startswith(f"{basket[0][0]} debit")
     rules = " ".join(r["new"] for r in doc["rules"])
     assert f"+ {fixed}" in rules
+
+
+# -- the precision is CLDR's, on the wire too ------------------------------------------------
+
+
+def _documented_choice() -> dict[str, tuple[int, int]]:
+    """The table of fleet.core.money's docstring: code → (CLDR digits, ISO 4217 digits)."""
+    import fleet.core.money  # noqa: PLC0415
+
+    rows = re.findall(r"^([A-Z]{3})\s+(\d)\s+(\d)\s", fleet.core.money.__doc__ or "", re.M)
+    return {code: (int(cldr), int(iso)) for code, cldr, iso in rows}
+
+
+def test_the_documented_cldr_digits_are_what_babel_gives() -> None:
+    documented = _documented_choice()
+    assert len(documented) == 15 and documented["IQD"] == (0, 3) and documented["HUF"] == (0, 2)
+    for code, (cldr, iso) in documented.items():
+        assert precision(code) == cldr != iso, code  # a Babel upgrade that moves one shows here
+
+
+@pytest.mark.parametrize("currency", ["HUF", "IDR", "COP", "IQD", "JPY", "KWD", "EUR"])
+def test_a_fee_tables_amounts_are_in_the_precision_posfleet_shows(currency: str) -> None:
+    exponent = precision(currency)
+    fixed, low, high = (format_minor(n, currency) for n in (3, 10, 2000))
+    text = (
+        f'currency = "{currency}"\neffective = 2027-01-01T00:00:00+01:00\n[[rules]]\n'
+        f'rate = "1%"\nfixed = "{fixed}"\nmin = "{low}"\nmax = "{high}"\n'
+    )
+    parsed = parse_fee_toml(text)
+    wire = FeeTable.from_bytes(parsed.table(1).to_bytes())
+    rule = wire.rules[0]
+    assert (rule.fixed, rule.min_fee, rule.max_fee) == (3, 10, 2000)  # minor units as shown
+    assert describe_rule(rule, wire) == f"any all MCC: 1.00% + {fixed}, min {low}, max {high}"
+    # one more decimal than posfleet shows is refused, not scaled
+    finer = f"{low}{'.' if exponent == 0 else ''}5"
+    with pytest.raises(FeeFileError, match=f"more than {exponent} decimals for {currency}"):
+        parse_fee_toml(text.replace(f'min = "{low}"', f'min = "{finer}"'))
+    # and the fee of a sale is in those units: 1% of 1000.00 (or 1000) plus fixed
+    sale = parse_minor("1000", currency)
+    assert compute_fee(wire, sale, CardType.CREDIT, 5411) == min(max(sale // 100 + 3, 10), 2000)
 
 
 # -- through the notices --------------------------------------------------------------------
