@@ -1,37 +1,22 @@
 """`posfleet push`: a published table to one terminal or a group, with a progress bar per
-terminal (the retries and the verification are :func:`fleet.device.push_many`'s)."""
+terminal (the retries and the verification are :func:`fleet.device.push_many`'s). Each
+terminal is signed for with the key of the version it reports: give every key file in use
+(``--key-file`` again, or a directory), e.g. in the middle of a key rotation."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleet.cli.common import check_format, err_console, fail, out, state
+from fleet.cli.common import KeyFileOpt, check_format, err_console, fail, load_keys, out, state
 from fleet.cli.domain_errors import fleet_errors
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from fleet.device import PushReport
-
-KeyOpt = Annotated[
-    Path,
-    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
-]
-
-
-def master_key(path: Path) -> bytes:
-    """The fleet master key from ``--key-file``, or a one-line error."""
-    from protocols.errors import ProtocolError  # noqa: PLC0415
-    from protocols.mac import load_master_key  # noqa: PLC0415
-
-    try:
-        return load_master_key(path)
-    except (OSError, ProtocolError) as exc:
-        raise fail(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def push_progress() -> Progress:
@@ -57,7 +42,7 @@ def push_progress() -> Progress:
 def push_command(
     ctx: typer.Context,
     table: Annotated[int, typer.Option("--table", help="Published version to push")],
-    key_file: KeyOpt,
+    key_file: KeyFileOpt,
     terminal: Annotated[str | None, typer.Option("--terminal", "-t", help="One terminal")] = None,
     group: Annotated[
         str | None, typer.Option(help="all, mcc=…, region=…, tag=… (';' joins)")
@@ -79,7 +64,7 @@ def push_command(
     if port and group is not None:
         raise fail("--port works with --terminal only", 2)
     st = state(ctx)
-    key = master_key(key_file)
+    keys = load_keys(key_file)
     with fleet_errors():
         engine = st.engine()
         policy = st.policy().fees
@@ -101,7 +86,7 @@ def push_command(
                 return tasks[s]
 
             reports = push_many(
-                engine, serials, table, master_key=key, policy=policy, actor=st.actor,
+                engine, serials, table, keys=keys, policy=policy, actor=st.actor,
                 port=port, baud=baud, t2=timeout, retries=retries,
                 progress=lambda s, done, n: progress.update(bar(s), completed=done, total=n),
                 failed_attempt=lambda s, n, e: progress.update(

@@ -1,5 +1,7 @@
 """`posfleet rollout …`: create, run, status, pause, resume, cancel (the rules, the
-claiming and the retries are :mod:`fleet.rollout`'s)."""
+claiming and the retries are :mod:`fleet.rollout`'s). A rollout is a fee table's (`rollout
+create`) or a key change's (`posfleet keys rotate`); run, status and the controls are the
+same for both."""
 
 from __future__ import annotations
 
@@ -8,16 +10,31 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleet.cli.common import check_format, emit, fail, out, state
+from fleet.cli.common import KeyFileOpt, check_format, emit, fail, load_keys, out, state
 from fleet.cli.domain_errors import fleet_errors
-from fleet.cli.push import KeyOpt, master_key, push_progress
+from fleet.cli.push import push_progress
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
     from fleet.rollout import Event
 
-rollout_app = typer.Typer(help="Staged rollouts of a fee table.", no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Staged rollouts of a fee table (or of a key change: `posfleet keys rotate`).",
+    no_args_is_help=True,
+)
+
+
+def plan_options(waves: str | None, max_failures: str | None) -> tuple[Any, int | None]:
+    """``--waves`` and ``--max-failures`` as the domain takes them (a bad one: exit 2)."""
+    from fleet.core.policy import PolicyError, parse_waves, percent_ppm  # noqa: PLC0415
+
+    try:
+        wave_list = parse_waves(waves, "--waves") if waves else None
+        ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
+    except PolicyError as exc:
+        raise fail(str(exc), 2) from None
+    return wave_list, ppm
 
 
 @rollout_app.command("create")
@@ -30,17 +47,12 @@ def rollout_create(
     note: Annotated[str, typer.Option(help="Kept with the rollout")] = "",
 ) -> None:
     """Create a rollout: one job per terminal whose target is the table, in waves."""
-    from fleet.core.policy import PolicyError, parse_waves, percent_ppm  # noqa: PLC0415
     from fleet.fees import parse_group  # noqa: PLC0415
     from fleet.rollout import create  # noqa: PLC0415
 
     st = state(ctx)
     with fleet_errors():
-        try:
-            wave_list = parse_waves(waves, "--waves") if waves else None
-            ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
-        except PolicyError as exc:
-            raise fail(str(exc), 2) from None
+        wave_list, ppm = plan_options(waves, max_failures)
         rid, sizes = create(
             st.engine(), table, group=parse_group(group), policy=st.policy().rollout,
             actor=st.actor, waves=wave_list, max_failure_ppm=ppm, note=note,
@@ -55,12 +67,12 @@ def rollout_create(
 class _Display:
     """The rollout's events as progress bars and lines (thread-safe)."""
 
-    def __init__(self, rollout_id: int, progress: Progress, total: int, done: int, version: int):
+    def __init__(self, rollout_id: int, progress: Progress, total: int, done: int, what: str):
         self.rollout_id = rollout_id
         self.progress = progress
         self.lock = threading.Lock()
         self.overall = progress.add_task(
-            "all", total=total, serial=f"rollout {rollout_id}", note=f"v{version}"
+            "all", total=total, serial=f"rollout {rollout_id}", note=what
         )
         progress.update(self.overall, completed=done)
         self.tasks: dict[str, Any] = {}
@@ -107,7 +119,7 @@ class _Display:
 def rollout_run(
     ctx: typer.Context,
     rollout_id: Annotated[int, typer.Argument(help="Rollout id")],
-    key_file: KeyOpt,
+    key_file: KeyFileOpt,
     workers: Annotated[int, typer.Option(help="Pushers in this process")] = 4,
     name: Annotated[str | None, typer.Option(help="Worker name in leases [host:pid]")] = None,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
@@ -116,20 +128,21 @@ def rollout_run(
     quiet: Annotated[bool, typer.Option(help="No progress display")] = False,
 ) -> None:
     """Work on a rollout until it is done, halted, paused or cancelled. Run as many of these,
-    on as many machines, as you like (PostgreSQL)."""
+    on as many machines, as you like (PostgreSQL). A key rollout needs the key files of
+    both its versions."""
     from fleet.rollout import RolloutState, Worker, status  # noqa: PLC0415
 
     st = state(ctx)
-    key = master_key(key_file)
+    keys = load_keys(key_file)
     with fleet_errors():
         engine = st.engine()
         info = status(engine, rollout_id)
         progress = push_progress()
         display = _Display(
-            rollout_id, progress, info.terminals, info.totals.get("done", 0), info.version
+            rollout_id, progress, info.terminals, info.totals.get("done", 0), info.what
         )
         worker = Worker(
-            engine, master_key=key, fee_policy=st.policy().fees, policy=st.policy().rollout,
+            engine, keys=keys, fee_policy=st.policy().fees, policy=st.policy().rollout,
             actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
             on_event=display,
         )  # fmt: skip
@@ -173,7 +186,7 @@ def rollout_status(
         out.print_json(json.dumps(doc, default=str))
         return
     out.print(
-        f"rollout {info.id}: table v{info.version} to {doc['group']}, {info.status}, "
+        f"rollout {info.id}: {info.what} to {doc['group']}, {info.status}, "
         f"wave {info.wave + 1} of {len(info.waves)}, halts past {doc['max_failures']} failed",
         highlight=False,
     )

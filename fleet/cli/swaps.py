@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from fleet.cli.common import check_format, emit, err_console, fail, option_date, out, state
+from fleet.cli.common import (
+    OptionalKeyFileOpt,
+    check_format,
+    emit,
+    err_console,
+    fail,
+    load_keys,
+    option_date,
+    out,
+    state,
+)
 from fleet.cli.domain_errors import fleet_errors
-from fleet.cli.push import master_key
 
 if TYPE_CHECKING:
     from fleet.swaps import SwapResult
@@ -36,10 +45,6 @@ swap_app = typer.Typer(
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
 EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
-KeyFileOpt = Annotated[
-    Path | None,
-    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
-]
 _NEEDS_KEY = "--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table"
 
 
@@ -60,17 +65,19 @@ def _show(result: SwapResult, fmt: str) -> None:
         out.print(f"  provisioned: {result.provision}", highlight=False, soft_wrap=True)
 
 
-def _provision(ctx: typer.Context, result: SwapResult, port: str, key_file: Path | None) -> bool:
+def _provision(
+    ctx: typer.Context, result: SwapResult, port: str, key_file: list[Path] | None
+) -> bool:
     """Provision the new terminal; False (with the error printed) when it failed."""
     from fleet.core.errors import FleetError  # noqa: PLC0415
     from fleet.swaps import provision  # noqa: PLC0415
 
-    if key_file is None:
+    if not key_file:
         raise fail(_NEEDS_KEY, 2)
     st = state(ctx)
     try:
         provision(
-            st.engine(), result, port, master_key=master_key(key_file), policy=st.policy(),
+            st.engine(), result, port, keys=load_keys(key_file), policy=st.policy(),
             actor=st.actor,
         )  # fmt: skip
     except FleetError as exc:
@@ -92,7 +99,7 @@ def swap_do(
     port: Annotated[
         str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
     ] = None,
-    key_file: KeyFileOpt = None,
+    key_file: OptionalKeyFileOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Swap OLD for NEW in one transaction: OLD swapped out, NEW takes its TID, MID,
@@ -100,7 +107,7 @@ def swap_do(
     from fleet.swaps import swap  # noqa: PLC0415
 
     check_format(fmt, ("table", "json"))
-    if port and key_file is None:
+    if port and not key_file:
         raise fail(_NEEDS_KEY, 2)
     st = state(ctx)
     with fleet_errors():
@@ -143,7 +150,7 @@ def swap_sheet(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="CSV/JSON: old_serial,new_serial,reason[,…]")],
     engineer: EngineerOpt = "",
-    key_file: KeyFileOpt = None,
+    key_file: OptionalKeyFileOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """A field engineer's day sheet: all swaps or none (a bad row rejects the file), then
