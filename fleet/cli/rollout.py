@@ -146,6 +146,7 @@ def rollout_run(
             actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
             on_event=display,
         )  # fmt: skip
+        worker.prepare(rollout_id)  # the key files checked before any display
         if quiet:
             final = worker.run(rollout_id, workers)
         else:

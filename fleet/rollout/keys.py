@@ -20,12 +20,13 @@ from fleet.core.errors import ConflictError, InputError
 from fleet.core.models import MERCHANTS, ROLLOUTS, TERMINALS
 from fleet.core.policy import RolloutPolicy
 from fleet.device.issued import register, registered
+from fleet.device.keyring import KeyRing
 from fleet.fees.group import Group
 from fleet.fees.targets import LIVE, group_clause
 from fleet.rollout.jobs import RolloutKind, RolloutState, insert_rollout
 from protocols.mac import MasterKey
 
-__all__ = ["create_key_rollout", "key_targets"]
+__all__ = ["create_key_rollout", "key_targets", "require_keys"]
 
 _UNFINISHED = (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
 
@@ -121,4 +122,17 @@ def create_key_rollout(
                     "check_values": [old.check_value, new.check_value],
                 },
             ),
+        )
+
+
+def require_keys(ring: KeyRing, rollout_id: int, old: int, new: int) -> None:
+    """A worker on key rollout ``rollout_id`` (``old`` → ``new``) needs both keys: the
+    change is signed with the old one, the confirmation with the new one."""
+    missing = [v for v in (old, new) if v not in ring.masters]
+    if missing:
+        listed = " and ".join(f"v{v}" for v in missing)
+        held = ", ".join(map(str, ring.versions)) or "none"
+        raise InputError(
+            f"rollout {rollout_id} changes terminals from key v{old} to v{new}: it needs the "
+            f"key files of both, and {listed} is not among them (versions given: {held})"
         )

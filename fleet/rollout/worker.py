@@ -29,12 +29,12 @@ from sqlalchemy import Connection, Engine, String, and_, case, func, literal, or
 
 from fleet.core import audit
 from fleet.core.db import writer
-from fleet.core.errors import FleetError, InputError, NotFoundError
+from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.device.issued import attach
-from fleet.device.keyring import KeyRing
+from fleet.device.keyring import KeyRing, UnissuedKeyError
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.rotate import RotationOutcome, rotate_terminal
 from fleet.device.session import TerminalRef, resolve
@@ -50,6 +50,7 @@ from fleet.rollout.events import (
     WaveOpened,
 )
 from fleet.rollout.jobs import RolloutKind, RolloutState, audit_action
+from fleet.rollout.keys import require_keys
 from fleet.rollout.waves import over_threshold
 
 __all__ = ["Claimed", "Worker"]
@@ -284,21 +285,15 @@ class Worker:
             r.key_from,
         )
 
-    def _prepare(self, rollout_id: int) -> None:
-        """The key ring checked against the issued versions (once); a key rollout needs
-        the keys of both its versions."""
+    def prepare(self, rollout_id: int) -> None:
+        """Check the key ring against the issued versions (their check values); a key
+        rollout needs the keys of both its versions (:class:`InputError` otherwise).
+        :meth:`run` does it first."""
         r = self._rollout(rollout_id)
         with self.engine.connect() as conn:
             self.keys = attach(conn, self.keys)
         if r.kind == RolloutKind.KEY:
-            missing = [v for v in (r.key_from, r.version) if v not in self.keys.masters]
-            if missing:
-                listed = " and ".join(f"v{v}" for v in missing)
-                raise InputError(
-                    f"rollout {rollout_id} changes terminals from key v{r.key_from} to "
-                    f"v{r.version}: it needs the key files of both; {listed} not given "
-                    f"({self.keys})"
-                )
+            require_keys(self.keys, rollout_id, r.key_from or 0, r.version)
 
     def _work(
         self, r: _Rollout, ref: TerminalRef, job: Claimed, owner: str, progress: Any
@@ -334,16 +329,19 @@ class Worker:
         self.on_event(Started(job.serial, job.attempts, owner, job.taken_over))
         error: str | None = None
         outcome: PushOutcome | RotationOutcome | None = None
+        attempts = r.max_attempts
         try:
             with self.engine.connect() as conn:
                 ref = resolve(conn, job.serial)
             outcome = self._work(r, ref, job, owner, progress)
         except FleetError as exc:
             error = str(exc)
+            if getattr(exc, "reason", None) == UnissuedKeyError.reason:
+                attempts = job.attempts  # to be replaced, not retried: failed at once
         if lost:
             self.on_event(JobLost(job.serial, owner))
             return
-        result = self.finish(rollout_id, job, owner, error, r.max_attempts)
+        result = self.finish(rollout_id, job, owner, error, attempts)
         self.on_event(Finished(job.serial, result, error, outcome, owner, job.attempts))
 
     def _thread(self, rollout_id: int, index: int, until_idle: bool) -> None:
@@ -378,7 +376,7 @@ class Worker:
     def run(self, rollout_id: int, threads: int = 4, *, until_idle: bool = True) -> RolloutState:
         """Work on the rollout with ``threads`` pushers until it is done, halted, cancelled or
         paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state."""
-        self._prepare(rollout_id)
+        self.prepare(rollout_id)
         workers = [
             threading.Thread(
                 target=self._thread,
