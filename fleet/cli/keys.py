@@ -163,6 +163,7 @@ def keys_rotate(
         f"v{after.version} (check value {after.check_value}) to {sum(sizes)} terminals in "
         "waves of " + " + ".join(map(str, sizes)),
         highlight=False,
+        soft_wrap=True,
     )
     out.print(f"work on it with: {run}", highlight=False, soft_wrap=True)
 
@@ -191,7 +192,11 @@ def keys_list(ctx: typer.Context, fmt: TableJsonOpt = TableJson.TABLE) -> None:
     if not any(v["issued"] for v in doc["versions"]):
         out.print("no key version is registered: `posfleet keys register FILE` the fleet's key")
     if found.unreported:
-        out.print(f"{found.unreported} live terminals have not reported a key version yet")
+        out.print(
+            f"{found.unreported} live terminals have not reported a key version yet (they "
+            "report it at their next sync, push or key change)",
+            soft_wrap=True,
+        )
     if found.unissued:
         columns = ["serial", "merchant_id", "key_version", "key_next", "last_seen"]
         emit(

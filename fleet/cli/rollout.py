@@ -104,7 +104,8 @@ class _Display:
                 if kind != "retry":
                     p.advance(self.overall)
                 if kind == "failed":
-                    p.console.print(f"[red]failed[/] {event.serial}: {event.error}")
+                    error = (event.error or "").removeprefix(f"{event.serial}: ")
+                    p.console.print(f"[red]failed[/] {event.serial}: {error}", highlight=False)
             elif isinstance(event, WaveOpened):
                 p.console.print(f"rollout {rid}: wave {event.wave} opened")
             elif isinstance(event, Halted):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import stat
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, select, update
 from fleet.core.db import writer
 from fleet.core.errors import ConflictError, InputError
 from fleet.core.models import AUDIT, ISSUED_KEYS, JOBS, ROLLOUTS, TERMINALS
-from fleet.core.policy import RolloutPolicy
+from fleet.core.policy import ReplacementPolicy, RolloutPolicy
 from fleet.device import (
     KeyFileError,
     KeyRing,
@@ -24,6 +25,7 @@ from fleet.device import (
     register,
 )
 from fleet.fees import Group, parse_group
+from fleet.replacements import flag
 from fleet.rollout import RolloutKind, cancel, create_key_rollout, status
 from fleet.rollout.keys import key_targets, require_keys
 from protocols.keys import KeyVersions
@@ -158,6 +160,18 @@ def test_census_counts_versions_and_names_unissued_terminals(loaded: Engine) -> 
         (live[4], 7, 0),
     ]
     assert found.as_dict()["versions"][0]["check_value"] == K1.check_value
+    # the same terminals are replacements: P1, due today, whatever else they have
+    today = date(2026, 12, 1)
+    keyed = {
+        r.serial: r
+        for r in flag(loaded, ReplacementPolicy(), today)
+        if any(x.code == "key" for x in r.reasons)
+    }
+    assert sorted(keyed) == [live[3], live[4]]
+    assert {(r.priority, r.replace_by) for r in keyed.values()} == {(1, today)}
+    assert keyed[live[3]].reasons[-1].detail == (
+        "reported key version 1 (next 9), which the fleet never issued: it may be compromised"
+    )
 
 
 def test_key_rollout_rules(loaded: Engine) -> None:

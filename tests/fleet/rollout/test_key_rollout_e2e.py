@@ -353,6 +353,16 @@ def test_a_terminal_on_a_key_never_issued_is_flagged(
         listed = json.loads(cli("keys", "list", "--format", "json").stdout)
         assert [(u["serial"], u["key_version"]) for u in listed["unissued"]] == [(victim, 9)]
         assert "never issued" in _flat(cli("keys", "list").stdout)
+        flagged = json.loads(cli("replacements", "--format", "json").stdout)["terminals"]
+        (entry,) = (t for t in flagged if t["serial"] == victim)
+        assert entry["priority"] == "P1" and entry["replace_by"] == entry["reasons"][-1]["due"]
+        assert (
+            entry["reasons"][-1]["code"] == "key"
+            and "key version 9" in entry["reasons"][-1]["detail"]
+        )
+        assert all(
+            r["code"] != "key" for t in flagged if t["serial"] != victim for r in t["reasons"]
+        )
         table = _published(loaded, tmp_path)
         res = cli("push", "--table", table, "--terminal", victim, "--key-file", v1, code=1)
         assert "never issued" in _flat(res.output)
