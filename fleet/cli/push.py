@@ -105,6 +105,7 @@ def push_command(
             highlight=False,
         )
     for r in failed:
-        err_console.print(f"[bold red]error:[/] {r.serial}: {r.error}", highlight=False)
+        error = (r.error or "").removeprefix(f"{r.serial}: ")
+        err_console.print(f"[bold red]error:[/] {r.serial}: {error}", highlight=False)
     if failed:
         raise typer.Exit(1)
