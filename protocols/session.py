@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from protocols import messages as m
@@ -105,9 +105,10 @@ class KeyRotation:
     terminal already held the new key as its next one: only the confirmation was sent)."""
     already: bool
     """The terminal already used the new key: nothing was sent."""
-    keys: KeyVersions | None = None
+    keys: KeyVersions | None = field(default=None, compare=False)
     """The key versions the terminal holds afterwards, as it reported them (tag 0x20 of the
-    confirmation; of the sign-on when ``already``)."""
+    confirmation; of the sign-on when ``already``). Not compared: a report, not the
+    outcome."""
 
 
 @dataclass(frozen=True, slots=True)
