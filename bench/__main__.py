@@ -15,6 +15,7 @@ MODULES = [
     "bench.line_push",
     "bench.health_keys",
     "bench.rollout_fleet",
+    "bench.key_rotation",
     "bench.fleet_scale",
     "bench.notices",
 ]

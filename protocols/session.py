@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from protocols import messages as m
@@ -105,6 +105,10 @@ class KeyRotation:
     terminal already held the new key as its next one: only the confirmation was sent)."""
     already: bool
     """The terminal already used the new key: nothing was sent."""
+    keys: KeyVersions | None = field(default=None, compare=False)
+    """The key versions the terminal holds afterwards, as it reported them (tag 0x20 of the
+    confirmation; of the sign-on when ``already``). Not compared: a report, not the
+    outcome."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,7 +401,7 @@ class HostSession:
         if held.current == new.version:
             self.keys[new.version] = new.key
             self.key, self.key_version = new.key, new.version
-            return KeyRotation(new.version, held.current, changed=False, already=True)
+            return KeyRotation(new.version, held.current, changed=False, already=True, keys=held)
         if held.current > new.version:
             raise KeyVersionError(
                 f"{self.tid}: the terminal holds key version {held.current}, newer than "
@@ -415,10 +419,10 @@ class HostSession:
             self.change_key(new)
             if progress is not None:
                 progress(RotationStep.CHANGED)
-        self.confirm_key(new)
+        after = self.confirm_key(new)
         if progress is not None:
             progress(RotationStep.CONFIRMED)
-        return KeyRotation(new.version, held.current, changed=changed, already=False)
+        return KeyRotation(new.version, held.current, changed=changed, already=False, keys=after)
 
 
 def _refused(what: str, response: Message) -> RefusedError:

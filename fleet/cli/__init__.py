@@ -53,7 +53,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
     ("terminals", "fleet.cli.terminals:terminals_app", "The terminals of the fleet."),
     ("fees", "fleet.cli.fees:fees_app", "Fee tables: check, publish, list, show, diff."),
-    ("rollout", "fleet.cli.rollout:rollout_app", "Staged rollouts of a fee table."),
+    (
+        "rollout",
+        "fleet.cli.rollout:rollout_app",
+        "Staged rollouts of a fee table (or of a key change: `posfleet keys rotate`).",
+    ),
     (
         "swap",
         "fleet.cli.swaps:swap_app",
@@ -73,7 +77,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("policy", "fleet.cli.admin:policy_app", "The fleet policy file (TOML)."),
     ("audit", "fleet.cli.admin:audit_app", "The audit log: who changed what, when and why."),
     ("wire", "fleet.cli.wire:wire_app", "Inspect wire traffic: frames and ISO 8583 messages."),
-    ("keys", "fleet.cli.wire:keys_app", "Fleet master keys (AES-128, 32 hex digits)."),
+    (
+        "keys",
+        "fleet.cli.keys:keys_app",
+        "Fleet master keys: versions, rotation over the wire, which terminal holds which.",
+    ),
 )
 """Every command of the root: name, ``module:attribute`` (a Typer sub-app or a command
 function) and the help line ``posfleet --help`` shows for it (the sub-app's own help or

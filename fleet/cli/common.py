@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from fleet.core.policy import Policy
+    from fleet.device.keyring import KeyRing
     from fleet.inventory import ImportResult
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
     "fail",
     "handled",
     "hints",
-    "load_key",
+    "load_keys",
     "option_date",
     "option_days",
     "out",
@@ -138,24 +139,29 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Write to this file (default: stdout)", callback=_writable),
 ]
+_KEY_FILES_HELP = (
+    "Master key file, or a directory of *.key files; repeat for each key version in use "
+    "(POSFLEET_KEY_FILE: ':'-separated)"
+)
 KeyFileOpt = Annotated[
-    Path,
-    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
+    list[Path],
+    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help=_KEY_FILES_HELP),
 ]
 OptionalKeyFileOpt = Annotated[
-    Path | None,
-    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
+    list[Path] | None,
+    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help=_KEY_FILES_HELP),
 ]
 
 
-def load_key(path: Path) -> bytes:
-    """The fleet master key in ``path`` (``--key-file``); a bad file fails the command."""
-    from protocols.mac import load_master_key  # noqa: PLC0415 - cryptography when needed
+def load_keys(paths: list[Path]) -> KeyRing:
+    """The key ring of ``--key-file`` (files and directories); a bad file fails the command
+    (naming the file, never a key)."""
+    from fleet.device.keyring import KeyRing  # noqa: PLC0415 - cryptography when needed
 
     try:
-        return load_master_key(path)
-    except (OSError, ProtocolError) as exc:
-        raise fail(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+        return KeyRing.read(paths)
+    except OSError as exc:
+        raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
 
 
 # --- the root options ------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """`posfleet push`: a published table to one terminal or a group, with a progress bar per
-terminal (the retries and the verification are :func:`fleet.device.push_many`'s)."""
+terminal (the retries and the verification are :func:`fleet.device.push_many`'s). Each
+terminal is signed for with the key of the version it reports: give every key file in use
+(``--key-file`` again, or a directory), e.g. in the middle of a key rotation."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from fleet.cli.common import (
     TableJsonOpt,
     err_console,
     fail,
-    load_key,
+    load_keys,
     out,
     state,
 )
@@ -71,7 +73,7 @@ def push_command(
     if port and group is not None:
         raise fail("--port works with --terminal only", 2)
     st = state(ctx)
-    key = load_key(key_file)
+    keys = load_keys(key_file)
     engine = st.engine()
     policy = st.policy().fees
     serials = (
@@ -92,7 +94,7 @@ def push_command(
             return tasks[s]
 
         reports = push_many(
-            engine, serials, table, master_key=key, policy=policy, actor=st.actor,
+            engine, serials, table, keys=keys, policy=policy, actor=st.actor,
             port=port, baud=baud, t2=timeout, retries=retries,
             progress=lambda s, done, n: progress.update(bar(s), completed=done, total=n),
             failed_attempt=lambda s, n, e: progress.update(
@@ -111,6 +113,7 @@ def push_command(
             highlight=False,
         )
     for r in failed:
-        err_console.print(f"[bold red]error:[/] {r.serial}: {r.error}", highlight=False)
+        error = (r.error or "").removeprefix(f"{r.serial}: ")
+        err_console.print(f"[bold red]error:[/] {r.serial}: {error}", highlight=False)
     if failed:
         raise typer.Exit(1)

@@ -155,7 +155,7 @@ def sync_command(
             result = sync(engine, actor=st.actor, serial=serial, port=url, baud=baud, t2=timeout)
         except SyncError as exc:
             failures += 1
-            results.append({"serial": serial, "error": str(exc)})
+            results.append({"serial": serial, "error": str(exc), "reason": exc.reason})
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             continue
         results.append(result.as_dict())

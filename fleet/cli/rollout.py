@@ -1,5 +1,7 @@
 """`posfleet rollout …`: create, run, status, pause, resume, cancel (the rules, the
-claiming and the retries are :mod:`fleet.rollout`'s)."""
+claiming and the retries are :mod:`fleet.rollout`'s). A rollout is a fee table's (`rollout
+create`) or a key change's (`posfleet keys rotate`); run, status and the controls are the
+same for both."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fleet.cli.common import KeyFileOpt, TableJson, TableJsonOpt, emit, load_key, out, state
+from fleet.cli.common import KeyFileOpt, TableJson, TableJsonOpt, emit, fail, load_keys, out, state
 from fleet.cli.push import push_progress
 
 if TYPE_CHECKING:
@@ -16,9 +18,24 @@ if TYPE_CHECKING:
 
     from fleet.rollout import Event
 
-__all__ = ["rollout_app"]
+__all__ = ["plan_options", "rollout_app"]
 
-rollout_app = typer.Typer(help="Staged rollouts of a fee table.", no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Staged rollouts of a fee table (or of a key change: `posfleet keys rotate`).",
+    no_args_is_help=True,
+)
+
+
+def plan_options(waves: str | None, max_failures: str | None) -> tuple[Any, int | None]:
+    """``--waves`` and ``--max-failures`` as the domain takes them (a bad one: exit 2)."""
+    from fleet.core.policy import PolicyError, parse_waves, percent_ppm  # noqa: PLC0415
+
+    try:
+        wave_list = parse_waves(waves, "--waves") if waves else None
+        ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
+    except PolicyError as exc:
+        raise fail(str(exc), 2) from None
+    return wave_list, ppm
 
 
 @rollout_app.command("create")
@@ -31,13 +48,11 @@ def rollout_create(
     note: Annotated[str, typer.Option(help="Kept with the rollout")] = "",
 ) -> None:
     """Create a rollout: one job per terminal whose target is the table, in waves."""
-    from fleet.core.policy import parse_waves, percent_ppm  # noqa: PLC0415
     from fleet.fees import parse_group  # noqa: PLC0415
     from fleet.rollout import create  # noqa: PLC0415
 
     st = state(ctx)
-    wave_list = parse_waves(waves, "--waves") if waves else None
-    ppm = percent_ppm(max_failures, "--max-failures") if max_failures else None
+    wave_list, ppm = plan_options(waves, max_failures)
     rid, sizes = create(
         st.engine(), table, group=parse_group(group), policy=st.policy().rollout,
         actor=st.actor, waves=wave_list, max_failure_ppm=ppm, note=note,
@@ -52,12 +67,12 @@ def rollout_create(
 class _Display:
     """The rollout's events as progress bars and lines (thread-safe)."""
 
-    def __init__(self, rollout_id: int, progress: Progress, total: int, done: int, version: int):
+    def __init__(self, rollout_id: int, progress: Progress, total: int, done: int, what: str):
         self.rollout_id = rollout_id
         self.progress = progress
         self.lock = threading.Lock()
         self.overall = progress.add_task(
-            "all", total=total, serial=f"rollout {rollout_id}", note=f"v{version}"
+            "all", total=total, serial=f"rollout {rollout_id}", note=what
         )
         progress.update(self.overall, completed=done)
         self.tasks: dict[str, Any] = {}
@@ -89,7 +104,8 @@ class _Display:
                 if kind != "retry":
                     p.advance(self.overall)
                 if kind == "failed":
-                    p.console.print(f"[red]failed[/] {event.serial}: {event.error}")
+                    error = (event.error or "").removeprefix(f"{event.serial}: ")
+                    p.console.print(f"[red]failed[/] {event.serial}: {error}", highlight=False)
             elif isinstance(event, WaveOpened):
                 p.console.print(f"rollout {rid}: wave {event.wave} opened")
             elif isinstance(event, Halted):
@@ -113,21 +129,22 @@ def rollout_run(
     quiet: Annotated[bool, typer.Option(help="No progress display")] = False,
 ) -> None:
     """Work on a rollout until it is done, halted, paused or cancelled. Run as many of these,
-    on as many machines, as you like (PostgreSQL)."""
+    on as many machines, as you like (PostgreSQL). A key rollout needs the key files of
+    both its versions."""
     from fleet.rollout import RolloutState, Worker, status  # noqa: PLC0415
 
     st = state(ctx)
-    key = load_key(key_file)
+    keys = load_keys(key_file)
     engine = st.engine()
     info = status(engine, rollout_id)
     progress = push_progress()
-    display = _Display(
-        rollout_id, progress, info.terminals, info.totals.get("done", 0), info.version
-    )
+    display = _Display(rollout_id, progress, info.terminals, info.totals.get("done", 0), info.what)
     worker = Worker(
-        engine, master_key=key, fee_policy=st.policy().fees, policy=st.policy().rollout,
-        actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin, on_event=display,
+        engine, keys=keys, fee_policy=st.policy().fees, policy=st.policy().rollout,
+        actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
+        on_event=display,
     )  # fmt: skip
+    worker.prepare(rollout_id)  # the key files checked before any display
     if quiet:
         final = worker.run(rollout_id, workers)
     else:
@@ -165,7 +182,7 @@ def rollout_status(
         out.print_json(json.dumps(doc, default=str))
         return
     out.print(
-        f"rollout {info.id}: table v{info.version} to {doc['group']}, {info.status}, "
+        f"rollout {info.id}: {info.what} to {doc['group']}, {info.status}, "
         f"wave {info.wave + 1} of {len(info.waves)}, halts past {doc['max_failures']} failed",
         highlight=False,
     )

@@ -19,13 +19,14 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
-    load_key,
+    load_keys,
     option_date,
     out,
     state,
 )
 
 if TYPE_CHECKING:
+    from fleet.device.keyring import KeyRing
     from fleet.swaps import SwapResult
 
 
@@ -66,7 +67,7 @@ def _show(result: SwapResult, fmt: TableJson) -> None:
         out.print(f"  provisioned: {result.provision}", highlight=False, soft_wrap=True)
 
 
-def _provision(ctx: typer.Context, result: SwapResult, port: str, key: bytes) -> bool:
+def _provision(ctx: typer.Context, result: SwapResult, port: str, key: KeyRing) -> bool:
     """Provision the new terminal; False (with the error printed) when it failed: the swap
     is done, and the other swaps of a sheet still get theirs."""
     from fleet.core.errors import FleetError  # noqa: PLC0415
@@ -74,7 +75,7 @@ def _provision(ctx: typer.Context, result: SwapResult, port: str, key: bytes) ->
 
     st = state(ctx)
     try:
-        provision(st.engine(), result, port, master_key=key, policy=st.policy(), actor=st.actor)
+        provision(st.engine(), result, port, keys=key, policy=st.policy(), actor=st.actor)
     except FleetError as exc:
         err_console.print(f"swap {result.id} is done, but provisioning failed: {exc}")
         err_console.print(
@@ -101,9 +102,9 @@ def swap_do(
     merchant and fee assignment; notices and the follow-up queued. With --port, provision."""
     from fleet.swaps import swap  # noqa: PLC0415
 
-    if port and key_file is None:
+    if port and not key_file:
         raise fail(_NEEDS_KEY, 2)
-    key = load_key(key_file) if port and key_file else None  # before anything changes
+    key = load_keys(key_file) if port and key_file else None  # before anything changes
     st = state(ctx)
     result = swap(
         st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
@@ -149,7 +150,7 @@ def swap_sheet(
     provision the rows that give a port (which needs --key-file)."""
     from fleet.swaps import day_sheet  # noqa: PLC0415
 
-    key = load_key(key_file) if key_file else None  # before anything changes
+    key = load_keys(key_file) if key_file else None  # before anything changes
     st = state(ctx)
     done = day_sheet(
         st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer,

@@ -125,7 +125,11 @@ def terminals_show(
     from fleet.inventory import terminal_cells, terminal_detail  # noqa: PLC0415
 
     found = terminal_detail(state(ctx).engine(), serial)
-    cells = terminal_cells(found.terminal)
+    t = found.terminal
+    cells = terminal_cells(t) | {  # what it reported, not inventory cells: shown, not exported
+        "key_version": "" if t["key_version"] is None else str(t["key_version"]),
+        "key_next": str(t["key_next"]),
+    }
     history = [audit.as_row(a) for a in found.history]
     if fmt == TableJson.JSON:
         model = found.model.model_dump() if found.model else None

@@ -1,4 +1,4 @@
-"""`posfleet wire` (decode captured frames and messages) and `posfleet keys` (master keys).
+"""`posfleet wire`: decode captured frames and messages.
 
 The protocol modules (construct, cryptography) are imported inside the commands (see
 :mod:`fleet.cli`).
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 wire_app = typer.Typer(
     help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True
 )
-keys_app = typer.Typer(help="Fleet master keys (AES-128, 32 hex digits).", no_args_is_help=True)
 
 
 def _parse_hex(text: str) -> bytes:
@@ -107,20 +106,3 @@ def wire_decode(
         for number, value in msg.fields.items():
             table.add_row(str(number), SPEC[number].name, _show(value))
         out.print(table)
-
-
-@keys_app.command("new")
-def keys_new(
-    path: Annotated[Path, typer.Argument(help="Where to write the key file (mode 0600).")],
-    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
-) -> None:
-    """Generate a random fleet master key file (32 hex digits)."""
-    from protocols.mac import generate_master_key_file  # noqa: PLC0415
-
-    if path.exists() and not force:
-        raise fail(f"{path} exists; pass --force to replace it", 2)
-    try:
-        generate_master_key_file(path, overwrite=force)
-    except (OSError, ProtocolError) as exc:
-        raise fail(f"{path}: {exc}") from None
-    out.print(f"wrote {path}")

@@ -13,6 +13,8 @@ table                   holds
 ``advisory_firmware``   catalog: which firmware versions an advisory affects
 ``merchant``            who owns terminals, and how to reach them
 ``terminal``            every device: model, firmware, TID/MID, status, versions
+``key_version``         the master key versions the fleet issued: check value, when
+                        (never a key: master keys live in files, docs/protocol.md)
 ``audit``               every change: who, when, what, why
 ======================  ==========================================================
 
@@ -37,6 +39,7 @@ from sqlalchemy import (
     Column,
     ForeignKeyConstraint,
     Index,
+    Integer,
     LargeBinary,
     String,
     Table,
@@ -56,6 +59,7 @@ __all__ = [
     "Audit",
     "ContactEvent",
     "Firmware",
+    "IssuedKey",
     "Merchant",
     "Message",
     "Status",
@@ -206,6 +210,30 @@ class Terminal(SQLModel, table=True):
     """Where the host reaches it: a pyserial URL (``socket://…``, ``/dev/ttyUSB0``…)."""
     active_version: int = 0
     pending_version: int = 0
+    key_version: int | None = None
+    """The MAC key version the terminal reported at its last sign-on (None: never heard)."""
+    key_next: int = Field(
+        default=0, sa_column=Column(Integer, nullable=False, server_default=text("0"))
+    )
+    """The next key version it holds while a key change awaits confirmation (0: none). A
+    server default, not a client one: inventory imports write only their own columns."""
+
+
+class IssuedKey(SQLModel, table=True):
+    """A master key version the fleet issued: its check value, never the key.
+
+    A terminal that reports a key version not here holds a key the fleet never issued (a
+    leaked key used to re-key it): it must be replaced (docs/protocol.md).
+    """
+
+    __tablename__ = "key_version"
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    check_value: str = Field(max_length=6)
+    """KCV of the master key (hex): identifies it without revealing it."""
+    registered_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    registered_by: str = Field(max_length=80)
+    note: str = Field(default="", max_length=500)
 
 
 class Audit(SQLModel, table=True):
@@ -221,7 +249,8 @@ class Audit(SQLModel, table=True):
     at: datetime = Field(default_factory=now, sa_column=Column(UTCDateTime(), nullable=False))
     actor: str = Field(max_length=80)
     action: str = Field(max_length=40)
-    """``import``, ``add``, ``update``, ``sync``, ``swap``, ``publish``, ``push``, ``override``."""
+    """``import``, ``add``, ``update``, ``sync``, ``swap``, ``publish``, ``push``, ``override``,
+    ``key`` (a key version registered, a key rollout, a terminal's key changed)…"""
     target: str = Field(default="", sa_column=Column(String(200), nullable=False))
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     reason: str = Field(default="", max_length=500)
@@ -373,10 +402,30 @@ class Swap(SQLModel, table=True):
 
 
 class Rollout(SQLModel, table=True):
+    """A staged rollout of one ``kind``: a fee table (``version``) or a key change
+    (``key_from`` → ``key_version``)."""
+
     __tablename__ = "rollout"
+    __table_args__ = (
+        ForeignKeyConstraint(["key_version"], ["key_version.version"], name="fk_rollout_key"),
+        ForeignKeyConstraint(["key_from"], ["key_version.version"], name="fk_rollout_key_from"),
+        CheckConstraint(
+            "(kind = 'fees' AND version IS NOT NULL AND key_version IS NULL) OR "
+            "(kind = 'key' AND version IS NULL AND key_version IS NOT NULL "
+            "AND key_from IS NOT NULL)",
+            name="ck_rollout_kind",
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    version: int = Field(foreign_key="fee_table.version")
+    kind: str = Field(default="fees", max_length=8)
+    """``fees`` (push a fee table) or ``key`` (change the terminals' MAC key)."""
+    version: int | None = Field(default=None, foreign_key="fee_table.version")
+    """The fee table (``fees``)."""
+    key_version: int | None = None
+    """The key version the terminals move to (``key``)."""
+    key_from: int | None = None
+    """The key version they move from (``key``)."""
     group: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     waves: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     """Cumulative share of the terminals per wave, in ppm (1 %, 10 %, 100 % → 10000…)."""
@@ -415,7 +464,9 @@ class RolloutJob(SQLModel, table=True):
 
 
 class PushAttempt(SQLModel, table=True):
-    """Every push attempt, from `push` or a rollout job, with its outcome."""
+    """Every attempt on a terminal, from `push` or a rollout job, with its outcome: a fee
+    table push (``kind`` ``fees``, ``version`` the table) or a key change (``key``,
+    ``version`` the key version)."""
 
     __tablename__ = "push_attempt"
     __table_args__ = (Index("ix_attempt_serial", "serial"), Index("ix_attempt_job", "job_id"))
@@ -423,12 +474,15 @@ class PushAttempt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     job_id: int | None = Field(default=None, foreign_key="rollout_job.id")
     serial: str = Field(max_length=40)
+    kind: str = Field(default="fees", max_length=8)
     version: int
     worker: str = Field(default="", max_length=80)
     started_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
     finished_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     outcome: str = Field(default="", max_length=12)
-    """``pushed``, ``already``, ``error``."""
+    """``pushed``, ``already``, ``error``; a key change: ``changed`` (change and
+    confirmation), ``confirmed`` (a change made before, confirmed now), ``already``,
+    ``error``."""
     resumed_from: int = 0
     blocks_sent: int = 0
     test_fee: int | None = None
@@ -449,6 +503,7 @@ ADVISORY_FIRMWARE = table_of(AdvisoryFirmware)
 MERCHANTS = table_of(Merchant)
 TERMINALS = table_of(Terminal)
 AUDIT = table_of(Audit)
+ISSUED_KEYS = table_of(IssuedKey)
 FEE_TABLES = table_of(PublishedTable)
 NOTICES = table_of(Notice)
 MESSAGES = table_of(Message)

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from fleet.core.policy import FeePolicy
+from fleet.device.issued import attach
+from fleet.device.keyring import KeyRing
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.session import resolve
 from fleet.fees.group import Group
@@ -55,7 +57,7 @@ def push_many(
     serials: Sequence[str],
     version: int,
     *,
-    master_key: bytes,
+    keys: KeyRing,
     policy: FeePolicy,
     actor: str,
     port: str | None = None,
@@ -67,10 +69,12 @@ def push_many(
     finished: Callable[[PushReport], None] | None = None,
 ) -> list[PushReport]:
     """Push ``version`` to each of ``serials`` in turn (``port``: the link of a single
-    terminal instead of its recorded one). ``progress(serial, stored, count)``,
+    terminal instead of its recorded one), signing with the key of the version each
+    terminal reports (``keys``). ``progress(serial, stored, count)``,
     ``failed_attempt(serial, attempt, error)`` and ``finished(report)`` report as it goes."""
     with engine.connect() as conn:
         tables = load_tables(conn)
+        keys = attach(conn, keys)
     published(tables, version)
     reports = []
     for serial in serials:
@@ -85,7 +89,7 @@ def push_many(
                 ref = resolve(conn, serial, port)
             try:
                 outcome = push_terminal(
-                    engine, ref, version, tables, master_key=master_key, policy=policy,
+                    engine, ref, version, tables, keys=keys, policy=policy,
                     actor=actor, baud=baud, t2=t2, progress=show, worker="cli",
                 )  # fmt: skip
             except PushFailedError as exc:

@@ -13,22 +13,21 @@ holds (provisioning: one link, one sign-on for the sync and the push).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, update
 
 from fleet.core import audit
 from fleet.core.db import writer
-from fleet.core.models import ATTEMPTS, TERMINALS, now
+from fleet.core.models import TERMINALS, now
 from fleet.core.money import parse_minor
 from fleet.core.policy import FeePolicy
+from fleet.device.attempts import Attempt, recorded
+from fleet.device.keyring import KeyRing
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef
 from fleet.fees.tables import Published, published
-from protocols.errors import LinkError, ProtocolError
 from protocols.feetable import NoFeeRuleError, compute_fee
 from protocols.messages import ResponseCode
 from protocols.session import SaleOutcome
@@ -82,40 +81,13 @@ class PushOutcome:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    engine: Engine
-    serial: str
-    version: int
-    started: datetime
-    worker: str
-    job_id: int | None
-
-
-@contextmanager
-def _recorded(attempt: _Attempt) -> Iterator[None]:
-    """Any failure inside: kept as a failed attempt and raised as :class:`PushFailedError`."""
-    try:
-        yield
-    except PushFailedError as exc:
-        _record_failure(attempt, str(exc))
-        raise
-    except DeviceError as exc:
-        _record_failure(attempt, str(exc))
-        raise PushFailedError(str(exc), retryable=exc.retryable) from exc
-    except (ProtocolError, OSError) as exc:
-        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
-        _record_failure(attempt, message)
-        raise PushFailedError(message, retryable=isinstance(exc, OSError | LinkError)) from exc
-
-
 def push_terminal(
     engine: Engine,
     ref: TerminalRef,
     version: int,
     tables: Mapping[int, Published],
     *,
-    master_key: bytes,
+    keys: KeyRing,
     policy: FeePolicy,
     actor: str,
     baud: int = 115200,
@@ -125,16 +97,16 @@ def push_terminal(
     worker: str = "",
     job_id: int | None = None,
 ) -> PushOutcome:
-    """Open a session to ``ref``, push ``version``, verify and record. Raises
-    :class:`PushFailedError`."""
+    """Open a session to ``ref``, push ``version``, verify and record. Signs with the key of
+    the version the terminal reports (``keys``). Raises :class:`PushFailedError`."""
     published(tables, version)
-    attempt = _Attempt(engine, ref.serial, version, now(), worker, job_id)
+    attempt = Attempt(engine, ref.serial, version, worker, job_id)
     with (
-        _recorded(attempt),
-        DeviceSession(ref, master_key=master_key, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
+        recorded(attempt, PushFailedError),
+        DeviceSession(ref, keys=keys, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
     ):
         outcome = _push(dev, version, tables, policy, progress)
-    _record_success(attempt, outcome, actor=actor, url=ref.url)
+    _record_success(attempt, outcome, dev, actor=actor, url=ref.url)
     return outcome
 
 
@@ -151,10 +123,10 @@ def push_on(
 ) -> PushOutcome:
     """Push ``version`` over the open session ``dev`` (just signed on), verify, record."""
     published(tables, version)
-    attempt = _Attempt(engine, dev.ref.serial, version, now(), worker, None)
-    with _recorded(attempt):
+    attempt = Attempt(engine, dev.ref.serial, version, worker)
+    with recorded(attempt, PushFailedError):
         outcome = _push(dev, version, tables, policy, progress)
-    _record_success(attempt, outcome, actor=actor, url=dev.ref.url)
+    _record_success(attempt, outcome, dev, actor=actor, url=dev.ref.url)
     return outcome
 
 
@@ -166,6 +138,7 @@ def _push(
     progress: Callable[[int, int], None] | None,
 ) -> PushOutcome:
     table = tables[version].table
+    dev.check_signing()
     session = dev.host
     result = session.push(table, progress, signed_on=dev.signed)
     status = session.status()
@@ -227,19 +200,9 @@ def _verify_sale(
         )
 
 
-def _attempt_row(attempt: _Attempt, finished: datetime, **values: Any) -> dict[str, Any]:
-    return {
-        "job_id": attempt.job_id,
-        "serial": attempt.serial,
-        "version": attempt.version,
-        "worker": attempt.worker,
-        "started_at": attempt.started,
-        "finished_at": finished,
-        **values,
-    }
-
-
-def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url: str) -> None:
+def _record_success(
+    attempt: Attempt, outcome: PushOutcome, dev: DeviceSession, *, actor: str, url: str
+) -> None:
     finished = now()
     with writer(attempt.engine).begin() as conn:
         conn.execute(
@@ -249,16 +212,12 @@ def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url:
                 active_version=outcome.active_version,
                 pending_version=outcome.pending_version,
                 last_seen=finished,
+                **dev.key_columns(),
             )
         )
-        conn.execute(
-            insert(ATTEMPTS).values(
-                _attempt_row(
-                    attempt, finished, outcome=outcome.outcome,
-                    resumed_from=outcome.resumed_from, blocks_sent=outcome.sent,
-                    test_fee=outcome.test_fee,
-                )
-            )
+        attempt.insert_success(
+            conn, finished, outcome=outcome.outcome, resumed_from=outcome.resumed_from,
+            blocks_sent=outcome.sent, test_fee=outcome.test_fee,
         )  # fmt: skip
         audit.record(
             conn,
@@ -268,9 +227,3 @@ def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url:
             details=outcome.as_dict() | {"url": url, "worker": attempt.worker},
             at=finished,
         )
-
-
-def _record_failure(attempt: _Attempt, error: str) -> None:
-    with writer(attempt.engine).begin() as conn:
-        row = _attempt_row(attempt, now(), outcome="error", error=error[:500])
-        conn.execute(insert(ATTEMPTS).values(row))

@@ -2,12 +2,15 @@
 who answers. Sync, push, provisioning and verification all run over it.
 
 >>> # with engine.connect() as conn: ref = resolve(conn, serial="PS00000009")
->>> # with DeviceSession(ref, master_key=key) as dev: dev.signed.info.firmware, dev.host.status()
+>>> # with DeviceSession(ref, keys=ring) as dev: dev.signed.info.firmware, dev.host.status()
 
 :func:`resolve` is the one lookup of "which terminal, reached how": by serial (its
 recorded link, or a given one) or by link alone. :class:`DeviceSession` opens the link,
 signs on (0800/001) and checks identity: the terminal must answer with the serial asked
 for and, when the inventory has one, the same MID (:class:`IdentityError` otherwise).
+It signs with the key of the version the terminal reports, from the session's key ring
+(:mod:`fleet.device.keyring`): the terminal's current key, or its next one while a key
+change awaits confirmation.
 Link and protocol failures are raised as they are (:class:`~protocols.errors.ProtocolError`,
 :class:`OSError`): each operation words and records them its own way.
 """
@@ -16,16 +19,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
 from fleet.core.errors import InputError, JobError, NotFoundError
 from fleet.core.models import TERMINALS
 from fleet.inventory import get_terminal
+from protocols.keys import KeyVersions
 from protocols.link import Link
-from protocols.mac import derive_terminal_key
 from protocols.session import HostSession, SignOn
+
+if TYPE_CHECKING:
+    from fleet.device.keyring import KeyRing
 
 __all__ = ["DeviceError", "DeviceSession", "IdentityError", "TerminalRef", "resolve"]
 
@@ -37,9 +43,22 @@ class DeviceError(JobError):
     """Talking to a terminal failed; ``retryable`` when a new link may do better (the link
     broke), not when the terminal refused or disagreed."""
 
-    def __init__(self, message: str, *, where: str | None = None, retryable: bool = False):
+    reason: str | None = None
+    """What kind of failure, for a program, kept when one error wraps another:
+    ``unissued_key`` (the terminal holds a key the fleet never issued), ``missing_key``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str | None = None,
+        retryable: bool = False,
+        reason: str | None = None,
+    ):
         super().__init__(message, where=where)
         self.retryable = retryable
+        if reason is not None:
+            self.reason = reason
 
 
 class IdentityError(DeviceError):
@@ -87,31 +106,51 @@ def resolve(conn: Connection, serial: str | None = None, port: str | None = None
 class DeviceSession:
     """An open link to one terminal, signed on once (see the module's notes).
 
-    ``master_key``: the fleet's master key, for what is MACed (a download, its commit);
-    without it the session can sign on, query and sell, but not push.
+    ``keys``: the fleet's master keys, for what is MACed (a download, its commit, a key
+    change); without them the session can sign on, query and sell, but not push.
     """
 
     def __init__(
         self,
         ref: TerminalRef,
         *,
-        master_key: bytes | None = None,
+        keys: KeyRing | None = None,
         baud: int = 115200,
         t2: float = 5.0,
         t1_margin: float = 0.5,
     ) -> None:
         self.ref = ref
-        self._key = derive_terminal_key(master_key, ref.serial) if master_key else UNSIGNED
+        self.keys = keys
         self._link_args = (ref.url, baud, t2, t1_margin)
         self._link: Link | None = None
         self.host: HostSession
         self.signed: SignOn
 
+    @property
+    def held(self) -> KeyVersions:
+        """The key versions the terminal reported at sign-on (current, next)."""
+        return self.signed.key_versions
+
+    def key_columns(self) -> dict[str, int]:
+        """The terminal row's columns of :attr:`held`."""
+        return {"key_version": self.held.current, "key_next": self.held.next}
+
+    def check_signing(self) -> None:
+        """The session can sign for the terminal: a key of its version, issued by the fleet
+        (:meth:`~fleet.device.keyring.KeyRing.check_signing`)."""
+        if self.keys is None:
+            raise DeviceError("no master key given: this session can't sign", where=self.ref.serial)
+        self.keys.check_signing(self.ref.serial, self.held)
+
     def __enter__(self) -> DeviceSession:
         url, baud, t2, t1_margin = self._link_args
         self._link = Link(url, baud, t2=t2, t1_margin=t1_margin)
+        keys = self.keys.terminal_keys(self.ref.serial) if self.keys else []
         try:
-            self.host = HostSession(self._link, self.ref.tid, self._key)
+            if keys:
+                self.host = HostSession(self._link, self.ref.tid, keys=keys)
+            else:
+                self.host = HostSession(self._link, self.ref.tid, UNSIGNED)
             self.signed = self.host.sign_on()
             self._check_identity()
         except BaseException:

@@ -4,7 +4,10 @@ The terminal is found by serial (its recorded link, or a given one) or by the li
 alone (:func:`fleet.device.session.resolve`). What it reports must agree with the
 inventory on identity (serial, MID; the session checks) and name a model and firmware
 the catalog knows; then model, firmware, active and pending table versions and
-``last_seen`` are written, with an audit entry of what changed.
+``last_seen`` are written, with an audit entry of what changed. So are the key versions it
+reports (tag 0x20: current, next); a version the fleet never issued
+(:mod:`fleet.device.issued`) is recorded and then fails the sync with a
+:class:`~fleet.device.keyring.UnissuedKeyError`'s message (``reason`` ``unissued_key``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.models import FIRMWARE, TERMINALS, now
+from fleet.device.issued import attach
+from fleet.device.keyring import KeyRing
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef, resolve
 from fleet.inventory import get_terminal, terminal_cells
 from protocols.errors import LinkError, ProtocolError
@@ -49,6 +54,8 @@ class SyncResult:
             "firmware": info.firmware,
             "active_version": info.active_version,
             "pending_version": info.pending_version,
+            "key_version": self.sign_on.key_versions.current,
+            "key_next": self.sign_on.key_versions.next,
             "mid": self.sign_on.mid,
             "changes": self.changes,
         }
@@ -86,7 +93,14 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
         changes = {
             k: [before[k], after[k]] for k in after if before[k] != after[k] and k != "last_seen"
         }
-        conn.execute(update(TERMINALS).where(TERMINALS.c.serial == serial).values(**values))
+        for name, value in dev.key_columns().items():
+            if row[name] != value:
+                changes[name] = ["" if row[name] is None else str(row[name]), str(value)]
+        conn.execute(
+            update(TERMINALS)
+            .where(TERMINALS.c.serial == serial)
+            .values(**values, **dev.key_columns())
+        )
         audit.record(
             conn,
             actor=actor,
@@ -94,6 +108,11 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
             target=f"terminal:{serial}",
             details={"url": url, "changes": changes, "mid": signed.mid},
         )
+    if dev.keys is not None:
+        try:
+            dev.keys.check_issued(serial, dev.held)
+        except DeviceError as exc:
+            raise SyncError(str(exc), reason=exc.reason) from exc
     return SyncResult(serial, url, signed, changes)
 
 
@@ -105,7 +124,7 @@ def reaching(ref: TerminalRef) -> Iterator[None]:
     except SyncError:
         raise
     except DeviceError as exc:
-        raise SyncError(str(exc), retryable=exc.retryable) from exc
+        raise SyncError(str(exc), retryable=exc.retryable, reason=exc.reason) from exc
     except ProtocolError as exc:
         retry = isinstance(exc, LinkError)
         raise SyncError(f"{ref.serial} at {ref.url}: {exc}", retryable=retry) from exc
@@ -123,13 +142,17 @@ def sync(
     port: str | None = None,
     baud: int = 115200,
     t2: float = 5.0,
+    keys: KeyRing | None = None,
 ) -> SyncResult:
     """Sign on to one terminal and record it. Raises :class:`SyncError`, also for a
-    terminal the inventory lacks or can't reach (a sync of many goes on past it)."""
+    terminal the inventory lacks or can't reach (a sync of many goes on past it), and for
+    one that reports a key version the fleet never issued (after recording it). ``keys``:
+    key files given (their versions count as issued too)."""
     try:
         with engine.connect() as conn:
             ref = resolve(conn, serial, port)
+            ring = attach(conn, keys or KeyRing())
     except FleetError as exc:  # a sync of many goes on past one it can't find
         raise SyncError(exc.message, where=exc.where) from exc
-    with reaching(ref), DeviceSession(ref, baud=baud, t2=t2) as dev:
+    with reaching(ref), DeviceSession(ref, keys=ring, baud=baud, t2=t2) as dev:
         return record_sign_on(engine, dev, actor=actor)

@@ -14,9 +14,16 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, false, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, and_, exists, false, func, or_, select
 
-from fleet.core.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
+from fleet.core.models import (
+    ADVISORIES,
+    ADVISORY_FIRMWARE,
+    FIRMWARE,
+    ISSUED_KEYS,
+    MODELS,
+    TERMINALS,
+)
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
@@ -36,6 +43,19 @@ def _open_advisories(*columns: Any) -> Select[Any]:
             ),
         )
         .where(ADVISORIES.c.fixed_in.is_(None))
+    )
+
+
+def _foreign_key() -> ColumnElement[bool]:
+    """The terminal reported a key version (current or next) the fleet never issued; false
+    while no version is registered (nothing to tell them by)."""
+    t, issued = TERMINALS, select(ISSUED_KEYS.c.version)
+    return and_(
+        exists(issued),
+        or_(
+            func.coalesce(t.c.key_version.not_in(issued), false()),
+            and_(t.c.key_next > 0, t.c.key_next.not_in(issued)),
+        ),
     )
 
 
@@ -62,6 +82,7 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
         "advisory": open_adv.c.n.is_not(None),
         "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
         "faults": t.c.fault_count >= policy.fault_threshold,
+        "key": _foreign_key(),
     }
     columns = [
         t.c.serial,
@@ -71,6 +92,8 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
         t.c.status,
         t.c.manufactured_on,
         t.c.fault_count,
+        t.c.key_version,
+        t.c.key_next,
         m.c.end_of_support.label("model_eos"),
         m.c.pts_version,
         m.c.pts_expires_on,

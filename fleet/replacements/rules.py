@@ -14,10 +14,13 @@ code                the terminal is due when
 ``advisory``        its firmware has an open advisory with no fixed version
 ``capability``      its model lacks a capability the policy requires
 ``faults``          it has ``fault_threshold`` recorded faults or more
+``key``             it reported a MAC key version the fleet never issued (a leaked
+                    master key was used to re-key it: it may be compromised)
 ==================  ===========================================================
 
 Priority (:func:`priority`): **P1** when a security or compliance reason is already in
-effect (PTS expired, model or firmware unsupported, open advisory); **P2** when the
+effect (PTS expired, model or firmware unsupported, open advisory, a key never issued);
+**P2** when the
 terminal is over age or faults, or its replace-by date is within ``urgent_days``; **P3**
 otherwise. The replace-by date is the earliest reason's date (today when that is already
 past). The forecast (:class:`Forecast`) sums units and cost per quarter of that date.
@@ -46,8 +49,8 @@ __all__ = [
     "quarter",
 ]
 
-REASONS = ("age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults")
-SECURITY_REASONS = frozenset({"pts", "model-eos", "firmware-eos", "advisory"})
+REASONS = ("age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults", "key")
+SECURITY_REASONS = frozenset({"pts", "model-eos", "firmware-eos", "advisory", "key"})
 """Reasons of security or compliance: one in effect makes a terminal P1."""
 
 
@@ -178,6 +181,9 @@ _PER_TERMINAL = (
     "fault_count",
     "r_age",
     "r_faults",
+    "r_key",
+    "key_version",
+    "key_next",
 )
 """Columns of the flagging query read for every row (by position: a row's attributes cost
 ten times more). The others come from the catalog and are functions of the terminal's
@@ -299,10 +305,14 @@ class Replacer:
         threshold = self.policy.fault_threshold
         return self._reason("faults", self.as_of, f"{count} faults (threshold {threshold})", "")
 
+    def _key_reason(self, version: int | None, nxt: int) -> Reason:
+        held = f"key version {version}" + (f" (next {nxt})" if nxt else "")
+        detail = f"reported {held}, which the fleet never issued: it may be compromised"
+        return Reason("key", detail, self.as_of, True)
+
     def __call__(self, row: Any) -> Replacement:
-        serial, model, firmware, merchant, status, made, count, over_age, over_faults = self._cells(
-            row
-        )
+        (serial, model, firmware, merchant, status, made, count, over_age, over_faults,
+         foreign_key, key_version, key_next) = self._cells(row)  # fmt: skip
         part = self._catalog.get((model, firmware))
         if part is None:
             part = self._catalog[(model, firmware)] = self._catalog_reasons(row)
@@ -325,6 +335,10 @@ class Replacer:
             if due is None or faults.due < due:
                 due = faults.due
             pressing = True
+        security = part.security
+        if foreign_key:  # a key the fleet never issued: compromised, due now
+            reasons = (*reasons, self._key_reason(key_version, key_next))
+            due, security = self.as_of, True
         assert due is not None  # the query returns only rows where a rule holds
         replace_by = max(self.as_of, due)
         return Replacement(
@@ -335,7 +349,7 @@ class Replacer:
             status,
             reasons,
             priority(
-                security=part.security,
+                security=security,
                 pressing=pressing,
                 replace_by=replace_by,
                 urgent_end=self.urgent_end,

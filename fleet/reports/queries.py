@@ -130,7 +130,10 @@ def _rollout_rows(conn: Connection, ids: Sequence[int], until: datetime) -> list
     r = ROLLOUTS
     stmt = select(
         r.c.id,
+        r.c.kind,
         r.c.version,
+        r.c.key_version,
+        r.c.key_from,
         r.c.status,
         r.c.wave,
         r.c.waves,
@@ -144,7 +147,7 @@ def _rollout_rows(conn: Connection, ids: Sequence[int], until: datetime) -> list
     return [
         RolloutRow(
             id=int(row.id),
-            version=int(row.version),
+            version=int(row.key_version if row.kind == "key" else row.version),
             status=str(row.status),
             wave=int(row.wave),
             waves=tuple(int(w) for w in row.waves),
@@ -152,6 +155,8 @@ def _rollout_rows(conn: Connection, ids: Sequence[int], until: datetime) -> list
             group=dict(row.group),
             created_at=row.created_at,
             created_by=str(row.created_by),
+            kind=str(row.kind),
+            key_from=row.key_from,
         )
         for row in conn.execute(stmt.order_by(r.c.id))
     ]

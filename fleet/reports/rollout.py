@@ -1,5 +1,6 @@
-"""The rollout report: each rollout's jobs per wave and status, its push attempts, and
-its failures grouped by last error (phone numbers in an error masked). Pure:
+"""The rollout report: each rollout (a fee table's or a key change's) with its jobs per
+wave and status, its attempts, and its failures grouped by last error (phone numbers in an
+error masked). Pure:
 :class:`RolloutAggregates` in (:func:`fleet.reports.queries.rollout_aggregates` reads
 them), a :class:`~fleet.reports.model.Report` out.
 """
@@ -34,6 +35,7 @@ MAX_ROLLOUT_CHARTS = 12
 class RolloutRow:
     id: int
     version: int
+    """The fee table, or the key version terminals move to (``kind`` ``key``)."""
     status: str
     wave: int
     """The open wave, from 0."""
@@ -43,6 +45,16 @@ class RolloutRow:
     group: Mapping[str, Any]
     created_at: datetime
     created_by: str
+    kind: str = "fees"
+    """``fees`` or ``key``."""
+    key_from: int | None = None
+    """The key version terminals move from (``key``)."""
+
+    @property
+    def what(self) -> str:
+        if self.kind == "key":
+            return f"key v{self.key_from} → v{self.version}"
+        return f"table v{self.version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ def _waves(r: RolloutRow, counts: Mapping[tuple[int, int], Counter[str]]) -> lis
         waves.append(
             {
                 "rollout": r.id,
+                "kind": r.kind,
                 "version": r.version,
                 "rollout_status": r.status,
                 "wave": i + 1,
@@ -84,7 +97,9 @@ def _waves(r: RolloutRow, counts: Mapping[tuple[int, int], Counter[str]]) -> lis
 def _rollout_row(r: RolloutRow, jobs: Counter[str], attempts: tuple[int, int]) -> dict[str, Any]:
     return {
         "rollout": r.id,
+        "kind": r.kind,
         "version": r.version,
+        "from_version": r.key_from,
         "status": r.status,
         "wave": f"{r.wave + 1} of {len(r.waves)}",
         "group": Group.from_dict(dict(r.group)).describe(),
@@ -101,7 +116,7 @@ def _rollout_row(r: RolloutRow, jobs: Counter[str], attempts: tuple[int, int]) -
 def _chart(r: RolloutRow, waves: Sequence[Mapping[str, Any]]) -> Chart:
     return Chart(
         f"rollout_{r.id}",
-        f"Rollout {r.id}: table v{r.version}, {r.status}",
+        f"Rollout {r.id}: {r.what}, {r.status}",
         tuple(f"wave {w['wave']} ({_ppm(w['share_ppm'])})" for w in waves),
         stacks(JOB_STATUSES, JOB_COLORS, waves),
         stacked=True,
@@ -137,7 +152,9 @@ def _sections(
             "Rollouts",
             (
                 Column("rollout", kind="int"),
-                Column("version", "table", "int"),
+                Column("kind"),
+                Column("version", kind="int"),
+                Column("from_version", "from", "int"),
                 Column("status"),
                 Column("wave", "open wave"),
                 Column("group", wrap=True),
@@ -158,7 +175,8 @@ def _sections(
             "Progress per wave",
             (
                 Column("rollout", kind="int"),
-                Column("version", "table", "int"),
+                Column("kind"),
+                Column("version", kind="int"),
                 Column("rollout_status", "rollout status"),
                 Column("wave", kind="int"),
                 Column("share_ppm", "share", "ppm"),

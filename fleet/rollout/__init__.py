@@ -1,6 +1,7 @@
-"""Staged rollouts of a fee table: pure waves and thresholds (:mod:`.waves`), rollouts and
-jobs in the database (:mod:`.jobs`), the worker that claims and pushes (:mod:`.worker`)
-and the events it reports (:mod:`.events`)."""
+"""Staged rollouts of a fee table or of a key change: pure waves and thresholds
+(:mod:`.waves`), rollouts and jobs in the database (:mod:`.jobs`), key rollouts
+(:mod:`.keys`), the worker that claims and works the jobs (:mod:`.worker`) and the events
+it reports (:mod:`.events`)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from fleet.rollout.events import (
 from fleet.rollout.jobs import (
     JobProblem,
     RolloutError,
+    RolloutKind,
     RolloutState,
     RolloutStatus,
     WaveStatus,
@@ -26,6 +28,7 @@ from fleet.rollout.jobs import (
     resume,
     status,
 )
+from fleet.rollout.keys import create_key_rollout
 from fleet.rollout.worker import Worker
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "Progressed",
     "RolloutDone",
     "RolloutError",
+    "RolloutKind",
     "RolloutState",
     "RolloutStatus",
     "Started",
@@ -45,6 +49,7 @@ __all__ = [
     "Worker",
     "cancel",
     "create",
+    "create_key_rollout",
     "pause",
     "resume",
     "status",

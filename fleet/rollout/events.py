@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleet.device.push import PushOutcome
+from fleet.device.rotate import RotationOutcome
 
 __all__ = [
     "Event",
@@ -42,7 +43,7 @@ class Finished:
     result: str
     """``done``, ``failed`` (no attempts left), ``pending`` (will retry) or ``lost``."""
     error: str | None
-    outcome: PushOutcome | None
+    outcome: PushOutcome | RotationOutcome | None
     owner: str
     attempt: int
 

@@ -1,8 +1,11 @@
 """Rollouts and their jobs in the database: create, pause, resume, cancel, status.
 
-A rollout pushes one published table to the terminals whose target it is (in a group, or
-all), in **waves** (:mod:`fleet.rollout.waves`): one ``rollout_job`` per terminal, worked
-by :class:`fleet.rollout.worker.Worker`.
+A rollout is of one **kind** (:class:`RolloutKind`): it pushes one published fee table to
+the terminals whose target it is, or (:mod:`fleet.rollout.keys`) moves terminals to a new
+MAC key version. Either way it reaches its terminals (in a group, or all) in **waves**
+(:mod:`fleet.rollout.waves`): one ``rollout_job`` per terminal, worked by
+:class:`fleet.rollout.worker.Worker`; pausing, resuming, cancelling and the status are the
+same for both kinds.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from fleet.core import audit
 from fleet.core.db import writer
@@ -26,6 +29,7 @@ from fleet.rollout.waves import share_text, split_waves
 __all__ = [
     "JobProblem",
     "RolloutError",
+    "RolloutKind",
     "RolloutState",
     "RolloutStatus",
     "WaveStatus",
@@ -39,6 +43,15 @@ __all__ = [
 
 class RolloutError(ConflictError):
     """A rollout that can't be created or changed in its state (names it and why)."""
+
+
+class RolloutKind(enum.StrEnum):
+    """What a rollout brings its terminals."""
+
+    FEES = "fees"
+    """A published fee table (``version``)."""
+    KEY = "key"
+    """A MAC key version (``version``, from ``key_from``)."""
 
 
 class RolloutState(enum.StrEnum):
@@ -65,58 +78,87 @@ def create(
     max_failure_ppm: int | None = None,
     note: str = "",
 ) -> tuple[int, list[int]]:
-    """Create a rollout and its jobs; returns (id, terminals per wave)."""
-    waves = waves or policy.waves
+    """Create a rollout of fee table ``version`` and its jobs; returns (id, terminals per
+    wave)."""
     with writer(engine).begin() as conn:
         chosen = push_targets(conn, version, group)
-        rollout_id = conn.execute(
-            insert(ROLLOUTS)
-            .values(
-                version=version,
-                group=group.as_dict(),
-                waves=list(waves),
-                max_failure_ppm=policy.max_failure_ppm
-                if max_failure_ppm is None
-                else max_failure_ppm,
-                max_attempts=policy.max_attempts,
-                status=RolloutState.RUNNING,
-                wave=0,
-                created_at=now(),
-                created_by=actor,
-                note=note,
-            )
-            .returning(ROLLOUTS.c.id)
-        ).scalar_one()
-        split = split_waves(chosen, waves)
-        jobs = [
-            {
-                "rollout_id": rollout_id,
-                "wave": wave,
-                "serial": s,
-                "status": "pending",
-                "attempts": 0,
-            }
-            for wave, serials in enumerate(split)
-            for s in serials
-        ]
-        for i in range(0, len(jobs), 5000):
-            conn.execute(insert(JOBS), jobs[i : i + 5000])
-        sizes = [len(w) for w in split]
-        audit.record(
+        return insert_rollout(
             conn,
+            {"kind": RolloutKind.FEES, "version": version},
+            chosen,
+            group=group,
+            policy=policy,
             actor=actor,
-            action="push",
-            target=f"rollout:{rollout_id}",
-            details={
-                "created": True,
-                "version": version,
-                "group": group.describe(),
-                "waves": sizes,
-                "terminals": len(chosen),
-            },
-            reason=note,
+            waves=waves,
+            max_failure_ppm=max_failure_ppm,
+            note=note,
+            audit_as=("push", {"version": version}),
         )
+
+
+def insert_rollout(
+    conn: Connection,
+    what: dict[str, Any],
+    serials: list[str],
+    *,
+    group: Group,
+    policy: RolloutPolicy,
+    actor: str,
+    waves: tuple[int, ...] | None,
+    max_failure_ppm: int | None,
+    note: str,
+    audit_as: tuple[str, dict[str, Any]],
+) -> tuple[int, list[int]]:
+    """Write a rollout of ``what`` (its kind's columns) to ``serials`` in waves, with its
+    jobs and an audit entry (``audit_as``: action, details), in the caller's transaction.
+    Returns (id, terminals per wave)."""
+    waves = waves or policy.waves
+    rollout_id = conn.execute(
+        insert(ROLLOUTS)
+        .values(
+            **what,
+            group=group.as_dict(),
+            waves=list(waves),
+            max_failure_ppm=policy.max_failure_ppm if max_failure_ppm is None else max_failure_ppm,
+            max_attempts=policy.max_attempts,
+            status=RolloutState.RUNNING,
+            wave=0,
+            created_at=now(),
+            created_by=actor,
+            note=note,
+        )
+        .returning(ROLLOUTS.c.id)
+    ).scalar_one()
+    split = split_waves(serials, waves)
+    jobs = [
+        {"rollout_id": rollout_id, "wave": wave, "serial": s, "status": "pending", "attempts": 0}
+        for wave, chosen in enumerate(split)
+        for s in chosen
+    ]
+    for i in range(0, len(jobs), 5000):
+        conn.execute(insert(JOBS), jobs[i : i + 5000])
+    sizes = [len(w) for w in split]
+    action, details = audit_as
+    audit.record(
+        conn,
+        actor=actor,
+        action=action,
+        target=f"rollout:{rollout_id}",
+        details={
+            "created": True,
+            **details,
+            "group": group.describe(),
+            "waves": sizes,
+            "terminals": len(serials),
+        },
+        reason=note,
+    )
     return rollout_id, sizes
+
+
+def audit_action(kind: str) -> str:
+    """The audit action of a rollout of ``kind``: ``push`` (fee tables) or ``key``."""
+    return "key" if kind == RolloutKind.KEY else "push"
 
 
 def _set_status(
@@ -128,7 +170,9 @@ def _set_status(
     reason: str,
 ) -> None:
     with writer(engine).begin() as conn:
-        row = conn.execute(select(ROLLOUTS.c.status).where(ROLLOUTS.c.id == rollout_id)).first()
+        row = conn.execute(
+            select(ROLLOUTS.c.status, ROLLOUTS.c.kind).where(ROLLOUTS.c.id == rollout_id)
+        ).first()
         if row is None:
             raise NotFoundError(f"no rollout {rollout_id}")
         if row.status not in allowed:
@@ -149,7 +193,7 @@ def _set_status(
         audit.record(
             conn,
             actor=actor,
-            action="push",
+            action=audit_action(row.kind),
             target=f"rollout:{rollout_id}",
             details={"status": [row.status, str(new)]},
             reason=reason,
@@ -205,6 +249,7 @@ class JobProblem:
 class RolloutStatus:
     id: int
     version: int
+    """The fee table, or the key version terminals move to (:attr:`kind`)."""
     status: RolloutState
     wave: int
     """The current wave, 0-based."""
@@ -214,6 +259,16 @@ class RolloutStatus:
     created_by: str
     waves: list[WaveStatus]
     problems: list[JobProblem]
+    kind: RolloutKind = RolloutKind.FEES
+    key_from: int | None = None
+    """The key version terminals move from (a key rollout)."""
+
+    @property
+    def what(self) -> str:
+        """What it brings: ``table v7``, ``key v1 → v2``."""
+        if self.kind == RolloutKind.KEY:
+            return f"key v{self.key_from} → v{self.version}"
+        return f"table v{self.version}"
 
     @property
     def totals(self) -> dict[str, int]:
@@ -231,7 +286,9 @@ class RolloutStatus:
         """The JSON form (``rollout status --format json``)."""
         return {
             "id": self.id,
+            "kind": str(self.kind),
             "version": self.version,
+            **({"from_version": self.key_from} if self.kind == RolloutKind.KEY else {}),
             "status": str(self.status),
             "wave": self.wave,
             "group": self.group.describe(),
@@ -289,9 +346,10 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
                 .limit(200)
             )
         ]
+    kind = RolloutKind(r.kind)
     return RolloutStatus(
         r.id,
-        r.version,
+        r.key_version if kind == RolloutKind.KEY else r.version,
         RolloutState(r.status),
         r.wave,
         Group.from_dict(r.group),
@@ -300,4 +358,6 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
         r.created_by,
         waves,
         problems,
+        kind,
+        r.key_from,
     )

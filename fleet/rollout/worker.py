@@ -1,4 +1,6 @@
-"""The rollout worker: claims jobs under leases and pushes, in threads.
+"""The rollout worker: claims jobs under leases and works them, in threads: a fee-table
+push (:func:`fleet.device.push.push_terminal`) or a key change
+(:func:`fleet.device.rotate.rotate_terminal`), by the rollout's kind.
 
 **Claiming** goes through :mod:`fleet.core.leases`: one statement, ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, so any number of ``rollout run`` processes on any number of
@@ -6,9 +8,10 @@ machines share a rollout without two taking the same job; on SQLite the same sta
 runs under the database's single writer lock (one machine). A worker renews its lease
 while it pushes; a worker that dies stops renewing, and once the lease has expired the
 job is claimable again and another worker takes it over (the terminal resumes the
-download where it stopped). A worker records its result only while it still holds the
-lease, so a job is never finished by two workers. A failed push is retried with the
-leases' backoff up to ``max_attempts``; past the failure threshold the rollout halts.
+download where it stopped, the key change from the step it reached). A worker records
+its result only while it still holds the lease, so a job is never finished by two
+workers. A failed job is retried with the leases' backoff up to ``max_attempts``; past the
+failure threshold the rollout halts.
 
 Progress is reported as typed events (:mod:`fleet.rollout.events`) to ``on_event``.
 """
@@ -30,8 +33,11 @@ from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
 from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.device.issued import attach
+from fleet.device.keyring import KeyRing, UnissuedKeyError
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
-from fleet.device.session import resolve
+from fleet.device.rotate import RotationOutcome, rotate_terminal
+from fleet.device.session import TerminalRef, resolve
 from fleet.fees.tables import Published, load_tables
 from fleet.rollout.events import (
     Event,
@@ -43,7 +49,8 @@ from fleet.rollout.events import (
     Started,
     WaveOpened,
 )
-from fleet.rollout.jobs import RolloutState
+from fleet.rollout.jobs import RolloutKind, RolloutState, audit_action
+from fleet.rollout.keys import require_keys
 from fleet.rollout.waves import over_threshold
 
 __all__ = ["Claimed", "Worker"]
@@ -62,9 +69,12 @@ class Claimed:
 @dataclass(frozen=True, slots=True)
 class _Rollout:
     state: RolloutState
+    kind: RolloutKind
     version: int
+    """The fee table, or the key version (:attr:`kind`)."""
     max_attempts: int
     wave: int
+    key_from: int | None
 
 
 def _ready(rollout_id: int, wave: int, at: datetime) -> Any:
@@ -87,14 +97,16 @@ _EXPIRED = literal("lease of ", String) + JOBS.c.lease_owner + literal(" expired
 class Worker:
     """One ``rollout run`` process: ``threads`` pushers sharing the database.
 
-    ``name`` identifies the process in leases and attempts (host:pid by default).
+    ``keys``: the master keys it signs with (the versions the terminals report; a key
+    rollout needs both of its versions). ``name`` identifies the process in leases and
+    attempts (host:pid by default).
     """
 
     def __init__(
         self,
         engine: Engine,
         *,
-        master_key: bytes,
+        keys: KeyRing,
         fee_policy: FeePolicy,
         policy: RolloutPolicy,
         actor: str,
@@ -106,7 +118,7 @@ class Worker:
         on_event: Callable[[Event], None] | None = None,
     ) -> None:
         self.engine = engine
-        self.master_key = master_key
+        self.keys = keys
         self.fee_policy = fee_policy
         self.policy = policy
         self.actor = actor
@@ -211,7 +223,7 @@ class Worker:
             audit.record(
                 conn,
                 actor=self.actor,
-                action="push",
+                action=audit_action(r.kind),
                 target=f"rollout:{rollout_id}",
                 details={"status": ["running", "halted"], "failed": failed, "of": opened},
                 reason="failure threshold passed",
@@ -254,19 +266,54 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------
 
     def _rollout(self, rollout_id: int) -> _Rollout:
+        c = ROLLOUTS.c
         with self.engine.connect() as conn:
             r = conn.execute(
                 select(
-                    ROLLOUTS.c.status, ROLLOUTS.c.version, ROLLOUTS.c.max_attempts, ROLLOUTS.c.wave
-                ).where(ROLLOUTS.c.id == rollout_id)
+                    c.status, c.kind, c.version, c.key_version, c.key_from, c.max_attempts, c.wave
+                ).where(c.id == rollout_id)
             ).first()
         if r is None:
             raise NotFoundError(f"no rollout {rollout_id}")
-        return _Rollout(RolloutState(r.status), int(r.version), int(r.max_attempts), int(r.wave))
+        kind = RolloutKind(r.kind)
+        return _Rollout(
+            RolloutState(r.status),
+            kind,
+            int(r.key_version if kind == RolloutKind.KEY else r.version),
+            int(r.max_attempts),
+            int(r.wave),
+            r.key_from,
+        )
 
-    def _push_one(
-        self, rollout_id: int, version: int, job: Claimed, owner: str, max_attempts: int
-    ) -> None:
+    def prepare(self, rollout_id: int) -> None:
+        """Check the key ring against the issued versions (their check values); a key
+        rollout needs the keys of both its versions (:class:`InputError` otherwise).
+        :meth:`run` does it first."""
+        r = self._rollout(rollout_id)
+        with self.engine.connect() as conn:
+            self.keys = attach(conn, self.keys)
+        if r.kind == RolloutKind.KEY:
+            require_keys(self.keys, rollout_id, r.key_from or 0, r.version)
+
+    def _work(
+        self, r: _Rollout, ref: TerminalRef, job: Claimed, owner: str, progress: Any
+    ) -> PushOutcome | RotationOutcome:
+        """The job's work, by the rollout's kind."""
+        if r.kind == RolloutKind.KEY:
+            return rotate_terminal(
+                self.engine, ref, r.version, keys=self.keys, old=r.key_from, actor=self.actor,
+                progress=progress, worker=owner, job_id=job.id, **self.link,  # type: ignore[arg-type]
+            )  # fmt: skip
+        if self._tables is None or r.version not in self._tables:
+            with self.engine.connect() as conn:
+                self._tables = load_tables(conn)
+        return push_terminal(
+            self.engine, ref, r.version, self._tables, keys=self.keys, policy=self.fee_policy,
+            actor=self.actor, progress=progress, worker=owner, job_id=job.id,
+            **self.link,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    def _push_one(self, rollout_id: int, r: _Rollout, job: Claimed, owner: str) -> None:
         last_renew = time.monotonic()
         lost = False
 
@@ -281,31 +328,20 @@ class Worker:
 
         self.on_event(Started(job.serial, job.attempts, owner, job.taken_over))
         error: str | None = None
-        outcome: PushOutcome | None = None
+        outcome: PushOutcome | RotationOutcome | None = None
+        attempts = r.max_attempts
         try:
             with self.engine.connect() as conn:
                 ref = resolve(conn, job.serial)
-                if self._tables is None or version not in self._tables:
-                    self._tables = load_tables(conn)
-            outcome = push_terminal(
-                self.engine,
-                ref,
-                version,
-                self._tables,
-                master_key=self.master_key,
-                policy=self.fee_policy,
-                actor=self.actor,
-                progress=progress,
-                worker=owner,
-                job_id=job.id,
-                **self.link,  # type: ignore[arg-type]
-            )
+            outcome = self._work(r, ref, job, owner, progress)
         except FleetError as exc:
             error = str(exc)
+            if getattr(exc, "reason", None) == UnissuedKeyError.reason:
+                attempts = job.attempts  # to be replaced, not retried: failed at once
         if lost:
             self.on_event(JobLost(job.serial, owner))
             return
-        result = self.finish(rollout_id, job, owner, error, max_attempts)
+        result = self.finish(rollout_id, job, owner, error, attempts)
         self.on_event(Finished(job.serial, result, error, outcome, owner, job.attempts))
 
     def _thread(self, rollout_id: int, index: int, until_idle: bool) -> None:
@@ -326,7 +362,7 @@ class Worker:
                     return
                 self.stop.wait(self.poll)
                 continue
-            self._push_one(rollout_id, r.version, job, owner, r.max_attempts)
+            self._push_one(rollout_id, r, job, owner)
 
     def _nothing_left(self, rollout_id: int) -> bool:
         with self.engine.connect() as conn:
@@ -340,7 +376,7 @@ class Worker:
     def run(self, rollout_id: int, threads: int = 4, *, until_idle: bool = True) -> RolloutState:
         """Work on the rollout with ``threads`` pushers until it is done, halted, cancelled or
         paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state."""
-        self._rollout(rollout_id)
+        self.prepare(rollout_id)
         workers = [
             threading.Thread(
                 target=self._thread,

@@ -12,6 +12,8 @@ from fleet.core.db import writer
 from fleet.core.errors import FleetError, InputError
 from fleet.core.models import SWAPS
 from fleet.core.policy import Policy
+from fleet.device.issued import attach
+from fleet.device.keyring import KeyRing
 from fleet.device.push import push_on
 from fleet.device.session import DeviceSession, resolve
 from fleet.device.sync import reaching, record_sign_on
@@ -26,7 +28,7 @@ def provision(
     result: SwapResult,
     port: str,
     *,
-    master_key: bytes,
+    keys: KeyRing,
     policy: Policy,
     actor: str,
     progress: Callable[[int, int], None] | None = None,
@@ -40,7 +42,8 @@ def provision(
         with engine.connect() as conn:
             ref = resolve(conn, result.new, port)
             tables = load_tables(conn)
-        with reaching(ref), DeviceSession(ref, master_key=master_key) as dev:
+            keys = attach(conn, keys)
+        with reaching(ref), DeviceSession(ref, keys=keys) as dev:
             record_sign_on(engine, dev, actor=actor)
             if result.table is None:
                 outcome = "ok: synced; no fee table covers the merchant"

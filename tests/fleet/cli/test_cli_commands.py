@@ -114,7 +114,7 @@ def test_swaps_change_nothing_before_a_bad_key_or_sheet(
     # The key is read before the swap: a missing key file leaves the swap undone.
     res = runner.invoke(app, [*base, "swap", old, new, "--reason", "worn", "--port",
                               "/dev/nonexistent", "--key-file", str(tmp_path / "none.key")])  # fmt: skip
-    assert res.exit_code == 1 and res.stderr.startswith(f"error: {tmp_path / 'none.key'}: ")
+    assert res.exit_code == 2 and res.stderr.startswith(f"error: {tmp_path / 'none.key'}: ")
     assert snapshot(loaded) == before
     # A day sheet row with a port, and no key to provision with: a bad row, nothing done.
     sheet = tmp_path / "day.csv"

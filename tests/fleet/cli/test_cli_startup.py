@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps",
+    "rollout", "notices", "swaps", "keys",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -239,12 +239,13 @@ def test_no_arguments_shows_the_help() -> None:
 
 
 def test_key_file_option_loads_or_fails(tmp_path: Path) -> None:
-    from fleet.cli.common import load_key  # noqa: PLC0415
+    from fleet.cli.common import load_keys  # noqa: PLC0415
+    from fleet.core.errors import InputError  # noqa: PLC0415
     from protocols.mac import generate_master_key_file  # noqa: PLC0415
 
     good = tmp_path / "k.key"
-    generate_master_key_file(good)
-    assert len(load_key(good)) == 16
-    with pytest.raises(typer.Exit) as info:
-        load_key(tmp_path / "missing.key")
-    assert info.value.exit_code == 1
+    generate_master_key_file(good, version=3)
+    assert load_keys([good]).versions == (3,)
+    with pytest.raises(InputError, match=r"missing\.key: cannot read") as info:
+        load_keys([tmp_path / "missing.key"])
+    assert info.value.exit_code == 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,6 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from protocols.codec import encode
 from protocols.framing import encode_frame
-from protocols.mac import load_master_key
 from tests.protocols.catalog import CATALOG
 
 runner = CliRunner()
@@ -58,19 +56,6 @@ def test_bad_usage_exits_2() -> None:
     assert runner.invoke(app, ["wire", "decode"]).exit_code == 2
     assert runner.invoke(app, ["wire", "decode", "00", "--format", "xml"]).exit_code == 2
     assert runner.invoke(app, ["no-such-noun"]).exit_code == 2
-
-
-def test_keys_new_writes_a_private_key_file_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    path = tmp_path / "master.key"
-    assert runner.invoke(app, ["keys", "new", str(path)]).exit_code == 0
-    key = load_master_key(path)
-    assert len(key) == 16
-    assert os.stat(path).st_mode & 0o777 == 0o600
-    result = runner.invoke(app, ["keys", "new", str(path)])
-    assert result.exit_code == 2
-    assert load_master_key(path) == key
-    assert runner.invoke(app, ["keys", "new", str(path), "--force"]).exit_code == 0
-    assert load_master_key(path) != key
 
 
 def test_console_script_is_installed() -> None:

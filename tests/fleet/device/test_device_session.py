@@ -14,11 +14,11 @@ import protocols.session
 from fleet.core.errors import NotFoundError
 from fleet.core.models import TERMINALS
 from fleet.core.policy import FeePolicy, Policy
-from fleet.device import DeviceSession, IdentityError, resolve
+from fleet.device import DeviceSession, IdentityError, KeyRing, resolve
 from fleet.fees import publish, target_of, targets
 from fleet.inventory import get_terminal
 from fleet.swaps import day_sheet, provision, swap
-from protocols.mac import generate_master_key_file, load_master_key
+from protocols.mac import generate_master_key_file
 from tests.fleet.device.test_sync import possim
 
 TABLE = """name = "base"
@@ -118,7 +118,7 @@ def test_provisioning_uses_one_link_and_one_sign_on(
         model=str(row["model"]), firmware=str(row["firmware"]),
     ) as url:  # fmt: skip
         outcome = provision(
-            loaded, result, url, master_key=load_master_key(key_file), policy=Policy(), actor="t"
+            loaded, result, url, keys=KeyRing.read([key_file]), policy=Policy(), actor="t"
         )
         assert outcome.startswith("ok: synced; table 1 committed, verified"), outcome
         assert (len(links), len(sign_ons)) == (1, 1)

@@ -23,11 +23,12 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.models import ATTEMPTS, FEE_TABLES, JOBS, MERCHANTS, ROLLOUTS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.device import KeyRing
 from fleet.fees import Group, publish
 from fleet.inventory import set_links
 from fleet.rollout import Worker, create, pause, resume, status
 from fleet.sample.seed import write_possim_manifest
-from protocols.mac import generate_master_key_file, load_master_key
+from protocols.mac import generate_master_key_file
 from terminal_sim.state import StateStore
 
 PY = sys.executable
@@ -149,7 +150,7 @@ def _check_terminal_tables(served: Served, wire: dict[int, bytes], version: int)
 def _worker(engine: Engine, key: Path, name: str = "w", policy: RolloutPolicy = FAST) -> Worker:
     return Worker(
         engine,
-        master_key=load_master_key(key),
+        keys=KeyRing.read([key]),
         fee_policy=FeePolicy(),
         policy=policy,
         actor="t",
