@@ -223,6 +223,8 @@ class Terminal(SQLModel, table=True):
         Index("ix_terminal_merchant", "merchant_id"),
         Index("ix_terminal_model_fw", "model", "firmware"),
         Index("ix_terminal_status", "status"),
+        Index("ix_terminal_status_serial", "status", "serial"),
+        Index("ix_terminal_model_serial", "model", "serial"),
         CheckConstraint(
             "status IN ('in_stock', 'deployed', 'faulty', 'swapped_out', 'retired')",
             name="ck_terminal_status",
