@@ -24,6 +24,7 @@ __all__ = ["AuditFilter", "as_row", "default_actor", "query", "record", "summary
 
 ACTIONS = (
     "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
+    "sign_in", "contact", "rollout",
 )  # fmt: skip
 
 

@@ -12,9 +12,9 @@ computing does not block the key. Values are JSON.
 from __future__ import annotations
 
 import logging
-from contextlib import suppress
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
