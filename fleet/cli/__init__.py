@@ -19,7 +19,10 @@ from fleet.cli.inventory import catalog_app, merchants_app, terminals_app
 from fleet.cli.notices import notices_app
 from fleet.cli.replace import replacements, sync_command
 from fleet.cli.report import report_app
+from fleet.cli.serve import serve_command
 from fleet.cli.swaps import swap_app
+from fleet.cli.users import tokens_app, users_app
+from fleet.cli.webhooks import webhooks_app
 from fleet.cli.wire import keys_app, wire_app
 from fleet.core.audit import default_actor
 
@@ -73,6 +76,10 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(audit_app, name="audit")
 app.add_typer(wire_app, name="wire")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(webhooks_app, name="webhooks")
+app.command("serve")(serve_command)
 
 
 def main() -> None:
