@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import func, select
 
-from fleet.cli.common import check_format, emit, err_console, fail, handled, out, state
-from fleet.core.models import MESSAGES, NOTICES
-from fleet.fees.tablefile import exponent_of, format_minor
-from fleet.notices.channels import Transport, transport_for
-from fleet.notices.outbox import (
-    ContactError,
-    Dispatcher,
-    DispatchResult,
-    mask_address,
-    record_contact,
-    verify,
-)
-from fleet.notices.text import CHANNELS, KINDS, LANGUAGES, check_templates, render, sample_items
+from fleet.cli.common import check_format, emit, err_console, fail, out, state
+from fleet.cli.domain_errors import fleet_errors
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from fleet.core.policy import NoticePolicy
+    from fleet.notices.dispatch import DispatchResult
+
+_KINDS_HELP = "fee_change, swap_planned, swap_done or follow_up"
+"""``--kind``'s help, written out: importing the kinds at start would load the domain."""
 
 notices_app = typer.Typer(
     help="Merchant notices: dispatch, verify, list, opt-outs and complaints, templates.",
@@ -30,6 +26,50 @@ notices_app = typer.Typer(
 )
 
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
+
+
+class _Shown:
+    """The dispatch progress bar; the waiting count is asked again every 100 sends."""
+
+    def __init__(self, engine: Engine, fmt: str) -> None:
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        from fleet.notices.listing import waiting_messages  # noqa: PLC0415
+
+        self.engine = engine
+        self.waiting_messages = waiting_messages
+        self.progress = Progress(
+            TextColumn("notices"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console,
+            disable=fmt == "json",
+        )  # fmt: skip
+        self.task = self.progress.add_task(
+            "send", total=self.waiting_messages(self.engine) or None, note=""
+        )
+        self.done, self.total = 0, 0
+
+    def __call__(self, r: DispatchResult) -> None:
+        done = r.sent + r.failed
+        if done - self.done >= 100 or not self.total:
+            self.total, self.done = self.waiting_messages(self.engine) + done, done
+        note = f"retrying {r.retried}" if r.retried else ""
+        self.progress.update(self.task, completed=done, total=max(self.total, done), note=note)
+
+
+def _refuse_bad_templates(policy: NoticePolicy) -> None:
+    from fleet.notices.text import check_templates  # noqa: PLC0415
+
+    problems = check_templates(policy)
+    for problem in problems:
+        err_console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
+    if problems:
+        raise fail(f"{len(problems)} template problems: nothing sent")
 
 
 @notices_app.command("dispatch")
@@ -53,92 +93,31 @@ def notices_dispatch(
     fmt: FormatOpt = "table",
 ) -> None:
     """Compose due notices into messages (contact rules, digests) and send them, once."""
+    from fleet.notices.channels import transports  # noqa: PLC0415
+    from fleet.notices.dispatch import Dispatcher  # noqa: PLC0415
+
     check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with handled():
+    with fleet_errors():
         policy = st.policy().notices
-        problems = check_templates(policy)
-        if problems:
-            for problem in problems:
-                err_console.print(str(problem), highlight=False, soft_wrap=True, markup=False)
-            raise fail(f"{len(problems)} template problems: nothing sent")
-        try:
-            transports: dict[str, Transport] = {
-                c: transport_for(c, outbox=outbox, smtp=smtp, sms=sms) for c in CHANNELS
-            }
-        except ValueError as exc:
-            raise fail(str(exc), 2) from None
-        engine = st.engine()
-        dispatcher = Dispatcher(engine, policy, transports, lease_s=lease, batch=batch)
-        with Progress(
-            TextColumn("notices"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=fmt == "json",
-        ) as progress:
-            task = progress.add_task("send", total=_ready(engine) or None, note="")
-            shown = {"done": 0, "total": 0}
-
-            def show(r: DispatchResult) -> None:
-                done = r.sent + r.failed
-                if done - shown["done"] >= 100 or not shown["total"]:  # cheap: every 100
-                    shown["total"] = _ready(engine) + done
-                    shown["done"] = done
-                progress.update(
-                    task,
-                    completed=done,
-                    total=max(shown["total"], done),
-                    note=f"retrying {r.retried}" if r.retried else "",
-                )
-
+        _refuse_bad_templates(policy)
+        sends = transports(outbox=outbox, smtp=smtp, sms=sms)
+        shown = _Shown(st.engine(), fmt)
+        dispatcher = Dispatcher(st.engine(), policy, sends, lease_s=lease, batch=batch)
+        with shown.progress:
             try:
-                result = dispatcher.run(once=not watch, progress=show)
+                result = dispatcher.run(once=not watch, progress=shown)
             except KeyboardInterrupt:
                 raise fail("interrupted: messages being sent are taken over later") from None
-    summary = {
-        "composed": result.composed.messages,
-        "notices": result.composed.notices,
-        "deferred": result.composed.deferred,
-        "cancelled": result.composed.cancelled,
-        "sent": result.sent,
-        "by_channel": dict(result.by_channel),
-        "retried": result.retried,
-        "failed": result.failed + result.composed.failed,
-        "sms_segments": result.composed.segments,
-        "sms_cost": f"{format_minor(result.composed.cost, exponent_of(policy.sms_currency))} "
-        f"{policy.sms_currency}",
-        "errors": result.errors[:20],
-        "transports": {c: t.name for c, t in transports.items()},
-    }
+    summary = result.summary(policy.sms_currency, sends)
     if fmt == "json":
         emit([summary], [], "json", json_doc=lambda rows: rows[0])
     else:
-        channels = ", ".join(f"{c} {n}" for c, n in sorted(result.by_channel.items())) or "none"
-        out.print(
-            f"composed {summary['composed']} messages from {summary['notices']} notices "
-            f"(deferred {summary['deferred']}, cancelled {summary['cancelled']}); sent "
-            f"{result.sent} ({channels}); retrying {result.retried}; failed "
-            f"{summary['failed']}; SMS {summary['sms_segments']} segments, "
-            f"{summary['sms_cost']}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        out.print(result.describe(policy.sms_currency), highlight=False, soft_wrap=True)
         for error in result.errors[:20]:
             err_console.print(error, highlight=False, soft_wrap=True, markup=False)
     if summary["failed"]:
         raise typer.Exit(1)
-
-
-def _ready(engine: Any) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count()).where(MESSAGES.c.status.in_(("ready", "sending")))
-            ).scalar_one()
-        )
 
 
 @notices_app.command("verify")
@@ -150,9 +129,11 @@ def notices_verify(
     fmt: FormatOpt = "table",
 ) -> None:
     """Is this notice genuine? What was sent to whom, and when. Exit 1 when it is not."""
+    from fleet.notices.verify import verify  # noqa: PLC0415
+
     check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with handled():
+    with fleet_errors():
         found = verify(st.engine(), "".join(code), actor=st.actor)
     doc = found.as_dict()
     if fmt == "json":
@@ -185,42 +166,18 @@ def notices_verify(
 def notices_list(
     ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="queued, composed, sent, failed…")] = None,
-    kind: Annotated[str | None, typer.Option(help=", ".join(KINDS))] = None,
+    kind: Annotated[str | None, typer.Option(help=_KINDS_HELP)] = None,
     merchant: Annotated[str | None, typer.Option(help="One merchant")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 200,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
     """Notices with their message: channel, masked address, code, status, SMS cost."""
+    from fleet.notices.listing import list_notices  # noqa: PLC0415
+
     check_format(fmt)
     st = state(ctx)
-    with handled():
-        query = (
-            select(
-                NOTICES.c.id, NOTICES.c.kind, NOTICES.c.merchant_id, NOTICES.c.ref,
-                NOTICES.c.status, NOTICES.c.created_at, NOTICES.c.not_before, NOTICES.c.note,
-                MESSAGES.c.code, MESSAGES.c.channel, MESSAGES.c.address, MESSAGES.c.sent_at,
-                MESSAGES.c.segments, MESSAGES.c.cost, MESSAGES.c.cost_currency,
-                MESSAGES.c.attempts, MESSAGES.c.error,
-            )
-            .outerjoin(MESSAGES, MESSAGES.c.id == NOTICES.c.message_id)
-            .order_by(NOTICES.c.id.desc())
-            .limit(limit)
-        )  # fmt: skip
-        if status:
-            query = query.where(NOTICES.c.status == status)
-        if kind:
-            query = query.where(NOTICES.c.kind == kind)
-        if merchant:
-            query = query.where(NOTICES.c.merchant_id == merchant)
-        with st.engine().connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
-    for row in rows:
-        row["to"] = mask_address(row.pop("address")) if row.get("address") else ""
-        if row["cost"] is not None:
-            row["cost"] = f"{format_minor(row['cost'], exponent_of(row['cost_currency']))} " + (
-                row["cost_currency"] or ""
-            )
-        row.pop("cost_currency")
+    with fleet_errors():
+        rows = list_notices(st.engine(), status=status, kind=kind, merchant=merchant, limit=limit)
     columns = [
         "id", "kind", "merchant_id", "ref", "status", "created_at", "not_before", "channel",
         "to", "code", "sent_at", "segments", "cost", "attempts", "note", "error",
@@ -243,12 +200,11 @@ def _minute(at: datetime | None) -> str:
 
 
 def _contact(ctx: typer.Context, merchant: str, kind: str, channels: list[str], note: str) -> None:
+    from fleet.notices.preferences import record_contact  # noqa: PLC0415
+
     st = state(ctx)
-    with handled():
-        try:
-            after = record_contact(st.engine(), merchant, kind, channels, actor=st.actor, note=note)
-        except ContactError as exc:
-            raise fail(str(exc), 2 if "want" in str(exc) else 1) from None
+    with fleet_errors():
+        after = record_contact(st.engine(), merchant, kind, channels, actor=st.actor, note=note)
     out.print(
         f"{merchant}: {kind.replace('_', '-')} {', '.join(channels)} recorded; opted out of: "
         f"{', '.join(after) or 'nothing'}",
@@ -305,8 +261,17 @@ def notices_templates(
 ) -> None:
     """Check every template (no URL, no request for secrets, hotline + code stated, SMS
     within the segment limit), or preview one."""
+    from fleet.notices.text import (  # noqa: PLC0415
+        CHANNELS,
+        KINDS,
+        LANGUAGES,
+        check_templates,
+        render,
+        sample_items,
+    )
+
     st = state(ctx)
-    with handled():
+    with fleet_errors():
         policy = st.policy().notices
     if preview:
         try:

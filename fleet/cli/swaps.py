@@ -1,32 +1,21 @@
 """`posfleet swap`: swap a terminal now (``posfleet swap OLD NEW``), plan one, run a
-field engineer's day sheet, list swaps."""
+field engineer's day sheet, list swaps (all of it :mod:`fleet.swaps`')."""
 
 from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy import select
 from typer.core import TyperGroup
 
-from fleet.cli.common import (
-    check_format,
-    emit,
-    err_console,
-    fail,
-    handled,
-    option_date,
-    out,
-    state,
-)
-from fleet.cli.fees import _key
-from fleet.core.models import SWAPS
-from fleet.device.push import PushFailedError
-from fleet.device.sync import SyncError
-from fleet.notices.outbox import ContactError
-from fleet.swaps.service import SwapError, SwapResult, day_sheet, plan, provision, swap
+from fleet.cli.common import check_format, emit, err_console, fail, option_date, out, state
+from fleet.cli.domain_errors import fleet_errors
+from fleet.cli.push import master_key
+
+if TYPE_CHECKING:
+    from fleet.swaps import SwapResult
 
 
 class _SwapGroup(TyperGroup):
@@ -47,6 +36,11 @@ swap_app = typer.Typer(
 ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
 EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
 FormatOpt = Annotated[str, typer.Option("--format", "-f", help="table or json")]
+KeyFileOpt = Annotated[
+    Path | None,
+    typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
+]
+_NEEDS_KEY = "--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table"
 
 
 def _show(result: SwapResult, fmt: str) -> None:
@@ -66,16 +60,26 @@ def _show(result: SwapResult, fmt: str) -> None:
         out.print(f"  provisioned: {result.provision}", highlight=False, soft_wrap=True)
 
 
-def _provision(ctx: typer.Context, result: SwapResult, port: str, key_file: Path | None) -> None:
+def _provision(ctx: typer.Context, result: SwapResult, port: str, key_file: Path | None) -> bool:
+    """Provision the new terminal; False (with the error printed) when it failed."""
+    from fleet.core.errors import FleetError  # noqa: PLC0415
+    from fleet.swaps import provision  # noqa: PLC0415
+
     if key_file is None:
-        raise fail("--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table", 2)
+        raise fail(_NEEDS_KEY, 2)
     st = state(ctx)
-    master = _key(key_file)
     try:
-        provision(st.engine(), result, port, master_key=master, policy=st.policy(), actor=st.actor)
-    except (SyncError, PushFailedError) as exc:
+        provision(
+            st.engine(), result, port, master_key=master_key(key_file), policy=st.policy(),
+            actor=st.actor,
+        )  # fmt: skip
+    except FleetError as exc:
         err_console.print(f"swap {result.id} is done, but provisioning failed: {exc}")
-        raise fail(f"provision {result.new} on {port}: {exc}") from None
+        err_console.print(
+            f"[bold red]error:[/] provision {result.new} on {port}: {exc}", highlight=False
+        )
+        return False
+    return True
 
 
 @swap_app.command("do")
@@ -88,28 +92,24 @@ def swap_do(
     port: Annotated[
         str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
     ] = None,
-    key_file: Annotated[
-        Path | None,
-        typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
-    ] = None,
+    key_file: KeyFileOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Swap OLD for NEW in one transaction: OLD swapped out, NEW takes its TID, MID,
     merchant and fee assignment; notices and the follow-up queued. With --port, provision."""
+    from fleet.swaps import swap  # noqa: PLC0415
+
     check_format(fmt, ("table", "json"))
     if port and key_file is None:
-        raise fail("--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table", 2)
+        raise fail(_NEEDS_KEY, 2)
     st = state(ctx)
-    with handled():
-        try:
-            result = swap(
-                st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
-                engineer=engineer,
-            )  # fmt: skip
-        except (SwapError, ContactError) as exc:
-            raise fail(str(exc)) from None
-        if port:
-            _provision(ctx, result, port, key_file)
+    with fleet_errors():
+        result = swap(
+            st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
+            engineer=engineer,
+        )  # fmt: skip
+        if port and not _provision(ctx, result, port, key_file):
+            raise typer.Exit(1)
     _show(result, fmt)
 
 
@@ -124,18 +124,17 @@ def swap_plan(
     fmt: FormatOpt = "table",
 ) -> None:
     """Plan a swap on a date and queue the merchant's advance notice."""
+    from fleet.swaps import plan  # noqa: PLC0415
+
     check_format(fmt, ("table", "json"))
     day = option_date(on, "--on")
     assert isinstance(day, date)
     st = state(ctx)
-    with handled():
-        try:
-            result = plan(
-                st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
-                engineer=engineer, new_serial=new,
-            )  # fmt: skip
-        except (SwapError, ContactError) as exc:
-            raise fail(str(exc)) from None
+    with fleet_errors():
+        result = plan(
+            st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
+            engineer=engineer, new_serial=new,
+        )  # fmt: skip
     _show(result, fmt)
 
 
@@ -144,30 +143,18 @@ def swap_sheet(
     ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="CSV/JSON: old_serial,new_serial,reason[,…]")],
     engineer: EngineerOpt = "",
-    key_file: Annotated[
-        Path | None,
-        typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help="Fleet master key file"),
-    ] = None,
+    key_file: KeyFileOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """A field engineer's day sheet: all swaps or none (a bad row rejects the file), then
     provision the rows that give a port."""
+    from fleet.swaps import day_sheet  # noqa: PLC0415
+
     check_format(fmt, ("table", "json"))
     st = state(ctx)
-    with handled():
-        try:
-            done = day_sheet(
-                st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer
-            )
-        except (SwapError, ContactError) as exc:
-            raise fail(str(exc)) from None
-        failures = 0
-        for result, port in done:
-            if port:
-                try:
-                    _provision(ctx, result, port, key_file)
-                except typer.Exit:
-                    failures += 1
+    with fleet_errors():
+        done = day_sheet(st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer)
+        failures = sum(not _provision(ctx, result, port, key_file) for result, port in done if port)
     if fmt == "json":
         emit([r.as_dict() for r, _ in done], [], "json")
     else:
@@ -185,16 +172,12 @@ def swap_list(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
 ) -> None:
     """Swaps, newest first."""
+    from fleet.swaps import list_swaps  # noqa: PLC0415
+
     check_format(fmt)
-    if status is not None and status not in ("planned", "done", "cancelled"):
-        raise fail("--status must be planned, done or cancelled", 2)
     st = state(ctx)
-    with handled():
-        query = select(SWAPS).order_by(SWAPS.c.id.desc())
-        if status:
-            query = query.where(SWAPS.c.status == status)
-        with st.engine().connect() as conn:
-            rows: list[dict[str, Any]] = [dict(r._mapping) for r in conn.execute(query)]
+    with fleet_errors():
+        rows = list_swaps(st.engine(), status)
     columns = [
         "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
         "done_at", "follow_up_on", "engineer", "reason", "provision",

@@ -14,7 +14,7 @@ ValueError: not a date: '2023-02-29' (want YYYY-MM-DD)
 34990
 >>> parse_money("349.999", "EUR")
 Traceback (most recent call last):
-ValueError: 349.999 has more than 2 decimals for EUR
+fleet.core.money.MoneyError: 349.999 has more than 2 decimals for EUR
 >>> parse_duration_days("180d"), parse_duration_days("26w"), parse_duration_days("6m")
 (180, 182, 183)
 """
@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import phonenumbers
+
+from fleet.core.money import parse_minor
 
 __all__ = [
     "CHANNELS",
@@ -52,7 +53,6 @@ __all__ = [
 CHANNELS = ("sms", "email", "call")
 """Contact channels a merchant can prefer or opt out of."""
 
-_CURRENCY_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _LANGUAGE = re.compile(r"([a-zA-Z]{2,3})(?:-([a-zA-Z]{4}))?(?:-([a-zA-Z]{2}|[0-9]{3}))?")
@@ -122,18 +122,8 @@ def parse_currency(text: str) -> str:
 
 
 def parse_money(text: str, currency: str) -> int:
-    """A decimal amount → integer minor units of ``currency`` (no float on the way)."""
-    exponent = _CURRENCY_EXPONENT.get(currency, 2)
-    try:
-        amount = Decimal(text.strip().replace(",", "").replace("_", ""))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {text!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"not a non-negative amount: {text!r}")
-    minor = amount.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{text.strip()} has more than {exponent} decimals for {currency}")
-    return int(minor)
+    """A decimal amount → minor units of ``currency`` (:func:`fleet.core.money.parse_minor`)."""
+    return parse_minor(text, currency)
 
 
 def parse_phone(text: str, region: str | None = None) -> str:

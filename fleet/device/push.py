@@ -1,16 +1,20 @@
 """Push one published fee table to one terminal, verify it, and record the result.
 
-Sign on (the serial must be the inventory's), skip a terminal that already has the
-version, send the blocks (resuming from the block the terminal reports), commit, then
-**verify**: a status query must show the version active or pending, and a test sale's
-fee must equal the fleet's own computation with the table the terminal says it priced
-with. Every attempt is kept (``push_attempt``); a success updates the terminal's versions
-and ``last_seen`` and writes an audit entry.
+Over a :class:`~fleet.device.session.DeviceSession` (signed on, identity checked): skip a
+terminal that already has the version, send the blocks (resuming from the block the
+terminal reports), commit, then **verify**: a status query must show the version active
+or pending, and a test sale's fee must equal the fleet's own computation with the table
+the terminal says it priced with. Every attempt is kept (``push_attempt``); a success
+updates the terminal's versions and ``last_seen`` and writes an audit entry.
+
+:func:`push_terminal` opens its own session; :func:`push_on` pushes over one the caller
+holds (provisioning: one link, one sign-on for the sync and the push).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,32 +24,25 @@ from sqlalchemy import Engine, insert, update
 from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.models import ATTEMPTS, TERMINALS, now
+from fleet.core.money import parse_minor
 from fleet.core.policy import FeePolicy
-from fleet.core.values import parse_money
-from fleet.fees.publishing import Published, load_tables
-from fleet.fees.tablefile import currency_alpha
-from fleet.inventory.service import NotFoundError, get_terminal
+from fleet.device.session import DeviceError, DeviceSession, TerminalRef
+from fleet.fees.tables import Published, published
 from protocols.errors import LinkError, ProtocolError
 from protocols.feetable import NoFeeRuleError, compute_fee
-from protocols.link import Link
-from protocols.mac import derive_terminal_key
 from protocols.messages import ResponseCode
-from protocols.session import HostSession, SaleOutcome
+from protocols.session import SaleOutcome
 from protocols.values import CardType
 
-__all__ = ["PushFailedError", "PushOutcome", "PushTarget", "load_target", "push_terminal"]
+__all__ = ["PushFailedError", "PushOutcome", "push_on", "push_terminal"]
 
 
-class PushFailedError(Exception):
+class PushFailedError(DeviceError):
     """The push or its verification failed; the message says where (kept in the attempt).
 
     ``retryable``: the link broke (a new attempt resumes); otherwise the terminal refused
     or disagreed, and trying again at once would not change the answer.
     """
-
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,49 +83,37 @@ class PushOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class PushTarget:
+class _Attempt:
+    engine: Engine
     serial: str
-    tid: str
-    url: str
     version: int
-    tables: dict[int, Published]
+    started: datetime
+    worker: str
+    job_id: int | None
 
 
-def load_target(
-    engine: Engine,
-    serial: str,
-    version: int,
-    port: str | None = None,
-    *,
-    tables: dict[int, Published] | None = None,
-) -> PushTarget:
-    """What a push needs; ``tables`` (published tables are immutable) saves reloading them."""
-    with engine.connect() as conn:
-        row = get_terminal(conn, serial)
-        if row is None:
-            raise NotFoundError(f"unknown terminal {serial}")
-        if tables is None or version not in tables:
-            tables = load_tables(conn)
-    if version not in tables:
-        raise NotFoundError(f"fee table {version} is not published")
-    url = port or row["link"]
-    if not url:
-        raise NotFoundError(f"terminal {serial} has no link URL: give --port")
-    if not row["tid"]:
-        raise PushFailedError(f"terminal {serial} has no TID")
-    return PushTarget(serial, row["tid"], url, version, tables)
-
-
-def _test_sale(policy: FeePolicy, currency: int) -> tuple[int, CardType]:
-    """The verification sale, in the table's currency (``test_amount`` in its units)."""
-    return parse_money(policy.test_amount, currency_alpha(currency)), CardType[
-        policy.test_card.upper()
-    ]
+@contextmanager
+def _recorded(attempt: _Attempt) -> Iterator[None]:
+    """Any failure inside: kept as a failed attempt and raised as :class:`PushFailedError`."""
+    try:
+        yield
+    except PushFailedError as exc:
+        _record_failure(attempt, str(exc))
+        raise
+    except DeviceError as exc:
+        _record_failure(attempt, str(exc))
+        raise PushFailedError(str(exc), retryable=exc.retryable) from exc
+    except (ProtocolError, OSError) as exc:
+        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
+        _record_failure(attempt, message)
+        raise PushFailedError(message, retryable=isinstance(exc, OSError | LinkError)) from exc
 
 
 def push_terminal(
     engine: Engine,
-    target: PushTarget,
+    ref: TerminalRef,
+    version: int,
+    tables: Mapping[int, Published],
     *,
     master_key: bytes,
     policy: FeePolicy,
@@ -140,38 +125,62 @@ def push_terminal(
     worker: str = "",
     job_id: int | None = None,
 ) -> PushOutcome:
-    """Push, verify and record (see the module's notes). Raises :class:`PushFailedError`."""
-    started = now()
-    table = target.tables[target.version].table
-    try:
-        with Link(target.url, baud, t2=t2, t1_margin=t1_margin) as link:
-            session = HostSession(link, target.tid, derive_terminal_key(master_key, target.serial))
-            signed = session.sign_on()
-            if signed.info.serial != target.serial:
-                raise PushFailedError(
-                    f"{target.url} answers as serial {signed.info.serial}, not {target.serial}"
-                )
-            result = session.push(table, progress, signed_on=signed)
-            status = session.status()
-            if target.version not in (status.active_version, status.pending_version):
-                raise PushFailedError(
-                    f"after commit the terminal reports active {status.active_version}, "
-                    f"pending {status.pending_version}, not {target.version}"
-                )
-            amount, card = _test_sale(policy, table.currency)
-            sale = session.sale(amount, card, currency=table.currency)
-            _verify_sale(sale, status.active_version, target, amount, card, signed.info.mcc)
-    except PushFailedError as exc:
-        _record_failure(engine, target, started, str(exc), worker, job_id)
-        raise
-    except (ProtocolError, OSError) as exc:
-        message = f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError) else str(exc)
-        _record_failure(engine, target, started, message, worker, job_id)
-        retry = isinstance(exc, OSError | LinkError)
-        raise PushFailedError(message, retryable=retry) from exc
-    outcome = PushOutcome(
-        target.serial,
-        target.version,
+    """Open a session to ``ref``, push ``version``, verify and record. Raises
+    :class:`PushFailedError`."""
+    published(tables, version)
+    attempt = _Attempt(engine, ref.serial, version, now(), worker, job_id)
+    with (
+        _recorded(attempt),
+        DeviceSession(ref, master_key=master_key, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
+    ):
+        outcome = _push(dev, version, tables, policy, progress)
+    _record_success(attempt, outcome, actor=actor, url=ref.url)
+    return outcome
+
+
+def push_on(
+    engine: Engine,
+    dev: DeviceSession,
+    version: int,
+    tables: Mapping[int, Published],
+    *,
+    policy: FeePolicy,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+    worker: str = "",
+) -> PushOutcome:
+    """Push ``version`` over the open session ``dev`` (just signed on), verify, record."""
+    published(tables, version)
+    attempt = _Attempt(engine, dev.ref.serial, version, now(), worker, None)
+    with _recorded(attempt):
+        outcome = _push(dev, version, tables, policy, progress)
+    _record_success(attempt, outcome, actor=actor, url=dev.ref.url)
+    return outcome
+
+
+def _push(
+    dev: DeviceSession,
+    version: int,
+    tables: Mapping[int, Published],
+    policy: FeePolicy,
+    progress: Callable[[int, int], None] | None,
+) -> PushOutcome:
+    table = tables[version].table
+    session = dev.host
+    result = session.push(table, progress, signed_on=dev.signed)
+    status = session.status()
+    if version not in (status.active_version, status.pending_version):
+        raise PushFailedError(
+            f"after commit the terminal reports active {status.active_version}, "
+            f"pending {status.pending_version}, not {version}"
+        )
+    amount = parse_minor(policy.test_amount, table.currency)
+    card = CardType[policy.test_card.upper()]
+    sale = session.sale(amount, card, currency=table.currency)
+    _verify_sale(sale, status.active_version, tables, amount, card, dev.signed.info.mcc)
+    return PushOutcome(
+        dev.ref.serial,
+        version,
         "already" if result.already else "pushed",
         result.blocks,
         result.resumed_from,
@@ -180,44 +189,15 @@ def push_terminal(
         status.active_version,
         status.pending_version,
     )
-    finished = now()
-    with writer(engine).begin() as conn:
-        conn.execute(
-            update(TERMINALS)
-            .where(TERMINALS.c.serial == target.serial)
-            .values(
-                active_version=status.active_version,
-                pending_version=status.pending_version,
-                last_seen=finished,
-            )
-        )
-        conn.execute(
-            insert(ATTEMPTS).values(
-                job_id=job_id,
-                serial=target.serial,
-                version=target.version,
-                worker=worker,
-                started_at=started,
-                finished_at=finished,
-                outcome=outcome.outcome,
-                resumed_from=result.resumed_from,
-                blocks_sent=result.sent,
-                test_fee=sale.fee,
-            )
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action="push",
-            target=f"terminal:{target.serial}",
-            details=outcome.as_dict() | {"url": target.url, "worker": worker},
-            at=finished,
-        )
-    return outcome
 
 
 def _verify_sale(
-    sale: SaleOutcome, active: int, target: PushTarget, amount: int, card: CardType, mcc: int
+    sale: SaleOutcome,
+    active: int,
+    tables: Mapping[int, Published],
+    amount: int,
+    card: CardType,
+    mcc: int,
 ) -> None:
     """The test sale must come out as the fleet computes it with the terminal's active table:
     approved with the same fee, or refused with 57 when that table has no rule for it (or
@@ -226,7 +206,7 @@ def _verify_sale(
     if version == 0:
         expected: int | None = None
     else:
-        priced = target.tables.get(version)
+        priced = tables.get(version)
         if priced is None:
             raise PushFailedError(f"the terminal's active table v{version} was never published")
         try:
@@ -247,24 +227,50 @@ def _verify_sale(
         )
 
 
-def _record_failure(
-    engine: Engine,
-    target: PushTarget,
-    started: datetime,
-    error: str,
-    worker: str,
-    job_id: int | None,
-) -> None:
-    with writer(engine).begin() as conn:
+def _attempt_row(attempt: _Attempt, finished: datetime, **values: Any) -> dict[str, Any]:
+    return {
+        "job_id": attempt.job_id,
+        "serial": attempt.serial,
+        "version": attempt.version,
+        "worker": attempt.worker,
+        "started_at": attempt.started,
+        "finished_at": finished,
+        **values,
+    }
+
+
+def _record_success(attempt: _Attempt, outcome: PushOutcome, *, actor: str, url: str) -> None:
+    finished = now()
+    with writer(attempt.engine).begin() as conn:
         conn.execute(
-            insert(ATTEMPTS).values(
-                job_id=job_id,
-                serial=target.serial,
-                version=target.version,
-                worker=worker,
-                started_at=started,
-                finished_at=now(),
-                outcome="error",
-                error=error[:500],
+            update(TERMINALS)
+            .where(TERMINALS.c.serial == attempt.serial)
+            .values(
+                active_version=outcome.active_version,
+                pending_version=outcome.pending_version,
+                last_seen=finished,
             )
         )
+        conn.execute(
+            insert(ATTEMPTS).values(
+                _attempt_row(
+                    attempt, finished, outcome=outcome.outcome,
+                    resumed_from=outcome.resumed_from, blocks_sent=outcome.sent,
+                    test_fee=outcome.test_fee,
+                )
+            )
+        )  # fmt: skip
+        audit.record(
+            conn,
+            actor=actor,
+            action="push",
+            target=f"terminal:{attempt.serial}",
+            details=outcome.as_dict() | {"url": url, "worker": attempt.worker},
+            at=finished,
+        )
+
+
+def _record_failure(attempt: _Attempt, error: str) -> None:
+    with writer(attempt.engine).begin() as conn:
+        row = _attempt_row(attempt, now(), outcome="error", error=error[:500])
+        conn.execute(insert(ATTEMPTS).values(row))

@@ -1,13 +1,16 @@
 """``posfleet sync``: sign on to a terminal (0800/001) and record what it reports.
 
-The terminal is found by serial (its recorded link, or ``--port``) or by the link URL
-alone. What it reports must agree with the inventory on identity (serial, MID) and name
-a model and firmware the catalog knows; then model, firmware, active and pending table
-versions and ``last_seen`` are written, with an audit entry of what changed.
+The terminal is found by serial (its recorded link, or a given one) or by the link URL
+alone (:func:`fleet.device.session.resolve`). What it reports must agree with the
+inventory on identity (serial, MID; the session checks) and name a model and firmware
+the catalog knows; then model, firmware, active and pending table versions and
+``last_seen`` are written, with an audit entry of what changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,20 +18,19 @@ from sqlalchemy import Engine, select, update
 
 from fleet.core import audit
 from fleet.core.db import writer
+from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.models import FIRMWARE, TERMINALS, now
-from fleet.inventory.service import NotFoundError, get_terminal, terminal_cells
-from protocols.errors import ProtocolError
-from protocols.link import Link
-from protocols.session import HostSession, SignOn
+from fleet.device.session import DeviceError, DeviceSession, TerminalRef, resolve
+from fleet.inventory.service import get_terminal, terminal_cells
+from protocols.errors import LinkError, ProtocolError
+from protocols.session import SignOn
 
-__all__ = ["SyncError", "SyncResult", "find_target", "record_sign_on", "sync"]
-
-_UNSIGNED = bytes(16)
-"""Sign-on is not MACed (wire protocol §5), so sync needs no terminal key."""
+__all__ = ["SyncError", "SyncResult", "reaching", "record_sign_on", "sync"]
 
 
-class SyncError(Exception):
-    """The terminal answered, but its answer can't be recorded (names what disagrees)."""
+class SyncError(DeviceError):
+    """The terminal can't be reached, or its answer can't be recorded (names what
+    disagrees)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,48 +54,15 @@ class SyncResult:
         }
 
 
-def find_target(engine: Engine, serial: str | None, port: str | None) -> tuple[dict[str, Any], str]:
-    """The inventory row to sync and the URL to reach it on."""
-    with engine.connect() as conn:
-        if serial is not None:
-            row = get_terminal(conn, serial)
-            if row is None:
-                raise NotFoundError(f"unknown terminal {serial}")
-        elif port is not None:
-            found = conn.execute(select(TERMINALS).where(TERMINALS.c.link == port)).all()
-            if not found:
-                raise NotFoundError(
-                    f"no terminal in the inventory has link {port}: give --terminal"
-                )
-            if len(found) > 1:
-                names = ", ".join(r.serial for r in found)
-                raise NotFoundError(
-                    f"{len(found)} terminals have link {port} ({names}): give --terminal"
-                )
-            row = dict(found[0]._mapping)
-        else:
-            raise ValueError("give a serial or a port")
-    url = port or row["link"]
-    if not url:
-        raise NotFoundError(f"terminal {row['serial']} has no link URL: give --port")
-    if not row["tid"]:
-        raise SyncError(f"terminal {row['serial']} has no TID: it can't be signed on to")
-    return row, url
-
-
-def record_sign_on(
-    engine: Engine, serial: str, url: str, signed: SignOn, *, actor: str
-) -> dict[str, list[str]]:
-    """Check a sign-on against the inventory and write it; returns the changed cells."""
+def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncResult:
+    """Record the sign-on of an open session (its identity already checked): the model and
+    firmware must be in the catalog. Returns what changed."""
+    signed, serial, url = dev.signed, dev.ref.serial, dev.ref.url
     info = signed.info
     with writer(engine).begin() as conn:
         row = get_terminal(conn, serial)
         if row is None:
             raise NotFoundError(f"unknown terminal {serial}")
-        if info.serial != serial:
-            raise SyncError(f"{url} answers as serial {info.serial}, not {serial}: check the link")
-        if row["mid"] and signed.mid != row["mid"]:
-            raise SyncError(f"{serial} reports MID {signed.mid}, the inventory has {row['mid']}")
         known = conn.execute(
             select(FIRMWARE.c.version).where(
                 FIRMWARE.c.model == info.model, FIRMWARE.c.version == info.firmware
@@ -102,7 +71,7 @@ def record_sign_on(
         if known is None:
             raise SyncError(
                 f"{serial} reports model {info.model} firmware {info.firmware}, "
-                "not in the catalog: import it first (posfleet catalog import)"
+                "not in the catalog: import it first"
             )
         values = {
             "model": info.model,
@@ -125,7 +94,25 @@ def record_sign_on(
             target=f"terminal:{serial}",
             details={"url": url, "changes": changes, "mid": signed.mid},
         )
-    return changes
+    return SyncResult(serial, url, signed, changes)
+
+
+@contextmanager
+def reaching(ref: TerminalRef) -> Iterator[None]:
+    """Link, protocol and identity failures as a :class:`SyncError` naming the terminal."""
+    try:
+        yield
+    except SyncError:
+        raise
+    except DeviceError as exc:
+        raise SyncError(str(exc), retryable=exc.retryable) from exc
+    except ProtocolError as exc:
+        retry = isinstance(exc, LinkError)
+        raise SyncError(f"{ref.serial} at {ref.url}: {exc}", retryable=retry) from exc
+    except OSError as exc:
+        raise SyncError(
+            f"{ref.serial} at {ref.url}: {exc.strerror or exc}", retryable=True
+        ) from exc
 
 
 def sync(
@@ -137,14 +124,12 @@ def sync(
     baud: int = 115200,
     t2: float = 5.0,
 ) -> SyncResult:
-    """Sign on to one terminal and record it. Raises ProtocolError, SyncError, NotFoundError."""
-    row, url = find_target(engine, serial, port)
+    """Sign on to one terminal and record it. Raises :class:`SyncError`, also for a
+    terminal the inventory lacks or can't reach (a sync of many goes on past it)."""
     try:
-        with Link(url, baud, t2=t2) as link:
-            signed = HostSession(link, row["tid"], _UNSIGNED).sign_on()
-    except ProtocolError as exc:
-        raise SyncError(f"{row['serial']} at {url}: {exc}") from exc
-    except OSError as exc:
-        raise SyncError(f"{row['serial']} at {url}: {exc.strerror or exc}") from exc
-    changes = record_sign_on(engine, row["serial"], url, signed, actor=actor)
-    return SyncResult(row["serial"], url, signed, changes)
+        with engine.connect() as conn:
+            ref = resolve(conn, serial, port)
+    except FleetError as exc:  # a sync of many goes on past one it can't find
+        raise SyncError(exc.message, where=exc.where) from exc
+    with reaching(ref), DeviceSession(ref, baud=baud, t2=t2) as dev:
+        return record_sign_on(engine, dev, actor=actor)

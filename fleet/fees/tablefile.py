@@ -1,5 +1,5 @@
 """Fee tables as people write them (TOML) → the wire's :class:`~protocols.feetable.FeeTable`.
-Pure: text in, tables and differences out.
+Pure: text in, a checked table out.
 
 A table file::
 
@@ -16,7 +16,8 @@ A table file::
     card = "credit"              # debit, credit, international, qr_wallet or any
     mcc = ["5411", "5811-5814"]  # optional: every MCC
     rate = "0.60%"
-    fixed = "0.10"               # money: decimal strings in the currency's units
+    fixed = "0.10"               # money: decimal strings in the currency's units, with
+                                 # its own decimals (none for JPY or VND, 3 for KWD)
     min = "0.50"
     max = "20.00"
 
@@ -29,96 +30,46 @@ Every problem is a :class:`FeeFileError` naming the rule and key (``rules[2].rat
 >>> parse_fee_toml('currency = "CNY"\\neffective = 2027-01-01T00:00:00+08:00\\n'
 ...                '[[rules]]\\ncard = "gold"\\nrate = "0.38%"')  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-fleet.fees.tablefile.FeeFileError: rules[0].card: unknown card type 'gold' (want any, debit, ...)
+fleet.fees.errors.FeeFileError: rules[0].card: unknown card type 'gold' (want any, debit, ...)
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import tomllib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from fleet.core.money import MoneyError, alpha_code, numeric_code, parse_currency_code, parse_minor
+from fleet.fees.describe import describe_rule
+from fleet.fees.errors import FeeFileError
+from fleet.fees.group import Group, parse_mcc_ranges
 from protocols.errors import EncodeError
-from protocols.feetable import MAX_MCC, PPM, FeeRule, FeeTable, NoFeeRuleError, compute_fee
+from protocols.feetable import MAX_MCC, PPM, FeeRule, FeeTable
 from protocols.values import CardType
 
 __all__ = [
-    "CURRENCIES",
-    "BasketItem",
     "FeeFileError",
     "Group",
     "ParsedTable",
-    "basket_fees",
-    "card_name",
-    "parse_basket",
     "parse_fee_toml",
-    "parse_group",
-    "rule_diff",
+    "parse_rate",
+    "sha256",
 ]
 
-CURRENCIES: dict[str, tuple[int, int]] = {
-    # alpha: (ISO 4217 numeric, minor-unit exponent)
-    "CNY": (156, 2),
-    "EUR": (978, 2),
-    "USD": (840, 2),
-    "GBP": (826, 2),
-    "HKD": (344, 2),
-    "SGD": (702, 2),
-    "JPY": (392, 0),
-    "KRW": (410, 0),
-    "AUD": (36, 2),
-    "CAD": (124, 2),
-    "CHF": (756, 2),
-    "INR": (356, 2),
-    "MYR": (458, 2),
-    "THB": (764, 2),
-    "TWD": (901, 2),
-    "MOP": (446, 2),
-    "KWD": (414, 3),
-    "BHD": (48, 3),
-}
-_BY_NUMBER = {number: alpha for alpha, (number, _) in CURRENCIES.items()}
 _CARDS = {c.name.lower(): c for c in CardType}
 _TOP_KEYS = {"name", "currency", "effective", "applies", "rules", "description"}
 _RULE_KEYS = {"card", "mcc", "rate", "fixed", "min", "max", "note"}
 _APPLIES_KEYS = {"mcc", "regions", "tags"}
 
 
-class FeeFileError(ValueError):
-    """A fee-table file that can't be used; the message starts with the rule and key."""
-
-
-def card_name(card: int) -> str:
-    return CardType(card).name.lower()
-
-
-def currency_alpha(number: int) -> str:
-    return _BY_NUMBER.get(number, f"{number:03d}")
-
-
-def exponent_of(currency: int | str) -> int:
-    alpha = currency if isinstance(currency, str) else currency_alpha(currency)
-    return CURRENCIES.get(alpha, (0, 2))[1]
-
-
-def _money(text: Any, exponent: int, where: str) -> int:
-    if isinstance(text, bool) or not isinstance(text, str | int):
-        raise FeeFileError(f'{where}: write money as a string, e.g. "0.50" (no float)')
+def _money(text: Any, currency: int, where: str) -> int:
     try:
-        amount = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise FeeFileError(f"{where}: not an amount: {text!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise FeeFileError(f"{where}: not a non-negative amount: {text!r}")
-    minor = amount.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        raise FeeFileError(f"{where}: {text} has more than {exponent} decimals")
-    return int(minor)
+        return parse_minor(text, currency)
+    except MoneyError as exc:
+        raise FeeFileError(exc.message, where=where) from None
 
 
 def parse_rate(text: Any, where: str = "rate") -> int:
@@ -141,116 +92,11 @@ def parse_rate(text: Any, where: str = "rate") -> int:
     return int(ppm)
 
 
-def parse_mcc_ranges(value: Any, where: str) -> list[tuple[int, int]]:
-    """``"5411"``, ``"5811-5814"``, ``5411`` or a list of those → inclusive ranges.
-
-    >>> parse_mcc_ranges(["5411", "5811-5814", 7011], "mcc")
-    [(5411, 5411), (5811, 5814), (7011, 7011)]
-    """
-    items = value if isinstance(value, list) else [value]
-    if not items:
-        raise FeeFileError(f"{where}: an empty list matches nothing")
-    ranges = []
-    for item in items:
-        text = (
-            str(item).strip() if isinstance(item, str | int) and not isinstance(item, bool) else ""
-        )
-        match = re.fullmatch(r"(\d{1,4})(?:\s*-\s*(\d{1,4}))?", text)
-        if not match:
-            raise FeeFileError(f'{where}: not an MCC or range: {item!r} (e.g. "5411", "5811-5814")')
-        lo = int(match.group(1))
-        hi = int(match.group(2)) if match.group(2) else lo
-        if lo > hi or hi > MAX_MCC:
-            raise FeeFileError(f"{where}: {text} is not a range within 0000-{MAX_MCC}")
-        ranges.append((lo, hi))
-    return ranges
-
-
 def _strings(value: Any, where: str) -> tuple[str, ...]:
     items = value if isinstance(value, list) else [value]
     if not all(isinstance(i, str) and i.strip() for i in items) or not items:
         raise FeeFileError(f"{where}: want a list of names")
     return tuple(i.strip() for i in items)
-
-
-@dataclass(frozen=True)
-class Group:
-    """Which merchants a table applies to: all, or those matching every given criterion."""
-
-    mcc: tuple[tuple[int, int], ...] = ()
-    regions: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    @property
-    def everyone(self) -> bool:
-        return not (self.mcc or self.regions or self.tags)
-
-    def includes(self, mcc: int, region: str | None, tags: Iterable[str]) -> bool:
-        if self.mcc and not any(lo <= mcc <= hi for lo, hi in self.mcc):
-            return False
-        if self.regions and region not in self.regions:
-            return False
-        return not self.tags or bool(set(self.tags) & set(tags))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "mcc": [list(r) for r in self.mcc],
-            "regions": list(self.regions),
-            "tags": list(self.tags),
-        }
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Group:
-        return cls(
-            tuple((int(lo), int(hi)) for lo, hi in doc.get("mcc", [])),
-            tuple(doc.get("regions", [])),
-            tuple(doc.get("tags", [])),
-        )
-
-    def describe(self) -> str:
-        if self.everyone:
-            return "all merchants"
-        parts = []
-        if self.mcc:
-            parts.append(
-                "MCC "
-                + ", ".join(
-                    f"{lo:04d}" if lo == hi else f"{lo:04d}-{hi:04d}" for lo, hi in self.mcc
-                )
-            )
-        if self.regions:
-            parts.append("region " + ", ".join(self.regions))
-        if self.tags:
-            parts.append("tag " + ", ".join(self.tags))
-        return "; ".join(parts)
-
-
-def parse_group(text: str) -> Group:
-    """``all``, ``mcc=5411,5811-5814``, ``region=east``, ``tag=vip``; ``;`` joins criteria.
-
-    >>> parse_group("mcc=5411;region=east").describe()
-    'MCC 5411; region east'
-    """
-    if text.strip() in ("", "all"):
-        return Group()
-    mcc: list[tuple[int, int]] = []
-    regions: list[str] = []
-    tags: list[str] = []
-    for part in text.split(";"):
-        key, sep, value = part.partition("=")
-        key = key.strip().lower()
-        values = [v.strip() for v in value.split(",") if v.strip()]
-        if not sep or not values:
-            raise FeeFileError(f"group: {part!r} (want all, mcc=…, region=…, tag=…)")
-        if key == "mcc":
-            mcc += parse_mcc_ranges(values, "group mcc")
-        elif key in ("region", "regions"):
-            regions += values
-        elif key in ("tag", "tags"):
-            tags += values
-        else:
-            raise FeeFileError(f"group: unknown criterion {key!r} (want mcc, region, tag)")
-    return Group(tuple(mcc), tuple(regions), tuple(tags))
 
 
 @dataclass(frozen=True)
@@ -274,7 +120,7 @@ class ParsedTable:
 
     @property
     def currency_alpha(self) -> str:
-        return currency_alpha(self.currency)
+        return alpha_code(self.currency)
 
     def shadowed(self) -> list[str]:
         """Warnings for rules that can never match: an earlier rule takes all their sales."""
@@ -314,10 +160,12 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise FeeFileError("description: want a string")
-    alpha = doc.get("currency")
-    if not isinstance(alpha, str) or alpha.upper() not in CURRENCIES:
-        raise FeeFileError(f"currency: want one of {', '.join(CURRENCIES)}, not {alpha!r}")
-    number, exponent = CURRENCIES[alpha.upper()]
+    try:
+        number = numeric_code(parse_currency_code(str(doc.get("currency", ""))))
+    except MoneyError:
+        raise FeeFileError(
+            f"currency: want an ISO 4217 code (e.g. CNY, EUR, JPY), not {doc.get('currency')!r}"
+        ) from None
     effective = doc.get("effective")
     if isinstance(effective, date) and not isinstance(effective, datetime):
         raise FeeFileError("effective: give a time and a zone, e.g. 2027-01-01T00:00:00+08:00")
@@ -362,9 +210,9 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
         if "rate" not in rule:
             raise FeeFileError(f'{where}.rate: required, e.g. "0.60%"')
         rate = parse_rate(rule["rate"], f"{where}.rate")
-        fixed = _money(rule.get("fixed", "0"), exponent, f"{where}.fixed")
-        low = _money(rule.get("min", "0"), exponent, f"{where}.min")
-        high = _money(rule.get("max", "0"), exponent, f"{where}.max")
+        fixed = _money(rule.get("fixed", "0"), number, f"{where}.fixed")
+        low = _money(rule.get("min", "0"), number, f"{where}.min")
+        high = _money(rule.get("max", "0"), number, f"{where}.max")
         if high and low > high:
             raise FeeFileError(f"{where}.min: {rule.get('min')} is above max {rule.get('max')}")
         ranges = parse_mcc_ranges(rule["mcc"], f"{where}.mcc") if "mcc" in rule else [(0, MAX_MCC)]
@@ -385,128 +233,6 @@ def _parse(doc: dict[str, Any]) -> ParsedTable:
     return ParsedTable(
         name, number, effective, tuple(rules), tuple(sources), group, description.strip()
     )
-
-
-@dataclass(frozen=True, slots=True)
-class BasketItem:
-    """One sale of the typical basket a fee change is judged on."""
-
-    amount: int
-    card: CardType
-
-
-DEFAULT_BASKET = (
-    ("25.00", "debit"),
-    ("80.00", "credit"),
-    ("300.00", "credit"),
-    ("60.00", "qr_wallet"),
-)
-
-
-def parse_basket(items: Sequence[tuple[str, str]], currency: int) -> tuple[BasketItem, ...]:
-    exponent = exponent_of(currency)
-    basket = []
-    for i, (amount, card) in enumerate(items):
-        if card not in _CARDS or card == "any":
-            raise FeeFileError(f"basket[{i}].card: {card!r}")
-        basket.append(BasketItem(_money(amount, exponent, f"basket[{i}].amount"), _CARDS[card]))
-    return tuple(basket)
-
-
-def basket_fees(table: FeeTable | None, mcc: int, basket: Sequence[BasketItem]) -> int | None:
-    """The total fee of the basket for a merchant of ``mcc``; None without a table.
-
-    A sale no rule prices (the terminal would refuse it with 57) counts as no fee.
-    """
-    if table is None:
-        return None
-    total = 0
-    for item in basket:
-        try:
-            total += compute_fee(table, item.amount, item.card, mcc)
-        except NoFeeRuleError:
-            continue
-    return total
-
-
-def rule_diff(old: FeeTable | None, new: FeeTable) -> list[dict[str, Any]]:
-    """Rules matched by what they select (card type and MCC range): ``added``, ``removed``,
-    ``changed`` (pricing), ``moved`` (same pricing, another place in the match order —
-    which can change which rule prices a sale)."""
-
-    def keyed(table: FeeTable | None) -> dict[tuple[int, int, int], tuple[int, FeeRule]]:
-        found: dict[tuple[int, int, int], tuple[int, FeeRule]] = {}
-        for i, r in enumerate(table.rules if table is not None else ()):
-            found.setdefault((int(r.card_type), r.mcc_lo, r.mcc_hi), (i, r))
-        return found
-
-    before, after = keyed(old), keyed(new)
-    rows: list[dict[str, Any]] = []
-    for key in sorted(set(before) | set(after), key=lambda k: (after.get(k) or before[k])[0]):
-        a, b = before.get(key), after.get(key)
-        if a is None and b is not None:
-            change, where = "added", f"{b[0]}"
-        elif b is None and a is not None:
-            change, where = "removed", f"{a[0]}"
-        elif a is not None and b is not None and a[1] != b[1]:
-            change, where = "changed", f"{a[0]}→{b[0]}" if a[0] != b[0] else f"{b[0]}"
-        elif a is not None and b is not None and a[0] != b[0]:
-            change, where = "moved", f"{a[0]}→{b[0]}"
-        else:
-            continue
-        rows.append(
-            {
-                "rule": where,
-                "change": change,
-                "old": describe_rule(a[1] if a else None, old),
-                "new": describe_rule(b[1] if b else None, new),
-            }
-        )
-    return rows
-
-
-def describe_rule(rule: FeeRule | None, table: FeeTable | None) -> str:
-    if rule is None or table is None:
-        return ""
-    exponent = exponent_of(table.currency)
-    mcc = (
-        "all MCC"
-        if (rule.mcc_lo, rule.mcc_hi) == (0, MAX_MCC)
-        else (
-            f"MCC {rule.mcc_lo:04d}"
-            if rule.mcc_lo == rule.mcc_hi
-            else f"MCC {rule.mcc_lo:04d}-{rule.mcc_hi:04d}"
-        )
-    )
-    text = f"{card_name(rule.card_type)} {mcc}: {format_rate(rule.rate_ppm)}"
-    if rule.fixed:
-        text += f" + {format_minor(rule.fixed, exponent)}"
-    if rule.min_fee:
-        text += f", min {format_minor(rule.min_fee, exponent)}"
-    if rule.max_fee:
-        text += f", max {format_minor(rule.max_fee, exponent)}"
-    return text
-
-
-def format_rate(ppm: int) -> str:
-    """A rate in ppm as a percent string.
-
-    >>> format_rate(6000), format_rate(125), format_rate(20000)
-    ('0.60%', '0.0125%', '2.00%')
-    """
-    percent = Decimal(ppm) / (PPM // 100)
-    text = f"{percent:.4f}".rstrip("0")
-    if len(text.split(".")[1]) < 2:
-        text = f"{percent:.2f}"
-    return f"{text}%"
-
-
-def format_minor(minor: int, exponent: int) -> str:
-    if exponent == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**exponent)
-    return f"{sign}{whole}.{frac:0{exponent}d}"
 
 
 def sha256(data: bytes) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "TransportError",
     "message_id",
     "transport_for",
+    "transports",
 ]
 
 
@@ -289,3 +290,18 @@ def transport_for(
     if channel == "call":
         return CallListTransport(outbox)
     return FolderTransport(outbox)
+
+
+def transports(
+    *, outbox: Path, smtp: str | None = None, sms: str | None = None
+) -> dict[str, Transport]:
+    """A transport for every channel (:func:`transport_for`); a bad URL is an
+    :class:`~fleet.core.errors.InputError`."""
+    from fleet.core.errors import InputError  # noqa: PLC0415
+
+    try:
+        return {
+            c: transport_for(c, outbox=outbox, smtp=smtp, sms=sms) for c in ("sms", "email", "call")
+        }
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

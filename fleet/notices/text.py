@@ -24,8 +24,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
+from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
-from fleet.fees.tablefile import exponent_of, format_minor
+from fleet.notices.payloads import KINDS, FeeChange, payload_of
 from fleet.notices.sms import SmsCount, count
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "template_language",
 ]
 
-KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up")
 LANGUAGES = ("en", "zh-CN")
 CHANNELS = ("sms", "email", "call")
 TEMPLATES = Path(__file__).parent / "templates"
@@ -111,46 +111,43 @@ def _date(value: date | datetime | str, language: str, zone: str, *, clock: bool
 def _money(minor: int | None, currency: str, language: str) -> str:
     if minor is None:
         return "无" if language == "zh-CN" else "none"
-    return f"{format_minor(minor, exponent_of(currency))} {currency}"
+    return f"{format_minor(minor, currency)} {currency}"
 
 
 def context(item: NoticeItem, *, language: str, zone: str, policy: NoticePolicy) -> dict[str, Any]:
     """The worded values one kind's template uses (missing payload keys are errors)."""
-    p = dict(item.payload)
+    p = payload_of(item.kind, item.payload)
     lang = template_language(language)
     zh = lang == "zh-CN"
-    if item.kind == "fee_change":
-        currency = p["currency"]
-        old, new = p["basket_old"], p["basket_new"]
+    if isinstance(p, FeeChange):
+        old, new = p.basket_old, p.basket_new
         if old is None:
             change = "新费率" if zh else "a new table"
         else:
             delta = new - old
             sign = "+" if delta > 0 else "-" if delta < 0 else "±"
-            change = f"{sign}{format_minor(abs(delta), exponent_of(currency))} {currency}"
+            change = f"{sign}{format_minor(abs(delta), p.currency)} {p.currency}"
         return {
-            "version": p["version"],
-            "effective": _date(p["effective"], lang, zone, clock=True),
+            "version": p.version,
+            "effective": _date(p.effective, lang, zone, clock=True),
             "zone": zone,
-            "reason": p.get("reason") or (f"费率表第{p['version']}版" if zh else "new fee table"),
-            "sales": p.get("sales", 4),
-            "basket_total": _money(p.get("basket_total"), currency, lang),
-            "before": _money(old, currency, lang),
-            "after": _money(new, currency, lang),
+            "reason": p.reason or (f"费率表第{p.version}版" if zh else "new fee table"),
+            "sales": p.sales,
+            "basket_total": _money(p.basket_total, p.currency, lang),
+            "before": _money(old, p.currency, lang),
+            "after": _money(new, p.currency, lang),
             "change": change,
         }
-    if item.kind in ("swap_planned", "swap_done", "follow_up"):
-        return {
-            "old": p["old"],
-            "new": p.get("new") or ("待定" if zh else "to be chosen"),
-            "model": p.get("model") or "",
-            "tid": p["tid"],
-            "date": _date(p["date"], lang, zone, clock=False),
-            "reason": p["reason"],
-            "engineer": p.get("engineer") or "",
-            "version": p.get("version") or ("无" if zh else "none"),
-        }
-    raise ValueError(f"unknown notice kind {item.kind!r}")
+    return {
+        "old": p.old,
+        "new": p.new or ("待定" if zh else "to be chosen"),
+        "model": p.model or "",
+        "tid": p.tid,
+        "date": _date(p.date, lang, zone, clock=False),
+        "reason": p.reason,
+        "engineer": p.engineer,
+        "version": p.version or ("无" if zh else "none"),
+    }
 
 
 def render(

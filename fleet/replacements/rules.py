@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, false, func, or_, select
 
 from fleet.core.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
+from fleet.core.money import format_minor as format_money
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
 
@@ -52,7 +53,6 @@ __all__ = [
 
 REASONS = ("age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults")
 _SECURITY = frozenset({"pts", "model-eos", "firmware-eos", "advisory"})
-_EXPONENT = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,20 +105,6 @@ class Replacement:
 
     def sort_key(self) -> tuple[int, date, str]:
         return (self.priority, self.replace_by, self.serial)
-
-
-def format_money(minor: int, currency: str) -> str:
-    """Integer minor units → ``"1234.50"`` (no float on the way).
-
-    >>> format_money(123450, "EUR"), format_money(1200, "JPY"), format_money(-5, "EUR")
-    ('1234.50', '1200', '-0.05')
-    """
-    exponent = _EXPONENT.get(currency, 2)
-    if exponent == 0:
-        return str(minor)
-    sign = "-" if minor < 0 else ""
-    whole, frac = divmod(abs(minor), 10**exponent)
-    return f"{sign}{whole}.{frac:0{exponent}d}"
 
 
 def quarter(day: date) -> str:

@@ -19,9 +19,9 @@ from typing import Any
 
 from fleet.core.errors import InputError
 from fleet.core.masking import mask_address, redact_addresses
+from fleet.core.money import format_minor
 from fleet.core.values import CHANNELS
 from fleet.notices.text import KINDS
-from fleet.replacements.rules import format_money
 from fleet.reports.model import Chart, Column, Fact, Report, Section, plural, stacks
 from fleet.reports.periods import PeriodUnit, period, period_unit, periods
 
@@ -120,7 +120,7 @@ def _rank(value: str | None, known: Sequence[str]) -> tuple[int, str]:
 
 
 def _money_text(amounts: Mapping[str, int]) -> str:
-    return "; ".join(f"{format_money(v, c)} {c}" for c, v in sorted(amounts.items())) or "none"
+    return "; ".join(f"{format_minor(v, c)} {c}" for c, v in sorted(amounts.items())) or "none"
 
 
 def _money_list(amounts: Mapping[str, int]) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from fleet.replacements.rules import format_money
+from fleet.core.money import format_minor
 from fleet.reports.model import Column, Report, Section
 
 __all__ = ["FORMATS", "csv_rows", "display", "html", "json_doc", "json_text", "table"]
@@ -48,7 +48,7 @@ def display(column: Column, row: Mapping[str, Any], sep: str = "; ") -> str:
         return ""
     match column.kind:
         case "money":
-            return format_money(int(value), str(row.get(column.currency, "")))
+            return format_minor(int(value), str(row.get(column.currency, "")))
         case "int":
             return f"{int(value):,}"
         case "ppm":

@@ -11,12 +11,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from fleet.core.masking import mask_phone
+from fleet.core.money import format_minor, to_decimal
 from fleet.core.policy import ReplacementPolicy
-from fleet.replacements.rules import REASONS, Forecast, Replacement, format_money, quarter
+from fleet.replacements.rules import REASONS, Forecast, Replacement, quarter
 from fleet.reports.model import (
     Chart,
     Column,
@@ -87,7 +87,7 @@ class ReplacementTally:
 
 def _major(minor: int, currency: str) -> float:
     """For chart axes only: money stays integer minor units everywhere else."""
-    return float(Decimal(format_money(minor, currency)))
+    return float(to_decimal(minor, currency))
 
 
 def _terminal_rows(tally: ReplacementTally, phones: Mapping[str, str | None]) -> LazyRows:
@@ -163,7 +163,7 @@ def _summary(tally: ReplacementTally, totals: Sequence[Mapping[str, Any]]) -> tu
     by_priority = {p: priorities[p] for p in PRIORITIES if priorities[p]}
     by_reason = {c: tally.by_reason[c] for c in REASONS if tally.by_reason[c]}
     cost_text = "; ".join(
-        f"{format_money(t['cost_minor'], t['currency'])} {t['currency']} "
+        f"{format_minor(t['cost_minor'], t['currency'])} {t['currency']} "
         f"({plural(t['units'], 'unit')})"
         for t in totals
     )

@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from fleet.core.masking import mask_address
 from fleet.core.policy import NoticePolicy, Policy, PolicyError
+from fleet.notices.codes import ALPHABET, new_code, normalise_code
 from fleet.notices.contact import (
     choose_channel,
     in_quiet_hours,
@@ -18,7 +20,6 @@ from fleet.notices.contact import (
     quiet_until,
     rate_until,
 )
-from fleet.notices.outbox import ALPHABET, mask_address, new_code, normalise_code
 from fleet.notices.sms import GSM7_BASIC, GSM7_EXTENSION, count
 from fleet.notices.text import (
     CHANNELS,

@@ -15,8 +15,17 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.models import AUDIT, FEE_TABLES, NOTICES
 from fleet.core.policy import FeePolicy, Policy
-from fleet.fees.publishing import NoticePeriodError, load_tables, publish, targets
-from fleet.fees.tablefile import FeeFileError, Group, parse_fee_toml, parse_rate, rule_diff
+from fleet.fees import (
+    FeeFileError,
+    Group,
+    NoticePeriodError,
+    load_tables,
+    parse_fee_toml,
+    parse_rate,
+    publish,
+    rule_diff,
+    targets,
+)
 from protocols.feetable import FeeTable, compute_fee
 from protocols.values import CardType
 
@@ -72,7 +81,7 @@ def test_top_level_errors() -> None:
     for text, message in [
         (
             'currency = "XYZ"\neffective = 2027-01-01T00:00:00Z\n[[rules]]\nrate = "1%"',
-            "currency: want one of",
+            "currency: want an ISO 4217 code",
         ),
         (
             'currency = "CNY"\neffective = 2027-01-01T00:00:00\n[[rules]]\nrate = "1%"',
@@ -267,7 +276,7 @@ def test_cli_check_publish_list_show_diff(loaded: Engine, db_url: str, tmp_path:
     assert res.exit_code == 0 and "bytes on the wire" in res.stdout
     bad = _write(tmp_path, "bad.toml", table_text("0.6"))
     res = runner.invoke(app, [*base, "fees", "check", str(bad)])
-    assert res.exit_code == 1 and "rules[0].rate" in res.output
+    assert res.exit_code == 2 and "rules[0].rate" in res.output  # bad input
     res = runner.invoke(app, [*base, "fees", "publish", str(good), "--dry-run", "--format", "json"])
     assert json.loads(res.stdout)["published"] is False and _counts(loaded)[0] == 0
     res = runner.invoke(app, [*base, "fees", "publish", str(good), "--format", "json"])
@@ -294,7 +303,7 @@ def test_cli_check_publish_list_show_diff(loaded: Engine, db_url: str, tmp_path:
     assert [t["version"] for t in json.loads(res.stdout)] == [2, 1]
     res = runner.invoke(app, [*base, "fees", "show", "1", "--format", "toml"])
     assert res.stdout == good.read_text()
-    assert runner.invoke(app, [*base, "fees", "show", "9"]).exit_code == 1
+    assert runner.invoke(app, [*base, "fees", "show", "9"]).exit_code == 2  # not found
     res = runner.invoke(app, [*base, "fees", "diff", "1", "2", "--format", "json"])
     doc = json.loads(res.stdout)
     assert [r["change"] for r in doc["rules"]] == ["changed", "changed"]

@@ -25,6 +25,7 @@ from fleet.cli import app
 from fleet.core.db import writer
 from fleet.core.models import AUDIT, CONTACT_EVENTS, MERCHANTS, MESSAGES, NOTICES
 from fleet.core.policy import NoticePolicy
+from fleet.notices import payload_of, queue
 from fleet.notices.channels import (
     AppriseTransport,
     CallListTransport,
@@ -33,7 +34,10 @@ from fleet.notices.channels import (
     SmtpTransport,
     Transport,
 )
-from fleet.notices.outbox import Dispatcher, compose, queue, record_contact, verify
+from fleet.notices.compose import compose
+from fleet.notices.dispatch import Dispatcher
+from fleet.notices.preferences import record_contact
+from fleet.notices.verify import verify
 from tests.fleet.smtp_sink import Sink, free_port, smtp_server
 
 POSFLEET = str(Path(sys.executable).with_name("posfleet"))
@@ -66,7 +70,7 @@ def merchants(engine: Engine, n: int) -> list[str]:
 def put(engine: Engine, merchant_id: str, kind: str, ref: str, at: datetime, **kw: Any) -> None:
     with writer(engine).begin() as conn:
         payload = FEE if kind == "fee_change" else SWAP
-        queue(conn, kind=kind, merchant_id=merchant_id, ref=ref, payload=payload, at=at, **kw)
+        queue(conn, payload_of(kind, payload), merchant_id=merchant_id, ref=ref, at=at, **kw)
 
 
 def folder(tmp_path: Path) -> dict[str, Transport]:

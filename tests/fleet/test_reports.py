@@ -30,7 +30,7 @@ from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees.publishing import publish
 from fleet.fees.tablefile import Group
 from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
-from fleet.notices import outbox as notices
+from fleet.notices import verify as notices
 from fleet.reports import (
     REPORTS,
     Chart,
@@ -46,7 +46,7 @@ from fleet.reports.fleet import age_histogram, age_years
 from fleet.reports.notices import NoticeAggregates, build_notices
 from fleet.reports.periods import period_unit, periods
 from fleet.reports.rollout import RolloutAggregates, RolloutRow, build_rollout
-from fleet.rollout.service import create
+from fleet.rollout import create
 
 GOLDEN = Path(__file__).with_name("golden")
 AS_OF = "2026-11-01"

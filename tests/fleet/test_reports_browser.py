@@ -43,8 +43,10 @@ from sqlalchemy import select as sql_select
 from fleet.core.db import writer
 from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.core.policy import NoticePolicy, ReplacementPolicy
+from fleet.notices import payload_of, queue
 from fleet.notices.channels import Outgoing, TransportError
-from fleet.notices.outbox import Dispatcher, DispatchResult, compose, queue
+from fleet.notices.compose import compose
+from fleet.notices.dispatch import Dispatcher, DispatchResult
 from fleet.notices.text import KINDS, sample_items
 from fleet.reports import (
     NoticeFilter,
@@ -275,10 +277,9 @@ def seed_notices(engine: Engine) -> None:
             kind = KINDS[i % len(KINDS)]
             queue(
                 conn,
-                kind=kind,
+                payload_of(kind, sample_items(kind)[0].payload),
                 merchant_id=merchant,
                 ref=f"report:{i}",
-                payload=sample_items(kind)[0].payload,
                 at=start + timedelta(days=i % 5, minutes=i),
                 not_before=datetime(2026, 12, 1, 2, 0, tzinfo=UTC) if i % 6 == 5 else None,
             )

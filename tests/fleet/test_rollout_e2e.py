@@ -23,10 +23,9 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.models import ATTEMPTS, FEE_TABLES, JOBS, MERCHANTS, ROLLOUTS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
-from fleet.fees.publishing import publish
-from fleet.fees.tablefile import Group
+from fleet.fees import Group, publish
 from fleet.inventory.service import set_links
-from fleet.rollout.service import Worker, create, pause, resume, status
+from fleet.rollout import Worker, create, pause, resume, status
 from fleet.sample.seed import write_possim_manifest
 from protocols.mac import generate_master_key_file, load_master_key
 from terminal_sim.state import StateStore
@@ -312,8 +311,8 @@ def test_failure_threshold_halts_and_controls(loaded: Engine, db_url: str, tmp_p
         assert sum(sizes) == 20
         assert _worker(loaded, served.key, policy=policy).run(rid, threads=4) == "halted"
         info = status(loaded, rid)
-        assert info["status"] == "halted"
-        assert info["waves"][1].get("pending", 0) == sizes[1], "a later wave started"
+        assert info.status == "halted"
+        assert info.waves[1].counts.get("pending", 0) == sizes[1], "a later wave started"
         with loaded.connect() as conn:
             errors = (
                 conn.execute(select(ATTEMPTS.c.error).where(ATTEMPTS.c.outcome == "error"))
@@ -321,7 +320,7 @@ def test_failure_threshold_halts_and_controls(loaded: Engine, db_url: str, tmp_p
                 .all()
             )
         assert errors and all("127.0.0.1:9" in e for e in errors)
-        assert all(p["last_error"] for p in info["problems"])
+        assert all(p.last_error for p in info.problems)
         runner = CliRunner()
         res = runner.invoke(
             app, ["--db", db_url, "rollout", "status", str(rid), "--format", "json"]
@@ -343,7 +342,7 @@ def test_failure_threshold_halts_and_controls(loaded: Engine, db_url: str, tmp_p
         res = runner.invoke(app, ["--db", db_url, "rollout", "resume", str(rid)])
         assert res.exit_code == 1 and "cancelled" in res.output
         cancel_again = runner.invoke(app, ["--db", db_url, "rollout", "cancel", "999"])
-        assert cancel_again.exit_code == 1 and "no rollout 999" in cancel_again.output
+        assert cancel_again.exit_code == 2 and "no rollout 999" in cancel_again.output
         with pytest.raises(Exception, match="not published"):
             create(loaded, 99, group=Group(), policy=policy, actor="t")
 
@@ -357,7 +356,7 @@ def test_push_cli(loaded: Engine, db_url: str, tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         assert "1 of 1 terminals at v" in res.stdout
         res = runner.invoke(app, [*base, "--table", "42", "--terminal", served.serials[0]])
-        assert res.exit_code == 1 and "fee table 42 is not published" in res.output
+        assert res.exit_code == 2 and "fee table 42 is not published" in res.output
         assert runner.invoke(app, [*base, "--table", str(version)]).exit_code == 2
         res = runner.invoke(
             app,

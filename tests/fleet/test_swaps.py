@@ -11,13 +11,14 @@ import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
-import fleet.swaps.service
+import fleet.swaps.visit
 from fleet.cli import app
+from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
 from fleet.core.records import RejectedFileError
-from fleet.inventory.service import NotFoundError, get_terminal
-from fleet.swaps.service import SwapError, day_sheet, plan, swap
+from fleet.inventory.service import get_terminal
+from fleet.swaps import SwapError, day_sheet, plan, swap
 
 POLICY = Policy()
 
@@ -83,13 +84,13 @@ def test_a_swap_that_fails_midway_changes_nothing(
     calls = []
 
     def queue_then_fail(*args: Any, **kwargs: Any) -> None:
-        calls.append(kwargs["kind"])
+        calls.append(args[1].kind)
         if len(calls) == 2:  # terminals updated, swap written, first notice queued
             raise RuntimeError("the database went away")
         real_queue(*args, **kwargs)
 
-    real_queue = fleet.swaps.service.queue
-    monkeypatch.setattr(fleet.swaps.service, "queue", queue_then_fail)
+    real_queue = fleet.swaps.visit.queue
+    monkeypatch.setattr(fleet.swaps.visit, "queue", queue_then_fail)
     with pytest.raises(RuntimeError, match="went away"):
         swap(loaded, old, new, reason="test", actor="t", policy=POLICY)
     assert calls == ["swap_done", "follow_up"]
@@ -105,7 +106,7 @@ def test_a_swap_that_fails_midway_changes_nothing(
         ("old in stock", SwapError, "is in_stock, not deployed or faulty"),
         ("no contact data", SwapError, "has no phone or email"),
         ("itself", SwapError, "can't replace itself"),
-        ("no reason", SwapError, "give a --reason"),
+        ("no reason", InputError, "a swap needs a reason"),
     ],
 )
 def test_bad_swaps_are_refused_and_change_nothing(

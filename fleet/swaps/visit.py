@@ -1,4 +1,4 @@
-"""Terminal swaps: plan, swap in one transaction, provision, follow up; day sheets.
+"""A swap visit: plan it, then swap the terminal in one transaction.
 
 * :func:`plan` — a dated swap of a terminal (typically one the replacements list flags):
   a ``planned`` swap record and a ``swap_planned`` notice, at least the policy's
@@ -9,18 +9,13 @@
   the old terminal is completed), a ``swap_done`` notice and a follow-up (回访), as a
   call task or a notice some days later, are queued, and the audit log gets the change.
   Any failure rolls all of it back.
-* :func:`provision` — with a link to the new terminal: sync it, push the merchant's
-  current table and verify it with a test sale (:mod:`fleet.device.push`).
-* :func:`day_sheet` — a field engineer's CSV of swaps: every row is checked first, a bad
-  row rejects the file (``file:line: column: reason``), and the swaps are one transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,28 +23,18 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from fleet.core import audit
 from fleet.core.db import writer
+from fleet.core.errors import ConflictError, InputError, NotFoundError
 from fleet.core.models import MERCHANTS, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
-from fleet.core.records import Column, RejectedFileError, RowError, Schema, read_rows, shape_error
-from fleet.core.values import parse_link, parse_token
-from fleet.fees.publishing import load_tables, targets
-from fleet.inventory.service import NotFoundError, get_terminal
-from fleet.notices.outbox import queue
+from fleet.fees.tables import Published, load_tables
+from fleet.fees.targets import LIVE, target_of
+from fleet.inventory.service import get_terminal
+from fleet.notices import SwapNotice, queue
 
-__all__ = [
-    "DAY_SHEET",
-    "SwapError",
-    "SwapResult",
-    "day_sheet",
-    "plan",
-    "provision",
-    "swap",
-]
-
-LIVE = ("deployed", "faulty")
+__all__ = ["SWAP_STATES", "SwapError", "SwapResult", "list_swaps", "plan", "swap", "swap_in"]
 
 
-class SwapError(Exception):
+class SwapError(ConflictError):
     """A swap or plan that can't be made; the message says which terminal and why."""
 
 
@@ -91,7 +76,7 @@ def _merchant(conn: Connection, merchant_id: str | None, serial: str) -> Any:
     if not merchant.phone and not merchant.email:
         raise SwapError(
             f"merchant {merchant_id} ({merchant.name}) has no phone or email: the swap must "
-            "reach them; add contact data first (posfleet merchants import)"
+            "reach them; add their contact data first"
         )
     return merchant
 
@@ -126,7 +111,7 @@ def plan(
     """Plan the swap of ``old_serial`` on ``on`` and queue the merchant's advance notice."""
     at = at or now()
     if not reason.strip():
-        raise SwapError("give a --reason: the merchant's notice states it")
+        raise InputError("a swap needs a reason: the merchant's notice states it")
     with writer(engine).begin() as conn:
         old = _live_old(conn, old_serial)
         merchant = _merchant(conn, old["merchant_id"], old_serial)
@@ -166,20 +151,11 @@ def plan(
             )
             .returning(SWAPS.c.id)
         ).scalar_one()
-        payload = {
-            "swap": swap_id,
-            "old": old_serial,
-            "new": new_serial,
-            "model": model,
-            "tid": old["tid"],
-            "date": on.isoformat(),
-            "reason": reason.strip(),
-            "engineer": engineer,
-        }
-        queue(
-            conn, kind="swap_planned", merchant_id=merchant.id, ref=f"swap:{swap_id}",
-            payload=payload, at=at,
+        notice = SwapNotice(
+            "swap_planned", swap_id, old_serial, new_serial, model, old["tid"], on,
+            reason.strip(), engineer,
         )  # fmt: skip
+        queue(conn, notice, merchant_id=merchant.id, ref=f"swap:{swap_id}", at=at)
         audit.record(
             conn,
             actor=actor,
@@ -219,13 +195,13 @@ def swap(
 ) -> SwapResult:
     """Swap ``old_serial`` for ``new_serial`` in one transaction (see the module notes)."""
     with writer(engine).begin() as conn:
-        return _swap(
+        return swap_in(
             conn, old_serial, new_serial, reason=reason, actor=actor, policy=policy,
-            engineer=engineer, at=at or now(),
+            engineer=engineer, at=at or now(), tables=load_tables(conn),
         )  # fmt: skip
 
 
-def _swap(
+def swap_in(
     conn: Connection,
     old_serial: str,
     new_serial: str,
@@ -235,15 +211,18 @@ def _swap(
     policy: Policy,
     engineer: str,
     at: datetime,
+    tables: Mapping[int, Published],
 ) -> SwapResult:
+    """:func:`swap` in the caller's transaction (a day sheet's), with the published tables
+    the caller has read once."""
     if not reason.strip():
-        raise SwapError("give a --reason: the merchant's notice states it")
+        raise InputError("a swap needs a reason: the merchant's notice states it")
     if old_serial == new_serial:
         raise SwapError(f"{old_serial}: a terminal can't replace itself")
     old = _live_old(conn, old_serial)
     new = _spare(conn, new_serial)
     merchant = _merchant(conn, old["merchant_id"], old_serial)
-    target = targets(conn, load_tables(conn)).get(merchant.id)
+    target = target_of(conn, merchant.id, tables)
     today = _local_today(merchant, at)
     conn.execute(
         update(TERMINALS).where(TERMINALS.c.serial == old_serial).values(status="swapped_out")
@@ -283,27 +262,19 @@ def _swap(
             )
             .returning(SWAPS.c.id)
         ).scalar_one()  # fmt: skip
-    payload = {
-        "swap": swap_id,
-        "old": old_serial,
-        "new": new_serial,
-        "model": new["model"],
-        "tid": old["tid"],
-        "date": today.isoformat(),
-        "reason": reason.strip(),
-        "engineer": engineer,
-        "version": target,
-    }
+    done = SwapNotice(
+        "swap_done", swap_id, old_serial, new_serial, new["model"], old["tid"], today,
+        reason.strip(), engineer, target,
+    )  # fmt: skip
     ref = f"swap:{swap_id}"
-    queue(conn, kind="swap_done", merchant_id=merchant.id, ref=ref, payload=payload, at=at)
+    queue(conn, done, merchant_id=merchant.id, ref=ref, at=at)
     zone = ZoneInfo(merchant.timezone)
     follow_at = datetime.combine(follow_up_on, datetime.min.time(), zone).replace(hour=10)
     queue(
         conn,
-        kind="follow_up",
+        replace(done, kind="follow_up"),
         merchant_id=merchant.id,
         ref=ref,
-        payload=payload,
         at=at,
         not_before=follow_at,
         channel="call" if policy.swaps.follow_up == "call" else None,
@@ -332,104 +303,15 @@ def _swap(
     )  # fmt: skip
 
 
-def provision(
-    engine: Engine,
-    result: SwapResult,
-    port: str,
-    *,
-    master_key: bytes,
-    policy: Policy,
-    actor: str,
-    progress: Callable[[int, int], None] | None = None,
-) -> str:
-    """Sync the new terminal on ``port``, push its merchant's table and verify it with a
-    test sale; the outcome is kept on the swap. Raises SyncError / PushFailedError."""
-    from fleet.device.push import PushFailedError, load_target, push_terminal  # noqa: PLC0415
-    from fleet.device.sync import SyncError, sync  # noqa: PLC0415
-
-    assert result.new is not None
-    try:
-        sync(engine, actor=actor, serial=result.new, port=port)
-        if result.table is None:
-            outcome = "ok: synced; no fee table covers the merchant"
-        else:
-            target = load_target(engine, result.new, result.table, port)
-            pushed = push_terminal(
-                engine, target, master_key=master_key, policy=policy.fees, actor=actor,
-                progress=progress,
-            )  # fmt: skip
-            outcome = f"ok: synced; table {pushed.version} {pushed.describe()}"
-    except (SyncError, PushFailedError, NotFoundError) as exc:
-        _set_provision(engine, result.id, f"failed: {exc}"[:500])
-        raise
-    _set_provision(engine, result.id, outcome)
-    result.provision = outcome
-    return outcome
+SWAP_STATES = ("planned", "done", "cancelled")
 
 
-def _set_provision(engine: Engine, swap_id: int, text: str) -> None:
-    with writer(engine).begin() as conn:
-        conn.execute(update(SWAPS).where(SWAPS.c.id == swap_id).values(provision=text))
-
-
-# -- day sheets ---------------------------------------------------------------------------
-
-DAY_SHEET = Schema(
-    "swaps",
-    (
-        Column("old_serial", lambda t: parse_token(t, max_len=40, what="serial")),
-        Column("new_serial", lambda t: parse_token(t, max_len=40, what="serial")),
-        Column("reason", lambda t: t.strip()),
-        Column("engineer", lambda t: t.strip()[:80], required=False, default=""),
-        Column("port", parse_link, required=False),
-    ),
-)
-
-
-def day_sheet(
-    engine: Engine, path: Path, *, actor: str, policy: Policy, engineer: str = ""
-) -> list[tuple[SwapResult, str | None]]:
-    """Every swap of a day sheet, in one transaction; returns each with its port (to
-    provision after). Raises :class:`RejectedFileError` listing every bad row."""
-    _fmt, header, rows = read_rows(path, "swaps")
-    errors: list[RowError] = list(DAY_SHEET.check_header(str(path), header))
-    if errors:
-        raise RejectedFileError(errors)
-    parsed: list[tuple[Any, dict[str, Any]]] = []
-    for row in _rows(rows, errors):
-        values = DAY_SHEET.parse(row, errors)
-        if values is not None:
-            parsed.append((row, values))
-    seen: dict[str, Any] = {}
-    for row, v in parsed:
-        for col in ("old_serial", "new_serial"):
-            if v[col] in seen:
-                errors.append(
-                    RowError(row.path, row.line, col, f"{v[col]} is already on line {seen[v[col]]}")
-                )
-            seen[v[col]] = row.line
-    at = now()
-    done: list[tuple[SwapResult, str | None]] = []
-    with writer(engine).begin() as conn:
-        for row, v in parsed:
-            try:
-                result = _swap(
-                    conn, v["old_serial"], v["new_serial"], reason=v["reason"], actor=actor,
-                    policy=policy, engineer=v.get("engineer") or engineer, at=at,
-                )  # fmt: skip
-            except (SwapError, NotFoundError) as exc:
-                errors.append(RowError(row.path, row.line, "", str(exc)))
-                continue
-            done.append((result, v.get("port")))
-        if errors:  # raising rolls back every swap of the sheet
-            raise RejectedFileError(errors, len(parsed))
-    return done
-
-
-def _rows(rows: Iterator[Any], errors: list[RowError]) -> Iterator[Any]:
-    for row in rows:
-        shaped = shape_error(row)
-        if shaped is not None:
-            errors.append(shaped)
-            continue
-        yield row
+def list_swaps(engine: Engine, status: str | None = None) -> list[dict[str, Any]]:
+    """Swaps, newest first (only those in ``status``, when given)."""
+    if status is not None and status not in SWAP_STATES:
+        raise InputError(f"swap status {status!r} (want planned, done or cancelled)")
+    query = select(SWAPS).order_by(SWAPS.c.id.desc())
+    if status:
+        query = query.where(SWAPS.c.status == status)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]

@@ -1,0 +1,65 @@
+"""Published fee tables, as stored: immutable, one row per version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, select
+
+from fleet.core.errors import NotFoundError
+from fleet.core.models import FEE_TABLES
+from fleet.fees.group import Group
+from protocols.feetable import FeeTable
+
+__all__ = ["Published", "load_tables", "published", "source_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    version: int
+    name: str
+    table: FeeTable
+    group: Group
+    sha256: str
+    published_at: datetime
+    published_by: str
+    raises: bool
+    notice_override: str | None
+
+
+def load_tables(conn: Connection) -> dict[int, Published]:
+    """Every published table, by version (tables are few; the bytes are small)."""
+    found: dict[int, Published] = {}
+    for row in conn.execute(select(FEE_TABLES).order_by(FEE_TABLES.c.version)):
+        found[row.version] = Published(
+            row.version,
+            row.name,
+            FeeTable.from_bytes(row.wire),
+            Group.from_dict(row.group),
+            row.sha256,
+            row.published_at,
+            row.published_by,
+            row.raises,
+            row.notice_override,
+        )
+    return found
+
+
+def published(tables: Mapping[int, Published], version: int) -> Published:
+    """Table ``version``, or :class:`NotFoundError` naming it."""
+    try:
+        return tables[version]
+    except KeyError:
+        raise NotFoundError(f"fee table {version} is not published") from None
+
+
+def source_of(conn: Connection, version: int) -> str:
+    """The TOML of table ``version`` exactly as published."""
+    source = conn.execute(
+        select(FEE_TABLES.c.source).where(FEE_TABLES.c.version == version)
+    ).scalar()
+    if source is None:
+        raise NotFoundError(f"fee table {version} is not published")
+    return str(source)

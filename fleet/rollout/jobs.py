@@ -1,0 +1,303 @@
+"""Rollouts and their jobs in the database: create, pause, resume, cancel, status.
+
+A rollout pushes one published table to the terminals whose target it is (in a group, or
+all), in **waves** (:mod:`fleet.rollout.waves`): one ``rollout_job`` per terminal, worked
+by :class:`fleet.rollout.worker.Worker`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.errors import ConflictError, NotFoundError
+from fleet.core.models import JOBS, ROLLOUTS, now
+from fleet.core.policy import RolloutPolicy
+from fleet.fees.group import Group
+from fleet.fees.targets import push_targets
+from fleet.rollout.waves import share_text, split_waves
+
+__all__ = [
+    "JobProblem",
+    "RolloutError",
+    "RolloutState",
+    "RolloutStatus",
+    "WaveStatus",
+    "cancel",
+    "create",
+    "pause",
+    "resume",
+    "status",
+]
+
+
+class RolloutError(ConflictError):
+    """A rollout that can't be created or changed in its state (names it and why)."""
+
+
+class RolloutState(enum.StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    HALTED = "halted"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+    @property
+    def over(self) -> bool:
+        """No worker will take a job of it again (resuming a halted one aside)."""
+        return self in (RolloutState.DONE, RolloutState.HALTED, RolloutState.CANCELLED)
+
+
+def create(
+    engine: Engine,
+    version: int,
+    *,
+    group: Group,
+    policy: RolloutPolicy,
+    actor: str,
+    waves: tuple[int, ...] | None = None,
+    max_failure_ppm: int | None = None,
+    note: str = "",
+) -> tuple[int, list[int]]:
+    """Create a rollout and its jobs; returns (id, terminals per wave)."""
+    waves = waves or policy.waves
+    with writer(engine).begin() as conn:
+        chosen = push_targets(conn, version, group)
+        rollout_id = conn.execute(
+            insert(ROLLOUTS)
+            .values(
+                version=version,
+                group=group.as_dict(),
+                waves=list(waves),
+                max_failure_ppm=policy.max_failure_ppm
+                if max_failure_ppm is None
+                else max_failure_ppm,
+                max_attempts=policy.max_attempts,
+                status=RolloutState.RUNNING,
+                wave=0,
+                created_at=now(),
+                created_by=actor,
+                note=note,
+            )
+            .returning(ROLLOUTS.c.id)
+        ).scalar_one()
+        split = split_waves(chosen, waves)
+        jobs = [
+            {
+                "rollout_id": rollout_id,
+                "wave": wave,
+                "serial": s,
+                "status": "pending",
+                "attempts": 0,
+            }
+            for wave, serials in enumerate(split)
+            for s in serials
+        ]
+        for i in range(0, len(jobs), 5000):
+            conn.execute(insert(JOBS), jobs[i : i + 5000])
+        sizes = [len(w) for w in split]
+        audit.record(
+            conn,
+            actor=actor,
+            action="push",
+            target=f"rollout:{rollout_id}",
+            details={
+                "created": True,
+                "version": version,
+                "group": group.describe(),
+                "waves": sizes,
+                "terminals": len(chosen),
+            },
+            reason=note,
+        )
+    return rollout_id, sizes
+
+
+def _set_status(
+    engine: Engine,
+    rollout_id: int,
+    new: RolloutState,
+    allowed: tuple[RolloutState, ...],
+    actor: str,
+    reason: str,
+) -> None:
+    with writer(engine).begin() as conn:
+        row = conn.execute(select(ROLLOUTS.c.status).where(ROLLOUTS.c.id == rollout_id)).first()
+        if row is None:
+            raise NotFoundError(f"no rollout {rollout_id}")
+        if row.status not in allowed:
+            raise RolloutError(f"rollout {rollout_id} is {row.status}: can't make it {new}")
+        conn.execute(update(ROLLOUTS).where(ROLLOUTS.c.id == rollout_id).values(status=new))
+        if new == RolloutState.CANCELLED:
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.rollout_id == rollout_id, JOBS.c.status == "pending")
+                .values(status="cancelled")
+            )
+        if new == RolloutState.RUNNING:  # failed jobs of a halted rollout get another chance
+            conn.execute(
+                update(JOBS)
+                .where(JOBS.c.rollout_id == rollout_id, JOBS.c.status == "failed")
+                .values(status="pending", attempts=0, next_attempt_at=None)
+            )
+        audit.record(
+            conn,
+            actor=actor,
+            action="push",
+            target=f"rollout:{rollout_id}",
+            details={"status": [row.status, str(new)]},
+            reason=reason,
+        )
+
+
+def pause(engine: Engine, rollout_id: int, *, actor: str, reason: str = "") -> None:
+    """Stop claiming new jobs (running pushes finish)."""
+    _set_status(engine, rollout_id, RolloutState.PAUSED, (RolloutState.RUNNING,), actor, reason)
+
+
+def resume(engine: Engine, rollout_id: int, *, actor: str, reason: str = "") -> None:
+    """Resume a paused or halted rollout (a halted one: after the cause is fixed)."""
+    allowed = (RolloutState.PAUSED, RolloutState.HALTED)
+    _set_status(engine, rollout_id, RolloutState.RUNNING, allowed, actor, reason)
+
+
+def cancel(engine: Engine, rollout_id: int, *, actor: str, reason: str = "") -> None:
+    """Cancel: pending jobs are dropped; terminals keep what they have."""
+    allowed = (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED)
+    _set_status(engine, rollout_id, RolloutState.CANCELLED, allowed, actor, reason)
+
+
+@dataclass
+class WaveStatus:
+    wave: int
+    """1-based."""
+    share_ppm: int
+    counts: dict[str, int] = field(default_factory=dict)
+    """Jobs per status (``pending``, ``running``, ``done``, ``failed``, ``cancelled``)."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"wave": self.wave, "share": share_text(self.share_ppm), "terminals": self.total}
+
+
+@dataclass(frozen=True, slots=True)
+class JobProblem:
+    """A job that is not done and has an error."""
+
+    serial: str
+    wave: int
+    status: str
+    attempts: int
+    last_error: str
+    next_attempt_at: datetime | None
+
+
+@dataclass
+class RolloutStatus:
+    id: int
+    version: int
+    status: RolloutState
+    wave: int
+    """The current wave, 0-based."""
+    group: Group
+    max_failure_ppm: int
+    created_at: datetime
+    created_by: str
+    waves: list[WaveStatus]
+    problems: list[JobProblem]
+
+    @property
+    def totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for w in self.waves:
+            for k, v in w.counts.items():
+                totals[k] = totals.get(k, 0) + v
+        return totals
+
+    @property
+    def terminals(self) -> int:
+        return sum(w.total for w in self.waves)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``rollout status --format json``)."""
+        return {
+            "id": self.id,
+            "version": self.version,
+            "status": str(self.status),
+            "wave": self.wave,
+            "group": self.group.describe(),
+            "max_failures": share_text(self.max_failure_ppm),
+            "created_at": self.created_at.isoformat(),
+            "created_by": self.created_by,
+            "totals": self.totals,
+            "waves": [w.as_dict() | w.counts for w in self.waves],
+            "problems": [
+                {
+                    "serial": p.serial,
+                    "wave": p.wave,
+                    "status": p.status,
+                    "attempts": p.attempts,
+                    "last_error": p.last_error,
+                    "next_attempt_at": p.next_attempt_at,
+                }
+                for p in self.problems
+            ],
+        }
+
+
+def status(engine: Engine, rollout_id: int) -> RolloutStatus:
+    """The rollout, per-wave job counts, and the failing terminals with their last error."""
+    with engine.connect() as conn:
+        r = conn.execute(select(ROLLOUTS).where(ROLLOUTS.c.id == rollout_id)).first()
+        if r is None:
+            raise NotFoundError(f"no rollout {rollout_id}")
+        waves = [WaveStatus(i + 1, w) for i, w in enumerate(r.waves)]
+        for wave, job_status, n in conn.execute(
+            select(JOBS.c.wave, JOBS.c.status, func.count())
+            .where(JOBS.c.rollout_id == rollout_id)
+            .group_by(JOBS.c.wave, JOBS.c.status)
+        ):
+            waves[wave].counts[job_status] = n
+        problems = [
+            JobProblem(
+                row.serial, row.wave, row.status, row.attempts, row.last_error, row.next_attempt_at
+            )
+            for row in conn.execute(
+                select(
+                    JOBS.c.serial,
+                    JOBS.c.wave,
+                    JOBS.c.status,
+                    JOBS.c.attempts,
+                    JOBS.c.last_error,
+                    JOBS.c.next_attempt_at,
+                )
+                .where(
+                    JOBS.c.rollout_id == rollout_id,
+                    JOBS.c.last_error.is_not(None),
+                    JOBS.c.status != "done",
+                )
+                .order_by(JOBS.c.status, JOBS.c.serial)
+                .limit(200)
+            )
+        ]
+    return RolloutStatus(
+        r.id,
+        r.version,
+        RolloutState(r.status),
+        r.wave,
+        Group.from_dict(r.group),
+        r.max_failure_ppm,
+        r.created_at,
+        r.created_by,
+        waves,
+        problems,
+    )

@@ -1,0 +1,364 @@
+"""The rollout worker: claims jobs under leases and pushes, in threads.
+
+**Claiming** goes through :mod:`fleet.core.leases`: one statement, ``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, so any number of ``rollout run`` processes on any number of
+machines share a rollout without two taking the same job; on SQLite the same statement
+runs under the database's single writer lock (one machine). A worker renews its lease
+while it pushes; a worker that dies stops renewing, and once the lease has expired the
+job is claimable again and another worker takes it over (the terminal resumes the
+download where it stopped). A worker records its result only while it still holds the
+lease, so a job is never finished by two workers. A failed push is retried with the
+leases' backoff up to ``max_attempts``; past the failure threshold the rollout halts.
+
+Progress is reported as typed events (:mod:`fleet.rollout.events`) to ``on_event``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, and_, case, func, literal, or_, select, update
+
+from fleet.core import audit
+from fleet.core.db import writer
+from fleet.core.errors import FleetError, NotFoundError
+from fleet.core.leases import Backoff, Leased, worker_identity
+from fleet.core.models import JOBS, ROLLOUTS, now
+from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.device.push import PushFailedError, PushOutcome, push_terminal
+from fleet.device.session import resolve
+from fleet.fees.tables import Published, load_tables
+from fleet.rollout.events import (
+    Event,
+    Finished,
+    Halted,
+    JobLost,
+    Progressed,
+    RolloutDone,
+    Started,
+    WaveOpened,
+)
+from fleet.rollout.jobs import RolloutState
+from fleet.rollout.waves import over_threshold
+
+__all__ = ["Claimed", "Worker"]
+
+LEASED = Leased(JOBS, "running")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    serial: str
+    attempts: int
+    taken_over: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Rollout:
+    state: RolloutState
+    version: int
+    max_attempts: int
+    wave: int
+
+
+def _ready(rollout_id: int, wave: int, at: datetime) -> Any:
+    return and_(
+        JOBS.c.rollout_id == rollout_id,
+        JOBS.c.wave <= wave,
+        LEASED.claimable(
+            and_(
+                JOBS.c.status == "pending",
+                or_(JOBS.c.next_attempt_at.is_(None), JOBS.c.next_attempt_at <= at),
+            ),
+            at,
+        ),
+    )
+
+
+_EXPIRED = literal("lease of ", String) + JOBS.c.lease_owner + literal(" expired", String)
+
+
+class Worker:
+    """One ``rollout run`` process: ``threads`` pushers sharing the database.
+
+    ``name`` identifies the process in leases and attempts (host:pid by default).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        master_key: bytes,
+        fee_policy: FeePolicy,
+        policy: RolloutPolicy,
+        actor: str,
+        name: str | None = None,
+        baud: int = 115200,
+        t2: float = 5.0,
+        t1_margin: float = 0.5,
+        poll: float = 0.5,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.master_key = master_key
+        self.fee_policy = fee_policy
+        self.policy = policy
+        self.actor = actor
+        self.name = worker_identity(name)
+        self.link = {"baud": baud, "t2": t2, "t1_margin": t1_margin}
+        self.poll = poll
+        self.on_event: Callable[[Event], None] = on_event or (lambda _event: None)
+        self.stop = threading.Event()
+        self.backoff = Backoff(policy.backoff_s)
+        self._tables: dict[int, Published] | None = None
+        """Published tables, loaded once: they are immutable."""
+
+    # -- claiming and finishing ------------------------------------------------------------
+
+    def claim(self, rollout_id: int, thread: str) -> Claimed | None:
+        at = now()
+        with writer(self.engine).begin() as conn:
+            r = conn.execute(
+                select(ROLLOUTS.c.status, ROLLOUTS.c.wave).where(ROLLOUTS.c.id == rollout_id)
+            ).first()
+            if r is None or r.status != RolloutState.RUNNING:
+                return None
+            pick = (
+                select(JOBS.c.id)
+                .where(_ready(rollout_id, r.wave, at))
+                .order_by(JOBS.c.wave, JOBS.c.id)
+                .limit(1)
+            )
+            rows = LEASED.claim(
+                conn,
+                pick,
+                owner=f"{self.name}/{thread}",
+                until=at + timedelta(seconds=self.policy.lease_s),
+                returning=(JOBS.c.id, JOBS.c.serial, JOBS.c.attempts, JOBS.c.last_error),
+                # a job still "running" here lost its worker: say so in its history
+                values={
+                    "last_error": case(
+                        (JOBS.c.status == "running", _EXPIRED), else_=JOBS.c.last_error
+                    )
+                },
+            )
+        if not rows:
+            return None
+        row = rows[0]
+        taken = bool(row.last_error and str(row.last_error).startswith("lease of "))
+        return Claimed(row.id, row.serial, row.attempts, taken)
+
+    def renew(self, job_id: int, owner: str) -> bool:
+        until = now() + timedelta(seconds=self.policy.lease_s)
+        with writer(self.engine).begin() as conn:
+            return LEASED.renew(conn, job_id, owner, until)
+
+    def finish(
+        self, rollout_id: int, job: Claimed, owner: str, error: str | None, max_attempts: int
+    ) -> str:
+        """Record a job's result if we still hold it; open the next wave or halt."""
+        at = now()
+        values: dict[str, Any]
+        if error is None:
+            values = {"status": "done", "finished_at": at}
+        elif job.attempts >= max_attempts:
+            values = {"status": "failed", "finished_at": at, "last_error": error[:500]}
+        else:
+            values = {
+                "status": "pending",
+                "next_attempt_at": self.backoff.after(at, job.attempts),
+                "last_error": error[:500],
+            }
+        with writer(self.engine).begin() as conn:
+            self._lock_rollout(conn, rollout_id)
+            if not LEASED.finish(conn, job.id, owner, **values):
+                return "lost"
+            self._advance(conn, rollout_id)
+        return str(values["status"])
+
+    @staticmethod
+    def _lock_rollout(conn: Connection, rollout_id: int) -> None:
+        """Serialise the finishers of one rollout: each then sees the others' committed jobs
+        when it decides whether a wave is complete (without it, two workers finishing the
+        last two jobs of a wave at once each see the other's still running, and the next
+        wave never opens). SQLite's BEGIN IMMEDIATE already serialises."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(ROLLOUTS.c.id).where(ROLLOUTS.c.id == rollout_id).with_for_update())
+
+    def check_waves(self, rollout_id: int) -> None:
+        """Open the next wave (or finish the rollout) if the current one is complete."""
+        with writer(self.engine).begin() as conn:
+            self._lock_rollout(conn, rollout_id)
+            self._advance(conn, rollout_id)
+
+    def _advance(self, conn: Connection, rollout_id: int) -> None:
+        r = conn.execute(select(ROLLOUTS).where(ROLLOUTS.c.id == rollout_id)).first()
+        if r is None or r.status != RolloutState.RUNNING:
+            return
+        opened, failed = conn.execute(
+            select(func.count(), func.count().filter(JOBS.c.status == "failed"))
+            .select_from(JOBS)
+            .where(JOBS.c.rollout_id == rollout_id, JOBS.c.wave <= r.wave)
+        ).one()
+        if over_threshold(failed=failed, opened=opened, max_failure_ppm=r.max_failure_ppm):
+            self._set(conn, rollout_id, RolloutState.HALTED)
+            audit.record(
+                conn,
+                actor=self.actor,
+                action="push",
+                target=f"rollout:{rollout_id}",
+                details={"status": ["running", "halted"], "failed": failed, "of": opened},
+                reason="failure threshold passed",
+            )
+            self.on_event(Halted(rollout_id, failed, opened))
+            return
+        wave, last = r.wave, len(r.waves) - 1
+        while True:
+            unfinished = conn.execute(
+                select(func.count())
+                .select_from(JOBS)
+                .where(
+                    JOBS.c.rollout_id == rollout_id,
+                    JOBS.c.wave == wave,
+                    JOBS.c.status.in_(("pending", "running")),
+                )
+            ).scalar_one()
+            if unfinished or wave >= last:
+                break
+            wave += 1  # the wave before succeeded: open the next one
+        if wave != r.wave:
+            conn.execute(
+                update(ROLLOUTS)
+                .where(ROLLOUTS.c.id == rollout_id, ROLLOUTS.c.wave == r.wave)
+                .values(wave=wave)
+            )
+            self.on_event(WaveOpened(rollout_id, wave + 1))
+        if not unfinished and wave >= last:
+            self._set(conn, rollout_id, RolloutState.DONE)
+            self.on_event(RolloutDone(rollout_id))
+
+    @staticmethod
+    def _set(conn: Connection, rollout_id: int, state: RolloutState) -> None:
+        conn.execute(
+            update(ROLLOUTS)
+            .where(ROLLOUTS.c.id == rollout_id, ROLLOUTS.c.status == RolloutState.RUNNING)
+            .values(status=state)
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _rollout(self, rollout_id: int) -> _Rollout:
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(
+                    ROLLOUTS.c.status, ROLLOUTS.c.version, ROLLOUTS.c.max_attempts, ROLLOUTS.c.wave
+                ).where(ROLLOUTS.c.id == rollout_id)
+            ).first()
+        if r is None:
+            raise NotFoundError(f"no rollout {rollout_id}")
+        return _Rollout(RolloutState(r.status), int(r.version), int(r.max_attempts), int(r.wave))
+
+    def _push_one(
+        self, rollout_id: int, version: int, job: Claimed, owner: str, max_attempts: int
+    ) -> None:
+        last_renew = time.monotonic()
+        lost = False
+
+        def progress(stored: int, count: int) -> None:
+            nonlocal last_renew, lost
+            self.on_event(Progressed(job.serial, stored, count, owner))
+            if time.monotonic() - last_renew > self.policy.lease_s / 3:
+                last_renew = time.monotonic()
+                if not self.renew(job.id, owner):
+                    lost = True
+                    raise PushFailedError("lease lost")
+
+        self.on_event(Started(job.serial, job.attempts, owner, job.taken_over))
+        error: str | None = None
+        outcome: PushOutcome | None = None
+        try:
+            with self.engine.connect() as conn:
+                ref = resolve(conn, job.serial)
+                if self._tables is None or version not in self._tables:
+                    self._tables = load_tables(conn)
+            outcome = push_terminal(
+                self.engine,
+                ref,
+                version,
+                self._tables,
+                master_key=self.master_key,
+                policy=self.fee_policy,
+                actor=self.actor,
+                progress=progress,
+                worker=owner,
+                job_id=job.id,
+                **self.link,  # type: ignore[arg-type]
+            )
+        except FleetError as exc:
+            error = str(exc)
+        if lost:
+            self.on_event(JobLost(job.serial, owner))
+            return
+        result = self.finish(rollout_id, job, owner, error, max_attempts)
+        self.on_event(Finished(job.serial, result, error, outcome, owner, job.attempts))
+
+    def _thread(self, rollout_id: int, index: int, until_idle: bool) -> None:
+        thread = f"t{index}"
+        owner = f"{self.name}/{thread}"
+        while not self.stop.is_set():
+            r = self._rollout(rollout_id)
+            if r.state.over:
+                return
+            running = r.state == RolloutState.RUNNING
+            job = self.claim(rollout_id, thread) if running else None
+            if job is None:
+                if until_idle and r.state == RolloutState.PAUSED:
+                    return
+                if running:
+                    self.check_waves(rollout_id)
+                if until_idle and self._nothing_left(rollout_id):
+                    return
+                self.stop.wait(self.poll)
+                continue
+            self._push_one(rollout_id, r.version, job, owner, r.max_attempts)
+
+    def _nothing_left(self, rollout_id: int) -> bool:
+        with self.engine.connect() as conn:
+            n = conn.execute(
+                select(func.count())
+                .select_from(JOBS)
+                .where(JOBS.c.rollout_id == rollout_id, JOBS.c.status.in_(("pending", "running")))
+            ).scalar_one()
+        return n == 0
+
+    def run(self, rollout_id: int, threads: int = 4, *, until_idle: bool = True) -> RolloutState:
+        """Work on the rollout with ``threads`` pushers until it is done, halted, cancelled or
+        paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state."""
+        self._rollout(rollout_id)
+        workers = [
+            threading.Thread(
+                target=self._thread,
+                args=(rollout_id, i, until_idle),
+                name=f"rollout-{i}",
+                daemon=True,
+            )
+            for i in range(threads)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            for w in workers:
+                while w.is_alive():
+                    w.join(0.2)
+        except KeyboardInterrupt:
+            self.stop.set()
+            for w in workers:
+                w.join()
+            raise
+        return self._rollout(rollout_id).state
