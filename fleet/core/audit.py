@@ -20,7 +20,7 @@ from sqlmodel import Session, col
 
 from fleet.core.models import Audit, now
 
-__all__ = ["AuditFilter", "as_row", "default_actor", "query", "record", "summary"]
+__all__ = ["AuditFilter", "as_row", "default_actor", "query", "recent", "record", "summary"]
 
 ACTIONS = (
     "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
@@ -124,3 +124,24 @@ def summary(entry: Audit) -> str:
         elif not isinstance(value, dict | list):
             parts.append(f"{key}: {value}")
     return "; ".join(parts)
+
+
+def recent(
+    engine: Engine, flt: AuditFilter, *, before: int | None = None, limit: int = 50
+) -> list[Audit]:
+    """Entries matching ``flt``, newest first, with ids below ``before`` (a keyset page)."""
+    stmt = select(Audit)
+    if flt.actor:
+        stmt = stmt.where(col(Audit.actor) == flt.actor)
+    if flt.action:
+        stmt = stmt.where(col(Audit.action) == flt.action)
+    if flt.target:
+        if flt.target.endswith("*"):
+            stmt = stmt.where(col(Audit.target).startswith(flt.target[:-1], autoescape=True))
+        else:
+            stmt = stmt.where(col(Audit.target) == flt.target)
+    if before is not None:
+        stmt = stmt.where(col(Audit.id) < before)
+    stmt = stmt.order_by(col(Audit.id).desc()).limit(limit)
+    with Session(engine) as s:
+        return list(s.scalars(stmt))

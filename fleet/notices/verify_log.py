@@ -15,10 +15,10 @@ from sqlmodel import Field, SQLModel
 
 from fleet.core.models import UTCDateTime, table_of
 
-__all__ = ["VERIFICATIONS", "Verification", "log_verification", "recent_verifications"]
+__all__ = ["VERIFICATIONS", "VerificationLog", "log_verification", "recent_verifications"]
 
 
-class Verification(SQLModel, table=True):
+class VerificationLog(SQLModel, table=True):
     __tablename__ = "verification"
     __table_args__ = (
         Index("ix_verification_at", "at"),
@@ -39,7 +39,7 @@ class Verification(SQLModel, table=True):
     note: str = Field(default="", max_length=500)
 
 
-VERIFICATIONS = table_of(Verification)
+VERIFICATIONS = table_of(VerificationLog)
 
 
 def log_verification(
@@ -77,8 +77,8 @@ def log_verification(
 
 def recent_verifications(
     conn: Connection, *, genuine: bool | None = None, limit: int = 50
-) -> Sequence[Verification]:
+) -> Sequence[VerificationLog]:
     stmt = select(VERIFICATIONS).order_by(VERIFICATIONS.c.id.desc()).limit(limit)
     if genuine is not None:
         stmt = stmt.where(VERIFICATIONS.c.genuine == genuine)
-    return [Verification(**r._mapping) for r in conn.execute(stmt)]
+    return [VerificationLog(**r._mapping) for r in conn.execute(stmt)]
