@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -38,9 +39,9 @@ def serve_command(
         if workers > 1 and engine.url.get_backend_name() == "sqlite":
             raise fail("--workers > 1 needs PostgreSQL (SQLite serves one process)", 2)
         engine.dispose()
-    settings = WebSettings(
-        db=st.db, policy_path=st.policy_path, secure_cookies=secure_cookies,
-        deliver_webhooks=deliver_webhooks,
+    settings = replace(
+        WebSettings.from_env(), db=st.db, policy_path=st.policy_path,
+        secure_cookies=secure_cookies, deliver_webhooks=deliver_webhooks,
     )  # fmt: skip
     os.environ.update(settings.to_env())
     err_console.print(f"posfleet console on http://{host}:{port}/ ({workers} process"

@@ -63,6 +63,26 @@ def _start_sender(app: FastAPI, settings: WebSettings) -> threading.Event | None
     return stop
 
 
+def _watch(engine: Any, settings: WebSettings, stop: threading.Event) -> None:
+    """Every ``flag_every_s``, one process (whichever claims the shared cache key) records
+    the terminals newly P1 (:func:`fleet.replacements.flags.record_p1`: their
+    ``terminal.flagged`` events)."""
+    from fleet.core.cache import cached  # noqa: PLC0415
+    from fleet.core.models import now  # noqa: PLC0415
+    from fleet.core.policy import Policy  # noqa: PLC0415
+    from fleet.replacements.flags import record_p1  # noqa: PLC0415
+
+    def run() -> dict[str, Any]:
+        policy = Policy.load(settings.policy_path).replacement
+        return {"new_p1": len(record_p1(engine, policy, now().date()))}
+
+    while not stop.wait(min(30.0, settings.flag_every_s)):
+        try:
+            cached(engine, "replacements.p1", run, ttl_s=settings.flag_every_s, background=False)
+        except Exception:
+            log.exception("recording P1 terminals failed")
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
 
@@ -72,9 +92,15 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         require_current(engine)
         app.state.engine = engine
         stop = _start_sender(app, settings)
+        watch = threading.Event()
+        if settings.flag_every_s > 0:
+            threading.Thread(
+                target=_watch, args=(engine, settings, watch), name="watch", daemon=True
+            ).start()
         try:
             yield
         finally:
+            watch.set()
             if stop is not None:
                 stop.set()
             engine.dispose()

@@ -33,6 +33,8 @@ class WebSettings:
     deliver_webhooks: bool = False
     """Run the webhook sender in a thread of this process too."""
     pool_size: int = 10
+    flag_every_s: float = 300.0
+    """How often terminals newly P1 are looked for (``terminal.flagged``); 0: never."""
 
     ENV_PREFIX = "POSFLEET_WEB_"
 
@@ -41,6 +43,7 @@ class WebSettings:
             "POSFLEET_WEB_SECURE_COOKIES": "1" if self.secure_cookies else "0",
             "POSFLEET_WEB_DELIVER_WEBHOOKS": "1" if self.deliver_webhooks else "0",
             "POSFLEET_WEB_DASHBOARD_TTL": str(self.dashboard_ttl_s),
+            "POSFLEET_WEB_FLAG_EVERY": str(self.flag_every_s),
         }
         if self.db:
             env["POSFLEET_DB"] = self.db
@@ -57,4 +60,5 @@ class WebSettings:
             secure_cookies=_flag("POSFLEET_WEB_SECURE_COOKIES"),
             deliver_webhooks=_flag("POSFLEET_WEB_DELIVER_WEBHOOKS"),
             dashboard_ttl_s=float(os.environ.get("POSFLEET_WEB_DASHBOARD_TTL", "60")),
+            flag_every_s=float(os.environ.get("POSFLEET_WEB_FLAG_EVERY", "300")),
         )

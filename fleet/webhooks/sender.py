@@ -8,9 +8,8 @@ One round (:meth:`Sender.run_once`):
    so two senders fanning out the same event add one row. The event ids are read first
    and only those are marked, so an event that commits meanwhile waits for the next
    round instead of being skipped.
-2. **claim** up to :attr:`Sender.batch` due deliveries under a lease (the claim of
-   :mod:`fleet.rollout` and :mod:`fleet.notices`: one ``UPDATE … WHERE id IN (SELECT …
-   FOR UPDATE SKIP LOCKED)`` on PostgreSQL, the write lock on SQLite), including
+2. **claim** up to :attr:`Sender.batch` due deliveries under a lease
+   (:class:`fleet.core.leases.Leased`, as rollout jobs and notice messages are), including
    ``sending`` ones whose lease ran out (their sender died);
 3. **send** each: a POST signed as :mod:`.signing` says, redirects not followed, the
    host's addresses checked again (:mod:`.urls`); a 2xx is delivered, anything else
@@ -31,8 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,12 +38,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fleet.core.db import writer
 from fleet.core.errors import FleetError
 from fleet.core.events import EVENTS
+from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import now
 from fleet.webhooks import signing
 from fleet.webhooks.keybox import KeyBox
@@ -57,7 +55,7 @@ __all__ = ["RoundResult", "Sender", "fan_out"]
 
 log = logging.getLogger(__name__)
 
-BACKOFF_CAP_S = 600.0
+LEASED = Leased(DELIVERIES, running="sending")
 
 
 def fan_out(conn: Connection, *, limit: int = 1000) -> int:
@@ -115,7 +113,7 @@ class RoundResult:
 class Sender:
     engine: Engine
     box: KeyBox
-    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    owner: str = field(default_factory=worker_identity)
     batch: int = 20
     lease_s: float = 60.0
     timeout_s: float = 10.0
@@ -124,8 +122,8 @@ class Sender:
     _client: httpx.Client | None = None
 
     def backoff(self, attempt: int) -> float:
-        """``backoff_s × 2^(attempt-1)``, at most ten minutes."""
-        return float(min(BACKOFF_CAP_S, self.backoff_s * 2 ** max(attempt - 1, 0)))
+        """``backoff_s × 2^(attempt-1)``, capped like every retry (:mod:`fleet.core.leases`)."""
+        return Backoff(self.backoff_s).delay(attempt)
 
     @property
     def client(self) -> httpx.Client:
@@ -143,31 +141,18 @@ class Sender:
     def _claim(self) -> list[Any]:
         at = now()
         c = DELIVERIES.c
+        ready = and_(c.status == "pending", c.next_attempt_at <= at)
         pick = (
             select(c.id)
-            .where(
-                or_(
-                    and_(c.status == "pending", c.next_attempt_at <= at),
-                    and_(c.status == "sending", c.lease_until < at),
-                )
-            )
+            .where(LEASED.claimable(ready, at))
             .order_by(c.next_attempt_at, c.id)
             .limit(self.batch)
         )
         with writer(self.engine).begin() as conn:
-            if conn.dialect.name == "postgresql":
-                pick = pick.with_for_update(skip_locked=True)
-            claimed = conn.execute(
-                update(DELIVERIES)
-                .where(c.id.in_(pick.scalar_subquery()))
-                .values(
-                    status="sending",
-                    lease_owner=self.owner,
-                    lease_until=at + timedelta(seconds=self.lease_s),
-                    attempts=c.attempts + 1,
-                )
-                .returning(c.id, c.event_id, c.subscription_id, c.attempts)
-            ).all()
+            claimed = LEASED.claim(
+                conn, pick, owner=self.owner, until=at + timedelta(seconds=self.lease_s),
+                returning=(c.id, c.event_id, c.subscription_id, c.attempts),
+            )  # fmt: skip
             if not claimed:
                 return []
             events = {
@@ -219,7 +204,6 @@ class Sender:
     def _record(
         self, delivery: Any, sub: Any, started: datetime, code: int | None, error: str | None
     ) -> str:
-        c = DELIVERIES.c
         at = now()
         attempts = int(delivery.attempts)
         if error is None:
@@ -231,11 +215,9 @@ class Sender:
             retry_at = at + timedelta(seconds=self.backoff(attempts))
             values, outcome = {"status": "pending", "next_attempt_at": retry_at}, "retrying"
         with writer(self.engine).begin() as conn:
-            held = conn.execute(
-                update(DELIVERIES)
-                .where(c.id == delivery.id, c.lease_owner == self.owner, c.status == "sending")
-                .values(lease_until=None, last_status=code, last_error=error, **values)
-            ).rowcount
+            held = LEASED.finish(
+                conn, delivery.id, self.owner, last_status=code, last_error=error, **values
+            )
             if not held:
                 return "lost"
             conn.execute(

@@ -35,6 +35,7 @@ def _status(engine: Any, rollout_id: int) -> dict[str, Any]:
         k: totals.get(k, 0) for k in ("pending", "running", "done", "failed", "cancelled")
     }
     doc["over"] = st.status.over
+    doc["wave_open"] = min(st.wave + 1, len(st.waves))
     doc["waves"] = [
         {"wave": w.wave, "share": share_text(w.share_ppm), "terminals": w.total,
          **{k: w.counts.get(k, 0) for k in ("pending", "running", "done", "failed", "cancelled")}}
@@ -89,6 +90,7 @@ class RolloutDoc(BaseModel):
     status: str
     over: bool
     wave: int
+    wave_open: int
     group: str
     max_failures: str
     created_at: str

@@ -1,4 +1,5 @@
-"""console: users, sessions, tokens, throttles, events, webhooks, verifications, cache;
+"""console: users, sessions, tokens, throttles, events, webhooks, verifications, cache,
+terminals flagged P1;
 terminal indexes for keyset pages filtered by status or model
 
 Revision ID: 0004
@@ -192,12 +193,21 @@ def upgrade() -> None:
             "ix_webhook_attempt_subscription", ["subscription_id", "id"], unique=False
         )
 
+    op.create_table(
+        "terminal_flag",
+        sa.Column("serial", sa.String(length=40), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("flagged_at", sa.DateTime(), nullable=False),
+        sa.Column("replace_by", sa.Date(), nullable=True),
+        sa.PrimaryKeyConstraint("serial"),
+    )
     with op.batch_alter_table("terminal", schema=None) as batch_op:
         batch_op.create_index("ix_terminal_status_serial", ["status", "serial"], unique=False)
         batch_op.create_index("ix_terminal_model_serial", ["model", "serial"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_table("terminal_flag")
     with op.batch_alter_table("terminal", schema=None) as batch_op:
         batch_op.drop_index("ix_terminal_model_serial")
         batch_op.drop_index("ix_terminal_status_serial")
