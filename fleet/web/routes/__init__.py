@@ -9,6 +9,7 @@ module             routes
 ``rollouts``       rollouts, one rollout live, pause / resume / cancel
 ``callcentre``     verify, notices, contact events (complaint, opt-out, follow-up)
 ``records``        fee tables and diffs, replacements (+ CSV), swaps, audit (+ CSV)
+``engineering``    sync a terminal, plan a swap
 ``admin``          users, API tokens, webhooks
 =================  ================================================================
 """
@@ -17,10 +18,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from fleet.web.routes import admin, auth, callcentre, fleetview, records, rollouts
+from fleet.web.routes import (
+    admin,
+    auth,
+    callcentre,
+    engineering,
+    fleetview,
+    records,
+    rollouts,
+)
 
 ROUTERS: list[APIRouter] = [
     router
-    for module in (auth, fleetview, rollouts, callcentre, records, admin)
+    for module in (auth, fleetview, rollouts, callcentre, records, engineering, admin)
     for router in (module.pages, module.api)
 ]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, update
 
-from fleet.access import add_user
+from fleet.access import add_user, create_token
 from fleet.core import db
 from fleet.core.db import writer
 from fleet.core.models import MERCHANTS, MESSAGES, ROLLOUTS, SWAPS, TERMINALS, now
@@ -67,9 +67,12 @@ def seed(engine: Engine, tmp: Path) -> dict[str, object]:
                 created_by="test",
             )
         )  # fmt: skip
+    tokens = {}
     for role in ROLES:
         add_user(engine, role, role, actor="test", password=password_of(role))
+        tokens[role] = create_token(engine, role, 1, actor="test", name=f"{role}-script")[1]
     return {
+        "tokens": tokens,
         "rollout": rollout_id,
         "code": code,
         "serial": hostile_serial,

@@ -100,7 +100,9 @@ def _possim_rollout(console: Served, tmp: Path) -> tuple[int, Any, Any]:
     head, tail = body.split('[[rules]]\ncard = "any"')
     path = tmp / "live.toml"
     path.write_text(head + extra + '[[rules]]\ncard = "any"' + tail)
-    version = publish(engine, path, actor="test", policy=FeePolicy(), override_reason="test").version
+    version = publish(
+        engine, path, actor="test", policy=FeePolicy(), override_reason="test"
+    ).version
     rollout_id, _ = create(
         engine, version, group=Group(), policy=RolloutPolicy(), actor="test",
         waves=(250_000, 1_000_000), max_failure_ppm=1_000_000,
