@@ -22,6 +22,10 @@ def serve_command(
     deliver_webhooks: Annotated[
         bool, typer.Option(help="Also run the webhook sender in each process")
     ] = False,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(help="Trust X-Forwarded-For from these proxies (comma-separated IPs)"),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the console and the API (`/api/v1`, OpenAPI at `/api/openapi.json`)."""
@@ -54,6 +58,7 @@ def serve_command(
         workers=workers,
         log_level=log_level,
         access_log=False,
-        proxy_headers=False,
+        proxy_headers=forwarded_allow_ips is not None,
+        forwarded_allow_ips=forwarded_allow_ips,
         server_header=False,
     )

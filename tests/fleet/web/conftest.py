@@ -20,6 +20,7 @@ from fleet.core.db import writer
 from fleet.core.models import MERCHANTS, MESSAGES, ROLLOUTS, SWAPS, TERMINALS, now
 from fleet.inventory.service import import_catalog, import_merchants, import_terminals
 from fleet.sample.seed import write_sample
+from fleet.webhooks import add_subscription, generate_key_file
 from tests.fleet.conftest import pg_schema
 from tests.fleet.web.server import ROLES, Served, password_of, serve
 
@@ -95,11 +96,18 @@ def console(
 
 
 def _served(url: str, tmp: Path) -> Iterator[Served]:
+    key = tmp / "secrets.key"
+    box = generate_key_file(key)
     engine = db.connect(url)
     try:
         facts = seed(engine, tmp)
+        add_subscription(
+            engine, "http://127.0.0.1:9/hook", "*", box=box, actor="test",
+            allow_private=True, description=HOSTILE,
+        )  # fmt: skip
     finally:
         engine.dispose()
-    with serve(url, tmp) as served:
+    env = {"POSFLEET_SECRETS_KEY_FILE": str(key)}
+    with serve(url, tmp, extra_env=env, args=("--forwarded-allow-ips", "127.0.0.1")) as served:
         served.facts = facts
         yield served
