@@ -16,6 +16,7 @@ own). The session cookie is also ``SameSite=Lax``.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -32,12 +33,14 @@ from fleet.access import (
     resolve_token,
 )
 from fleet.access.secrets import csrf_token
+from fleet.core.errors import InputError
 from fleet.web.settings import WebSettings
 
 __all__ = [
     "COOKIE",
     "DB",
     "PRE_COOKIE",
+    "TEXT",
     "Form",
     "LoginForm",
     "Me",
@@ -51,6 +54,11 @@ __all__ = [
     "need",
     "signed_in",
 ]
+
+TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+"""What text input may hold: no control characters but tab and line ends (a NUL would
+not even reach PostgreSQL). Every query, path and body string is held to it."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 COOKIE = "pf_session"
 PRE_COOKIE = "pf_pre"
@@ -141,7 +149,11 @@ async def _checked(request: Request, secret: str, purpose: str) -> dict[str, str
         raise NotAllowedError(
             "the form's CSRF token is missing or stale: reload the page", where="csrf"
         )
-    return {k: str(v) for k, v in form.items() if k != "csrf_token" and isinstance(v, str)}
+    fields = {k: v for k, v in form.items() if k != "csrf_token" and isinstance(v, str)}
+    for key, value in fields.items():
+        if _CONTROL.search(value):
+            raise InputError("control characters are not text", where=f"form field {key[:40]}")
+    return fields
 
 
 async def form_checked(request: Request) -> dict[str, str]:

@@ -24,10 +24,6 @@ CSP = (
 Scope = dict[str, Any]
 
 
-class _TooLargeError(Exception):
-    pass
-
-
 async def _refuse(scope: Scope, send: Any, limit: int) -> None:
     api = scope.get("path", "").startswith("/api/")
     detail = f"the request body is over {limit} bytes"
@@ -75,28 +71,29 @@ class BodyLimit:
                     await _refuse(scope, send, self.max_body)
                     return
         seen = 0
-        started = False
+        started = refused = False
 
         async def limited_receive() -> Any:
-            nonlocal seen
+            nonlocal seen, refused
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.request" and not refused:
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _TooLargeError
+                    refused = True
+                    if not started:
+                        await _refuse(scope, send, self.max_body)
+                    return {"type": "http.disconnect"}  # the app stops reading
             return message
 
         async def watching_send(message: Any) -> None:
             nonlocal started
+            if refused:
+                return  # we answered 413 already; whatever the app says is dropped
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, watching_send)
-        except _TooLargeError:
-            if not started:
-                await _refuse(scope, send, self.max_body)
+        await self.app(scope, limited_receive, watching_send)
 
 
 class SecurityHeaders:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from fleet.access import ThrottledError
 from fleet.core.errors import FleetError
 
-__all__ = ["PROBLEM_RESPONSES", "Problem", "install", "problem"]
+__all__ = ["CONFLICT", "JOB_FAILED", "PROBLEM_RESPONSES", "Problem", "install", "problem"]
 
 log = logging.getLogger("fleet.web")
 MEDIA = "application/problem+json"
@@ -63,6 +63,10 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"description": HTTPStatus(code).phrase} for code in (400, 401, 403, 404, 413, 422, 429)
 }
 """What every API route may answer besides its success (declared in the OpenAPI)."""
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "Conflict"}}
+"""Declared by the routes that change state the fleet's state may forbid."""
+JOB_FAILED: dict[int | str, dict[str, Any]] = {502: {"description": "Bad Gateway"}}
+"""Declared by the routes that run a job on a device (it may fail)."""
 
 
 def problem_openapi(doc: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from fleet import access, webhooks
 from fleet.access import Perm, Principal
 from fleet.core.errors import InputError
 from fleet.core.values import parse_duration_days
-from fleet.web.deps import DB, Form, need
+from fleet.web.deps import DB, TEXT, Form, need
 from fleet.web.problems import PROBLEM_RESPONSES
 from fleet.web.render import page
 
@@ -26,7 +26,7 @@ api = APIRouter(prefix="/api/v1", tags=["admin"], responses=PROBLEM_RESPONSES)
 UserAdmin = Annotated[Principal, Depends(need(Perm.USERS))]
 TokenAdmin = Annotated[Principal, Depends(need(Perm.TOKENS))]
 HookAdmin = Annotated[Principal, Depends(need(Perm.WEBHOOKS))]
-Name = Annotated[str, Path(max_length=80)]
+Name = Annotated[str, Path(max_length=80, pattern=TEXT)]
 Id = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from fleet.access import Perm, Principal, ThrottledError, sees_contacts
@@ -24,8 +24,8 @@ from fleet.core.errors import InputError
 from fleet.notices.listing import list_notices, notice_detail
 from fleet.notices.preferences import record_contact, record_follow_up
 from fleet.notices.verify import verify
-from fleet.web.deps import DB, Form, client_address, get_settings, need
-from fleet.web.problems import PROBLEM_RESPONSES
+from fleet.web.deps import DB, TEXT, Form, client_address, get_settings, need
+from fleet.web.problems import CONFLICT, PROBLEM_RESPONSES
 from fleet.web.render import page
 
 pages = APIRouter(include_in_schema=False)
@@ -71,7 +71,11 @@ def verify_page(request: Request, engine: DB, me: Verifier, form: Form) -> Respo
 
 
 class VerifyRequest(BaseModel):
-    code: str = Field(min_length=1, max_length=40, description="The reference, as read out")
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        min_length=1, max_length=40, pattern=TEXT, description="The reference, as read out"
+    )
     caller: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9]{1,15}$", description="The calling merchant's id"
     )
@@ -98,7 +102,13 @@ def verify_api(request: Request, body: VerifyRequest, engine: DB, me: Verifier) 
     return _throttled_verify(request, engine, me, body.code, body.caller)
 
 
-Text = Annotated[str | None, Query(max_length=40)]
+Text = Annotated[str | None, Query(max_length=40, pattern=TEXT)]
+NoticeStatus = Annotated[
+    Literal["queued", "composed", "sent", "failed", "cancelled", ""] | None, Query()
+]
+NoticeKind = Annotated[
+    Literal["fee_change", "swap_planned", "swap_done", "follow_up", ""] | None, Query()
+]
 Before = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 
@@ -114,8 +124,8 @@ def _notices(
 
 @pages.get("/notices")
 def notices_page(
-    request: Request, engine: DB, me: NoticeReader, status: Text = None, kind: Text = None,
-    merchant: Text = None, before: Before = None,
+    request: Request, engine: DB, me: NoticeReader, status: NoticeStatus = None,
+    kind: NoticeKind = None, merchant: Text = None, before: Before = None,
 ) -> Response:  # fmt: skip
     rows = _notices(engine, me, status, kind, merchant, before, 51)
     more = len(rows) > 50
@@ -150,8 +160,9 @@ class NoticeRow(BaseModel):
 
 @api.get("/notices", response_model=list[NoticeRow], summary="Notices, newest first")
 def notices_api(
-    engine: DB, me: NoticeReader, status: Text = None, kind: Text = None, merchant: Text = None,
-    before: Before = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    engine: DB, me: NoticeReader, status: NoticeStatus = None, kind: NoticeKind = None,
+    merchant: Text = None, before: Before = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[dict[str, Any]]:  # fmt: skip
     rows = _notices(engine, me, status, kind, merchant, before, limit)
     for r in rows:
@@ -187,7 +198,10 @@ def _record(
 
 
 @pages.post("/merchants/{merchant_id}/contact")
-def contact_page(merchant_id: str, engine: DB, me: Recorder, form: Form) -> Response:
+def contact_page(
+    merchant_id: Annotated[str, Path(max_length=15, pattern=TEXT)], engine: DB, me: Recorder,
+    form: Form,
+) -> Response:  # fmt: skip
     _record(engine, merchant_id[:15], form.get("kind", ""), form.get("channel", ""),
             form.get("note", "")[:500], me.actor)  # fmt: skip
     back = form.get("back", "")
@@ -196,12 +210,14 @@ def contact_page(merchant_id: str, engine: DB, me: Recorder, form: Form) -> Resp
 
 
 class ContactEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     kind: ContactKind
     channel: Literal["sms", "email", "call"]
-    note: str = Field(default="", max_length=500)
+    note: str = Field(min_length=1, max_length=500, description="What the merchant said, in a line")
 
 
-@api.post("/merchants/{merchant_id}/contact-events", status_code=201,
+@api.post("/merchants/{merchant_id}/contact-events", status_code=201, responses=CONFLICT,
           summary="Record a complaint, an opt-out/opt-in or a follow-up outcome")  # fmt: skip
 def contact_api(
     merchant_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9]{1,15}$")], body: ContactEvent,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.access import Perm, Principal
 from fleet.core.errors import InputError
@@ -20,8 +20,8 @@ from fleet.core.policy import Policy
 from fleet.core.values import parse_date
 from fleet.device import resolve, sync
 from fleet.swaps import plan
-from fleet.web.deps import DB, Form, get_settings, need
-from fleet.web.problems import PROBLEM_RESPONSES
+from fleet.web.deps import DB, TEXT, Form, get_settings, need
+from fleet.web.problems import CONFLICT, JOB_FAILED, PROBLEM_RESPONSES
 
 pages = APIRouter(include_in_schema=False)
 api = APIRouter(prefix="/api/v1", tags=["engineering"], responses=PROBLEM_RESPONSES)
@@ -67,20 +67,27 @@ def swap_page(request: Request, serial: Serial, engine: DB, me: Swapper, form: F
     return RedirectResponse(f"/terminals/{serial}", status_code=303)
 
 
-@api.post("/terminals/{serial}/sync", summary="Sign on to a terminal and record it")
+@api.post(
+    "/terminals/{serial}/sync", responses=JOB_FAILED, summary="Sign on to a terminal, record it"
+)
 def sync_api(serial: Serial, engine: DB, me: Device) -> dict[str, Any]:
     return _sync(engine, serial, me.actor)
 
 
 class SwapPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     old_serial: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
     on: date
-    reason: str = Field(min_length=1, max_length=500)
-    engineer: str = Field(default="", max_length=80)
+    reason: str = Field(min_length=1, max_length=500, pattern=TEXT)
+    engineer: str = Field(default="", max_length=80, pattern=TEXT)
     new_serial: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
 
 
-@api.post("/swaps", status_code=201, summary="Plan a swap (queues the merchant's notice)")
+@api.post(
+    "/swaps", status_code=201, responses=CONFLICT,
+    summary="Plan a swap (queues the merchant's notice)",
+)  # fmt: skip
 def swap_api(request: Request, body: SwapPlan, engine: DB, me: Swapper) -> dict[str, Any]:
     return _plan(request, engine, me, body.old_serial, body.on, body.reason, body.engineer,
                  body.new_serial)  # fmt: skip

@@ -9,9 +9,9 @@ The dashboard's aggregates read the whole fleet, so they are cached for every pr
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from markupsafe import Markup
 from pydantic import BaseModel
@@ -22,7 +22,7 @@ from fleet.core.models import now
 from fleet.core.policy import Policy
 from fleet.inventory.browse import MAX_PAGE, TerminalFilter, terminal_history, terminal_page
 from fleet.reports.dashboard import dashboard
-from fleet.web.deps import DB, get_settings, need
+from fleet.web.deps import DB, TEXT, get_settings, need
 from fleet.web.problems import PROBLEM_RESPONSES
 from fleet.web.render import contact, page
 
@@ -83,12 +83,15 @@ def _filter(
     ).check()  # fmt: skip
 
 
-Text = Annotated[str | None, Query(max_length=40)]
+Text = Annotated[str | None, Query(max_length=40, pattern=TEXT)]
+TerminalStatus = Annotated[
+    Literal["in_stock", "deployed", "faulty", "swapped_out", "retired", ""] | None, Query()
+]
 
 
 @pages.get("/terminals")
 def terminals_page(
-    request: Request, engine: DB, me: Reader, q: Text = None, status: Text = None,
+    request: Request, engine: DB, me: Reader, q: Text = None, status: TerminalStatus = None,
     model: Text = None, firmware: Text = None, merchant: Text = None, region: Text = None,
     after: Text = None,
 ) -> Response:  # fmt: skip
@@ -120,7 +123,7 @@ class TerminalList(BaseModel):
 
 @api.get("/terminals", response_model=TerminalList, summary="Terminals, a keyset page")
 def terminals_api(
-    request: Request, engine: DB, me: Reader, q: Text = None, status: Text = None,
+    request: Request, engine: DB, me: Reader, q: Text = None, status: TerminalStatus = None,
     model: Text = None, firmware: Text = None, merchant: Text = None, region: Text = None,
     after: Text = None, limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:  # fmt: skip
@@ -153,13 +156,16 @@ def _history(engine: Any, serial: str, me: Principal) -> dict[str, Any]:
     }  # fmt: skip
 
 
+SerialPath = Annotated[str, Path(min_length=1, max_length=40, pattern=TEXT)]
+
+
 @pages.get("/terminals/{serial}")
-def terminal_page_one(request: Request, serial: str, engine: DB, me: Reader) -> Response:
+def terminal_page_one(request: Request, serial: SerialPath, engine: DB, me: Reader) -> Response:
     return page(request, "terminal.html", h=_history(engine, serial[:40], me))
 
 
 @api.get("/terminals/{serial}", summary="One terminal's whole history")
-def terminal_api(serial: str, engine: DB, me: Reader) -> dict[str, Any]:
+def terminal_api(serial: SerialPath, engine: DB, me: Reader) -> dict[str, Any]:
     found: dict[str, Any] = _jsonable(_history(engine, serial[:40], me))
     return found
 

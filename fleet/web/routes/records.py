@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -23,7 +23,7 @@ from fleet.fees import fee_diff, load_tables, source_of, table_doc
 from fleet.reports import csv_rows, replacements_report
 from fleet.reports.render import display
 from fleet.swaps import SWAP_STATES, list_swaps
-from fleet.web.deps import DB, get_settings, need
+from fleet.web.deps import DB, TEXT, get_settings, need
 from fleet.web.problems import PROBLEM_RESPONSES
 from fleet.web.render import page
 
@@ -36,7 +36,8 @@ Exporter = Annotated[Principal, Depends(need(Perm.EXPORT))]
 SwapReader = Annotated[Principal, Depends(need(Perm.SWAPS))]
 Auditor = Annotated[Principal, Depends(need(Perm.AUDIT))]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
-Text = Annotated[str | None, Query(max_length=80)]
+Text = Annotated[str | None, Query(max_length=80, pattern=TEXT)]
+SwapStatus = Annotated[Literal["planned", "done", "cancelled", ""] | None, Query()]
 
 
 def _tables(engine: Any) -> list[dict[str, Any]]:
@@ -181,13 +182,13 @@ def _swaps(engine: Any, status: str | None) -> list[dict[str, Any]]:
 
 
 @pages.get("/swaps")
-def swaps_page(request: Request, engine: DB, me: SwapReader, status: Text = None) -> Response:
+def swaps_page(request: Request, engine: DB, me: SwapReader, status: SwapStatus = None) -> Response:
     return page(request, "swaps.html", swaps=_swaps(engine, status), swap_status=status or "",
                 states=SWAP_STATES)  # fmt: skip
 
 
 @api.get("/swaps", summary="Swaps, newest first (at most 500)")
-def swaps_api(engine: DB, me: SwapReader, status: Text = None) -> list[dict[str, Any]]:
+def swaps_api(engine: DB, me: SwapReader, status: SwapStatus = None) -> list[dict[str, Any]]:
     return _swaps(engine, status)
 
 
@@ -200,7 +201,7 @@ def _audit(actor: str | None, action: str | None, target: str | None, before: in
     ]
 
 
-Before = Annotated[int | None, Query(ge=1, le=2**62)]
+Before = Annotated[int | None, Query(ge=1, le=2**31 - 1)]
 
 
 @pages.get("/audit")

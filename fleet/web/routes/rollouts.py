@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fleet import rollout
 from fleet.access import Perm, Principal
 from fleet.rollout.waves import share_text
-from fleet.web.deps import DB, Form, need
-from fleet.web.problems import PROBLEM_RESPONSES
+from fleet.web.deps import DB, TEXT, Form, need
+from fleet.web.problems import CONFLICT, PROBLEM_RESPONSES
 from fleet.web.render import page
 
 pages = APIRouter(include_in_schema=False)
@@ -75,7 +75,7 @@ class WaveRow(BaseModel):
     cancelled: int
 
 
-class Problem(BaseModel):
+class JobProblemRow(BaseModel):
     serial: str
     wave: int
     status: str
@@ -98,7 +98,7 @@ class RolloutDoc(BaseModel):
     terminals: int
     totals: dict[str, int]
     waves: list[WaveRow]
-    problems: list[Problem]
+    problems: list[JobProblemRow]
 
 
 class RolloutRow(BaseModel):
@@ -122,12 +122,15 @@ def rollout_api(rollout_id: RolloutId, engine: DB, me: Reader) -> dict[str, Any]
 
 
 class Reason(BaseModel):
-    reason: str = Field(default="", max_length=500)
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=500, pattern=TEXT)
 
 
 @api.post(
-    "/rollouts/{rollout_id}/{action}", response_model=RolloutDoc, summary="Pause, resume, cancel"
-)
+    "/rollouts/{rollout_id}/{action}", response_model=RolloutDoc, responses=CONFLICT,
+    summary="Pause, resume, cancel",
+)  # fmt: skip
 def rollout_action_api(
     rollout_id: RolloutId, action: Action, body: Reason, engine: DB, me: Controller
 ) -> dict[str, Any]:
