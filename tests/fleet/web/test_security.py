@@ -46,7 +46,10 @@ def test_csrf(console: Served) -> None:
         answer = ops.post("/verify", data=data)
         assert answer.status_code == 403, token
         assert "CSRF" in answer.text
-    assert ops.post("/verify", data={"code": "AAAAA-AAAAA", "csrf_token": ops.token()}).status_code == 200
+    assert (
+        ops.post("/verify", data={"code": "AAAAA-AAAAA", "csrf_token": ops.token()}).status_code
+        == 200
+    )
     # the sign-in form too (login CSRF): no pre-session cookie, no sign-in
     fresh = Client(console.url)
     answer = fresh.post("/login", data={"name": "ops", "password": password_of("ops")})
@@ -77,7 +80,8 @@ def test_session_fixation(console: Served) -> None:
     old = issued
     victim.sign_in("auditor", password_of("auditor"))
     assert victim.cookies["pf_session"] != old
-    attacker.cookies.clear(); attacker.cookies.set("pf_session", old, domain="127.0.0.1", path="/")
+    attacker.cookies.clear()
+    attacker.cookies.set("pf_session", old, domain="127.0.0.1", path="/")
     assert attacker.get("/audit").status_code == 303
     assert victim.get("/audit").status_code == 200
 
@@ -90,7 +94,9 @@ def test_disabled_user_session_ends_at_once(console: Served) -> None:
     assert other.sign_in(name, password).status_code == 303
     assert ops.get("/dashboard").status_code == 200
     admin = signed_in(console.url, "admin")
-    done = admin.post(f"/admin/users/{name}/disable", data={"csrf_token": admin.token("/admin/users")})
+    done = admin.post(
+        f"/admin/users/{name}/disable", data={"csrf_token": admin.token("/admin/users")}
+    )
     assert done.status_code == 303
     for client in (ops, other):
         answer = client.get("/dashboard")
@@ -108,7 +114,9 @@ def test_disabled_user_session_ends_at_once(console: Served) -> None:
     assert agent.get("/verify").status_code == 303
     script = Client(console.url, headers={"Authorization": f"Bearer {token}"})
     assert script.get("/api/v1/me").status_code == 200
-    revoke = admin.post(f"/admin/tokens/{info.id}/revoke", data={"csrf_token": admin.token("/admin/tokens")})
+    revoke = admin.post(
+        f"/admin/tokens/{info.id}/revoke", data={"csrf_token": admin.token("/admin/tokens")}
+    )
     assert revoke.status_code == 303
     answer = script.get("/api/v1/me")
     assert answer.status_code == 401 and answer.json()["type"] == "/api/problems/not-signed-in"
@@ -130,7 +138,10 @@ def test_brute_force_on_sign_in(console: Served) -> None:
     for i in range(20):
         assert spraying.sign_in(f"guess{i}", "password123").status_code == 401
     assert spraying.sign_in("ops", password_of("ops")).status_code == 429
-    assert Client(console.url, headers=_address()).sign_in("ops", password_of("ops")).status_code == 303
+    assert (
+        Client(console.url, headers=_address()).sign_in("ops", password_of("ops")).status_code
+        == 303
+    )
     assert sprayer != here
 
 
@@ -140,7 +151,9 @@ def test_brute_force_on_verify(console: Served) -> None:
     agent.sign_in(name, password)
     token = agent.token()
     codes = [f"{secrets.token_hex(3).upper()[:5]}-ZZZZZ" for _ in range(25)]
-    answers = [agent.post("/verify", data={"code": c, "csrf_token": token}).status_code for c in codes]
+    answers = [
+        agent.post("/verify", data={"code": c, "csrf_token": token}).status_code for c in codes
+    ]
     assert answers[:20] == [200] * 20 and set(answers[20:]) == {429}
     # the API shares the counter: a token of the same user name is another actor, but the
     # signed-in agent's API calls count with the pages'
@@ -149,11 +162,15 @@ def test_brute_force_on_verify(console: Served) -> None:
     assert api.status_code == 429 and api.json()["retry_after"] > 0
     engine = db.connect(console.db)
     with engine.connect() as conn:
-        kept = conn.execute(
-            select(VERIFICATIONS.c.code).where(
-                VERIFICATIONS.c.actor == name, VERIFICATIONS.c.genuine.is_(False)
+        kept = (
+            conn.execute(
+                select(VERIFICATIONS.c.code).where(
+                    VERIFICATIONS.c.actor == name, VERIFICATIONS.c.genuine.is_(False)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
     engine.dispose()
     assert len(kept) == 20  # every NOT GENUINE answered is kept; the refused are not checks
 
@@ -169,17 +186,23 @@ def _get_pages(console: Served) -> list[str]:
         "notice_id": "1", "version": "1", "sub_id": "1",
     }  # fmt: skip
     out = []
-    for path in paths:
+    for template in paths:
+        path = template
         for key, value in values.items():
             path = path.replace("{" + key + "}", value)
-        if "{" not in path and path not in ("/health", "/login", "/") and not path.startswith("/api/"):
+        if (
+            "{" not in path
+            and path not in ("/health", "/login", "/")
+            and not path.startswith("/api/")
+        ):
             out.append(path)
     return out
 
 
 def test_html_injection_is_escaped_everywhere(console: Served) -> None:
     admin = signed_in(console.url, "admin")
-    pages = _get_pages(console) + [
+    pages = [
+        *_get_pages(console),
         f"/terminals?merchant={console.facts['merchant']}",
         f"/notices?merchant={console.facts['merchant']}",
         "/terminals?q=" + HOSTILE[:40],
@@ -190,7 +213,9 @@ def test_html_injection_is_escaped_everywhere(console: Served) -> None:
         assert answer.status_code == 200, path
         body = answer.text
         assert HOSTILE not in body, path
-        assert "<script>alert" not in body and "onerror=alert" not in body.replace("onerror=alert(1)&gt;", ""), path
+        assert "<script>alert" not in body and "onerror=alert" not in body.replace(
+            "onerror=alert(1)&gt;", ""
+        ), path
         shown += html.escape(HOSTILE, quote=False) in body or "&lt;script&gt;" in body
     assert shown >= 3  # the terminal, its swaps, its merchant's terminals list the name
     # the API returns the text as data, as JSON, which no browser renders as a page
