@@ -37,7 +37,10 @@ def check_address(address: str, *, allow_private: bool) -> None:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     where = "webhook URL"
-    if ip.is_unspecified or ip.is_multicast or ip.is_reserved or ip == _METADATA:
+    if ip.is_unspecified or ip.is_multicast or ip == _METADATA:
+        raise InputError(f"address {ip} is never a receiver", where=where)
+    local = ip.is_loopback or ip.is_private or ip.is_link_local
+    if ip.is_reserved and not local:
         raise InputError(f"address {ip} is never a receiver", where=where)
     if not ip.is_global and not allow_private:
         raise InputError(
