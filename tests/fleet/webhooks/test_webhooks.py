@@ -243,3 +243,37 @@ def test_sender_killed_mid_batch_delivers_every_event_once(
         repeats = sum(n - 1 for n in got.requests.values())
         assert 0 <= repeats <= 10 and not got.refused
         assert killed_at < 120
+
+
+def test_cli(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner  # noqa: PLC0415
+
+    from fleet.cli import app  # noqa: PLC0415
+
+    runner = CliRunner()
+    key = tmp_path / "k.key"
+    made = runner.invoke(app, ["webhooks", "keygen", str(key)])
+    assert made.exit_code == 0 and key.exists()
+    no_key = runner.invoke(
+        app, ["--db", db_url, "webhooks", "add", "http://127.0.0.1:9/", "--events", "*"]
+    )
+    assert no_key.exit_code == 2 and "POSFLEET_SECRETS_KEY_FILE" in no_key.stderr
+    monkeypatch.setenv("POSFLEET_SECRETS_KEY_FILE", str(key))
+    refused = runner.invoke(
+        app, ["--db", db_url, "webhooks", "add", "http://127.0.0.1:9/", "--events", "*"]
+    )
+    assert refused.exit_code == 2 and "http is only for a private receiver" in refused.stderr
+    with receiver(SECRET) as (url, got):
+        added = runner.invoke(
+            app, ["--db", db_url, "webhooks", "add", url, "--events", "swap.*", "--allow-private",
+                  "--secret", "-"], input=SECRET + "\n",
+        )  # fmt: skip
+        assert added.exit_code == 0 and "secret" not in added.stdout
+        _emit(engine, "swap.planned", 2)
+        once = runner.invoke(app, ["--db", db_url, "webhooks", "deliver", "--once"])
+        assert once.exit_code == 0 and "delivered 2" in once.stdout
+        assert len(got.accepted) == 2
+    shown = runner.invoke(app, ["--db", db_url, "webhooks", "show", "1"])
+    assert "delivered 2" in shown.stdout and "200" in shown.stdout
+    listed = runner.invoke(app, ["--db", db_url, "webhooks", "list", "--format", "json"])
+    assert listed.exit_code == 0 and SECRET not in listed.stdout
