@@ -8,10 +8,12 @@ import sys
 import time
 
 MODULES = [
+    "bench.cli_startup",
     "bench.codec",
     "bench.link_throughput",
     "bench.possim_fleet",
     "bench.line_push",
+    "bench.health_keys",
     "bench.rollout_fleet",
     "bench.fleet_scale",
     "bench.notices",

@@ -37,8 +37,9 @@ from sqlalchemy import Engine
 from fleet.core import db
 from fleet.core.models import TERMINALS as TERMINAL_TABLE
 from fleet.core.policy import ReplacementPolicy
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals
-from fleet.replacements.rules import Forecast, _query, flag
+from fleet.inventory import import_catalog, import_merchants, import_terminals
+from fleet.replacements import Forecast, flag
+from fleet.replacements.query import flag_statement
 from fleet.sample.seed import write_sample
 
 TERMINALS = 1_000_000
@@ -121,10 +122,10 @@ def step_flag(db_path: str, sample: str) -> dict[str, Any]:
 
 
 def flag_sql(engine: Engine) -> str:
-    """The statement :func:`fleet.replacements.rules.flag` runs, as SQLite text (binds inlined)."""
+    """The statement :func:`fleet.replacements.flag` runs, as SQLite text (binds inlined)."""
     policy = ReplacementPolicy()
     horizon_end = AS_OF + timedelta(days=policy.horizon_days)
-    stmt = _query(policy, AS_OF, horizon_end).order_by(TERMINAL_TABLE.c.serial)
+    stmt = flag_statement(policy, horizon_end).order_by(TERMINAL_TABLE.c.serial)
     return str(stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
 
 

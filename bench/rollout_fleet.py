@@ -25,7 +25,7 @@ from fleet.core import db
 from fleet.core.models import ATTEMPTS, JOBS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
+from fleet.inventory import import_catalog, import_merchants, import_terminals, set_links
 from fleet.rollout import Worker, create
 from fleet.sample.seed import write_possim_manifest, write_sample
 from protocols.mac import generate_master_key_file, load_master_key

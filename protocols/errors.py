@@ -71,6 +71,11 @@ class MacError(ProtocolError):
     """A MAC is missing or wrong, or a key is malformed."""
 
 
+class KeyVersionError(MacError):
+    """The host has no key of the version a terminal holds, or the terminal holds a newer
+    one than the host asks it to change to (key rotation, docs/protocol.md)."""
+
+
 class LinkError(ProtocolError):
     """The serial link failed: no ACK after all resends, no response within T2, port lost."""
 

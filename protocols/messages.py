@@ -35,6 +35,7 @@ from protocols.mac import cmac8, verify_cmac8
 
 __all__ = [
     "MAX_BLOCK",
+    "SIGNED_CODES",
     "BlockAddress",
     "EntryMode",
     "NetCode",
@@ -48,6 +49,9 @@ __all__ = [
     "echo",
     "fee_field",
     "field60",
+    "health",
+    "key_change",
+    "key_confirm",
     "network_code",
     "parse_amount",
     "parse_fee",
@@ -64,13 +68,23 @@ MAX_BLOCK = 900
 
 
 class NetCode(StrEnum):
-    """Field 60.3: what a network-management (0800) request asks for."""
+    """Field 60.3: what a network-management (0800) request asks for.
+
+    161, 162 and 303 are posfleet's additions to v1 (docs/protocol.md).
+    """
 
     SIGN_ON = "001"
+    KEY_CHANGE = "161"
+    KEY_CONFIRM = "162"
     ECHO = "301"
+    HEALTH = "303"
     BLOCK = "360"
     COMMIT = "361"
     STATUS = "362"
+
+
+SIGNED_CODES = frozenset({NetCode.KEY_CHANGE, NetCode.KEY_CONFIRM, NetCode.BLOCK, NetCode.COMMIT})
+"""The 0800 requests that carry a MAC (field 64), as do their responses."""
 
 
 class ResponseCode(StrEnum):
@@ -86,6 +100,10 @@ class ResponseCode(StrEnum):
     MAC_FAILED = "A0"
     TABLE_CHECK_FAILED = "F1"
     TERMINAL_ERROR = "96"
+    # additions to v1 (docs/protocol.md)
+    TAMPERED = "66"
+    DUPLICATE = "94"
+    KEY_CHECK_FAILED = "F2"
 
     @property
     def meaning(self) -> str:
@@ -103,6 +121,9 @@ _MEANINGS = {
     ResponseCode.MAC_FAILED: "MAC check failed",
     ResponseCode.TABLE_CHECK_FAILED: "digest, CRC or table format check failed",
     ResponseCode.TERMINAL_ERROR: "terminal error",
+    ResponseCode.TAMPERED: "terminal tampered: downloads and key changes refused until replaced",
+    ResponseCode.DUPLICATE: "duplicate transmission: this key request was already processed",
+    ResponseCode.KEY_CHECK_FAILED: "key unwrap or key check value failed",
 }
 
 
@@ -257,6 +278,23 @@ def echo(stan: int, tid: str) -> Message:
 def download_status(stan: int, tid: str) -> Message:
     """0800/362: where to resume a broken download (tags 05 06 07)."""
     return _network(stan, tid, NetCode.STATUS)
+
+
+def health(stan: int, tid: str) -> Message:
+    """0800/303: the terminal's health (tags 10-16, :mod:`protocols.health`). Unsigned."""
+    return _network(stan, tid, NetCode.HEALTH)
+
+
+def key_change(stan: int, tid: str, tlv: bytes) -> Message:
+    """0800/161: a new key (``tlv``: :class:`protocols.keys.KeyChange`). Sign it with the
+    terminal's current key."""
+    return _network(stan, tid, NetCode.KEY_CHANGE, f62=bytes(tlv))
+
+
+def key_confirm(stan: int, tid: str, tlv: bytes) -> Message:
+    """0800/162: confirm the new key (``tlv``: :class:`protocols.keys.KeyConfirm`). Sign it
+    with the new key."""
+    return _network(stan, tid, NetCode.KEY_CONFIRM, f62=bytes(tlv))
 
 
 def block(stan: int, tid: str, version: int, index: int, count: int, data: bytes) -> Message:

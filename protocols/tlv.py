@@ -6,6 +6,13 @@ are kept: the receiver skips what it does not know); the dataclasses
 :class:`SaleRequest` (0200), :class:`SaleResult` (0210), :class:`SignOnInfo` (0810
 sign-on) and :class:`DownloadStatus` (0810 of 362) give the typed values of each message.
 
+:class:`Tag` also lists the tags posfleet adds to v1 (docs/protocol.md): health
+(0x10-0x16, typed in :mod:`protocols.health`) and key versions and key change (0x20-0x23,
+typed in :mod:`protocols.keys`). Their sizes are checked here like every known tag's;
+:class:`TLVReader`, :func:`check_uint`, :func:`build_value` and :func:`tag_field` are the
+helpers those modules share with this one. (The module is over 400 lines because it holds
+every tag's wire format and the v1 messages' typed values in one place.)
+
 >>> raw = encode_tlv({Tag.ACTIVE_VERSION: (7).to_bytes(4, "big"), 0x7F: b"?"})
 >>> raw.hex(" ")
 '05 04 00 00 00 07 7f 01 3f'
@@ -55,9 +62,13 @@ __all__ = [
     "SaleRequest",
     "SaleResult",
     "SignOnInfo",
+    "TLVReader",
     "Tag",
+    "build_value",
+    "check_uint",
     "decode_tlv",
     "encode_tlv",
+    "tag_field",
 ]
 
 FIELD: Final = 62
@@ -80,6 +91,19 @@ class Tag(IntEnum):
     NET_AMOUNT = 0x09
     EFFECTIVE_TIME = 0x0A
     MCC = 0x0B
+    # additions to v1 (docs/protocol.md): terminal health, in the sign-on and 0810/303
+    BATTERY = 0x10
+    PRINTER = 0x11
+    CARD_READS = 0x12
+    TAMPER = 0x13
+    UPTIME = 0x14
+    REBOOT_REASON = 0x15
+    FREE_STORAGE = 0x16
+    # additions to v1: key versions and key change (0800/161, 0800/162)
+    KEY_VERSIONS = 0x20
+    NEW_KEY_VERSION = 0x21
+    WRAPPED_KEY = 0x22
+    KEY_CHECK_VALUE = 0x23
 
 
 # --- constructs --------------------------------------------------------------------------
@@ -98,6 +122,25 @@ PARTIAL_DOWNLOAD: Final[Any] = cs.Struct(
 
 _ASCII: Final[Any] = cs.GreedyString("ascii")
 
+BATTERY: Final[Any] = cs.Struct(
+    "level" / cs.Int8ub,
+    "health" / cs.Int8ub,
+    "cycles" / cs.Int32ub,
+)
+"""Value of tag 0x10: charge level %, capacity left % of new, full charge cycles."""
+PRINTER: Final[Any] = cs.Struct("paper" / cs.Int8ub, "lines" / cs.Int32ub)
+"""Value of tag 0x11: paper state (0 ok, 1 low, 2 out) and lines printed u32."""
+CARD_READS: Final[Any] = cs.Struct(
+    "chip" / cs.Int32ub,
+    "contactless" / cs.Int32ub,
+    "magstripe" / cs.Int32ub,
+)
+"""Value of tag 0x12: card reads by interface since manufacture, u32 each."""
+TAMPER: Final[Any] = cs.Struct("state" / cs.Int8ub, "at" / cs.Int64ub)
+"""Value of tag 0x13: 0 intact / 1 tripped, and when it tripped (Unix seconds, 0 = unknown)."""
+KEY_VERSIONS: Final[Any] = cs.Struct("current" / cs.Int32ub, "next" / cs.Int32ub)
+"""Value of tag 0x20: the MAC key version in use and the one awaiting confirmation (0)."""
+
 VALUE_FORMATS: Final[Mapping[Tag, Any]] = {
     Tag.CARD_TYPE: cs.Int8ub,
     Tag.MODEL: _ASCII,
@@ -110,6 +153,17 @@ VALUE_FORMATS: Final[Mapping[Tag, Any]] = {
     Tag.NET_AMOUNT: cs.Int64ub,
     Tag.EFFECTIVE_TIME: cs.Int64ub,
     Tag.MCC: cs.Int16ub,
+    Tag.BATTERY: BATTERY,
+    Tag.PRINTER: PRINTER,
+    Tag.CARD_READS: CARD_READS,
+    Tag.TAMPER: TAMPER,
+    Tag.UPTIME: cs.Int32ub,
+    Tag.REBOOT_REASON: cs.Int8ub,
+    Tag.FREE_STORAGE: cs.Int64ub,
+    Tag.KEY_VERSIONS: KEY_VERSIONS,
+    Tag.NEW_KEY_VERSION: cs.Int32ub,
+    Tag.WRAPPED_KEY: cs.Bytes(24),
+    Tag.KEY_CHECK_VALUE: cs.Bytes(3),
 }
 """The construct of each known tag's value."""
 
@@ -126,10 +180,21 @@ _KINDS: Final[Mapping[Tag, str]] = {
     Tag.NET_AMOUNT: "u64",
     Tag.EFFECTIVE_TIME: "u64",
     Tag.MCC: "u16",
+    Tag.BATTERY: "u8 + u8 + u32",
+    Tag.PRINTER: "u8 + u32",
+    Tag.CARD_READS: "3 × u32",
+    Tag.TAMPER: "u8 + u64",
+    Tag.UPTIME: "u32",
+    Tag.REBOOT_REASON: "u8",
+    Tag.FREE_STORAGE: "u64",
+    Tag.KEY_VERSIONS: "u32 + u32",
+    Tag.NEW_KEY_VERSION: "u32",
+    Tag.WRAPPED_KEY: "24 bytes",
+    Tag.KEY_CHECK_VALUE: "3 bytes",
 }
 
 
-def _where(tag: int) -> str:
+def tag_field(tag: int) -> str:
     return f"{FIELD} tag 0x{tag:02X}"
 
 
@@ -185,21 +250,22 @@ def encode_tlv(items: Mapping[int, bytes] | Iterable[tuple[int, bytes]]) -> byte
             raise EncodeError(f"tag {tag!r} is not an integer 0..255", field=FIELD)
         if not isinstance(value, bytes | bytearray | memoryview):
             raise EncodeError(
-                f"{_name(tag)} value must be bytes, not {type(value).__name__}", field=_where(tag)
+                f"{_name(tag)} value must be bytes, not {type(value).__name__}",
+                field=tag_field(tag),
             )
         value = bytes(value)
         if tag in seen:
-            raise EncodeError(f"duplicate tag 0x{tag:02X}", field=_where(tag))
+            raise EncodeError(f"duplicate tag 0x{tag:02X}", field=tag_field(tag))
         seen.add(tag)
         if len(value) > MAX_VALUE:
             raise EncodeError(
                 f"{_name(tag)} value is {len(value)} bytes, at most {MAX_VALUE} fit",
-                field=_where(tag),
+                field=tag_field(tag),
             )
         problem = _check_value(tag, value)
         if problem is not None:
-            raise EncodeError(problem, field=_where(tag))
-        out += TLV_ITEM.build({"tag": int(tag), "value": value})
+            raise EncodeError(problem, field=tag_field(tag))
+        out += bytes((tag, len(value))) + value  # what TLV_ITEM builds, without its overhead
     return bytes(out)
 
 
@@ -220,12 +286,12 @@ def _decode(data: bytes | bytearray | memoryview) -> dict[int, tuple[int, bytes]
         if tag in out:
             raise TLVError(
                 f"duplicate tag 0x{tag:02X} (first at byte {out[tag][0]})",
-                field=_where(tag),
+                field=tag_field(tag),
                 offset=start,
             )
         problem = _check_value(tag, value)
         if problem is not None:
-            raise TLVError(problem, field=_where(tag), offset=start)
+            raise TLVError(problem, field=tag_field(tag), offset=start)
         out[tag] = (start, value)
     return out
 
@@ -235,11 +301,11 @@ def _truncated(view: bytes, start: int) -> TLVError:
     left = len(view) - start - 1
     if left == 0:
         return TLVError(
-            f"truncated: {_name(tag)} item has no length byte", field=_where(tag), offset=start
+            f"truncated: {_name(tag)} item has no length byte", field=tag_field(tag), offset=start
         )
     return TLVError(
         f"truncated: {_name(tag)} item says {view[start + 1]} value bytes, only {left - 1} left",
-        field=_where(tag),
+        field=tag_field(tag),
         offset=start,
     )
 
@@ -264,25 +330,27 @@ bytes, only 0 left
 # --- typed values ------------------------------------------------------------------------
 
 
-def _uint(tag: Tag, value: int, bits: int) -> int:
+def check_uint(tag: Tag, value: int, bits: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EncodeError(
-            f"{tag.name} must be an int, not {type(value).__name__}", field=_where(tag)
+            f"{tag.name} must be an int, not {type(value).__name__}", field=tag_field(tag)
         )
     if not 0 <= value < 1 << bits:
-        raise EncodeError(f"{tag.name} {value} does not fit u{bits}", field=_where(tag))
+        raise EncodeError(f"{tag.name} {value} does not fit u{bits}", field=tag_field(tag))
     return value
 
 
 def _ascii(tag: Tag, value: str) -> bytes:
     if not isinstance(value, str):
-        raise EncodeError(f"{tag.name} must be str, not {type(value).__name__}", field=_where(tag))
+        raise EncodeError(
+            f"{tag.name} must be str, not {type(value).__name__}", field=tag_field(tag)
+        )
     if not value.isascii():
-        raise EncodeError(f"{tag.name} {value!r} is not ASCII", field=_where(tag))
+        raise EncodeError(f"{tag.name} {value!r} is not ASCII", field=tag_field(tag))
     raw = value.encode("ascii")
     if len(raw) > MAX_VALUE:
         raise EncodeError(
-            f"{tag.name} is {len(raw)} characters, at most {MAX_VALUE} fit", field=_where(tag)
+            f"{tag.name} is {len(raw)} characters, at most {MAX_VALUE} fit", field=tag_field(tag)
         )
     return raw
 
@@ -295,12 +363,25 @@ def _card_type(value: int, *, field: str) -> CardType:
     return CardType(value)
 
 
-def _build(tag: Tag, value: object) -> bytes:
-    raw: bytes = VALUE_FORMATS[tag].build(value)
+_COMPILED: dict[Tag, Any] = {}
+
+
+def _format(tag: Tag) -> Any:
+    """The compiled construct of ``tag``'s value (compiled on first use: about 3× faster
+    to build and parse; sizes are checked before any parse, so compiled construct's
+    missing short-read checks never matter here)."""
+    compiled = _COMPILED.get(tag)
+    if compiled is None:
+        compiled = _COMPILED[tag] = VALUE_FORMATS[tag].compile()
+    return compiled
+
+
+def build_value(tag: Tag, value: object) -> bytes:
+    raw: bytes = _format(tag).build(value)
     return raw
 
 
-class _Reader:
+class TLVReader:
     """Typed access to the decoded items, with the offsets for errors."""
 
     def __init__(self, data: bytes) -> None:
@@ -310,10 +391,19 @@ class _Reader:
         try:
             return self.items[tag]
         except KeyError:
-            raise TLVError(f"{tag.name} (tag 0x{tag:02X}) is missing", field=_where(tag)) from None
+            raise TLVError(
+                f"{tag.name} (tag 0x{tag:02X}) is missing", field=tag_field(tag)
+            ) from None
+
+    def has(self, tag: Tag) -> bool:
+        return tag in self.items
+
+    def error(self, tag: Tag, reason: str) -> TLVError:
+        """A TLVError about ``tag``'s value, at its item's offset."""
+        return TLVError(reason, field=tag_field(tag), offset=self.items[tag][0])
 
     def value(self, tag: Tag) -> Any:
-        return VALUE_FORMATS[tag].parse(self.raw(tag)[1])
+        return _format(tag).parse(self.raw(tag)[1])
 
     def uint(self, tag: Tag) -> int:
         number: int = self.value(tag)
@@ -332,14 +422,14 @@ class _Reader:
         try:
             return utc_datetime(self.uint(tag))
         except ValueError as exc:
-            raise TLVError(f"{tag.name}: {exc}", field=_where(tag), offset=offset) from None
+            raise TLVError(f"{tag.name}: {exc}", field=tag_field(tag), offset=offset) from None
 
     def card_type(self) -> CardType:
         offset, _ = self.raw(Tag.CARD_TYPE)
         value = self.uint(Tag.CARD_TYPE)
         if not CardType.DEBIT <= value <= CardType.QR_WALLET:
             raise TLVError(
-                f"card type {value} is not 1..4", field=_where(Tag.CARD_TYPE), offset=offset
+                f"card type {value} is not 1..4", field=tag_field(Tag.CARD_TYPE), offset=offset
             )
         return CardType(value)
 
@@ -355,8 +445,8 @@ class PartialDownload:
     next_block: int
 
     def __post_init__(self) -> None:
-        _uint(Tag.PARTIAL_DOWNLOAD, self.version, 32)
-        _uint(Tag.PARTIAL_DOWNLOAD, self.next_block, 16)
+        check_uint(Tag.PARTIAL_DOWNLOAD, self.version, 32)
+        check_uint(Tag.PARTIAL_DOWNLOAD, self.next_block, 16)
 
     @property
     def in_progress(self) -> bool:
@@ -369,7 +459,7 @@ class PartialDownload:
         >>> PartialDownload(version=7, next_block=2).to_bytes().hex(" ")
         '00 00 00 07 00 02'
         """
-        return _build(
+        return build_value(
             Tag.PARTIAL_DOWNLOAD, {"version": self.version, "next_block": self.next_block}
         )
 
@@ -391,17 +481,17 @@ class SaleRequest:
     card_type: CardType
 
     def __post_init__(self) -> None:
-        ct = _card_type(self.card_type, field=_where(Tag.CARD_TYPE))
+        ct = _card_type(self.card_type, field=tag_field(Tag.CARD_TYPE))
         object.__setattr__(self, "card_type", ct)
 
     def to_tlv(self) -> bytes:
         """The field 62 bytes."""
-        return encode_tlv([(Tag.CARD_TYPE, _build(Tag.CARD_TYPE, self.card_type))])
+        return encode_tlv([(Tag.CARD_TYPE, build_value(Tag.CARD_TYPE, self.card_type))])
 
     @classmethod
     def from_tlv(cls, data: bytes) -> Self:
         """Read field 62 of a 0200; TLVError if tag 0x01 is missing or not 1..4."""
-        return cls(card_type=_Reader(data).card_type())
+        return cls(card_type=TLVReader(data).card_type())
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,15 +502,15 @@ class SaleResult:
     net_amount: int
 
     def __post_init__(self) -> None:
-        _uint(Tag.ACTIVE_VERSION, self.active_version, 32)
-        _uint(Tag.NET_AMOUNT, self.net_amount, 64)
+        check_uint(Tag.ACTIVE_VERSION, self.active_version, 32)
+        check_uint(Tag.NET_AMOUNT, self.net_amount, 64)
 
     def to_tlv(self) -> bytes:
         """The field 62 bytes: tags 0x05 and 0x09."""
         return encode_tlv(
             [
-                (Tag.ACTIVE_VERSION, _build(Tag.ACTIVE_VERSION, self.active_version)),
-                (Tag.NET_AMOUNT, _build(Tag.NET_AMOUNT, self.net_amount)),
+                (Tag.ACTIVE_VERSION, build_value(Tag.ACTIVE_VERSION, self.active_version)),
+                (Tag.NET_AMOUNT, build_value(Tag.NET_AMOUNT, self.net_amount)),
             ]
         )
 
@@ -431,7 +521,7 @@ class SaleResult:
         >>> SaleResult.from_tlv(bytes.fromhex("0504 00000007 0908 00000000000026d3"))
         SaleResult(active_version=7, net_amount=9939)
         """
-        r = _Reader(data)
+        r = TLVReader(data)
         return cls(active_version=r.uint(Tag.ACTIVE_VERSION), net_amount=r.uint(Tag.NET_AMOUNT))
 
 
@@ -452,17 +542,17 @@ class DownloadStatus:
     partial: PartialDownload = NO_PARTIAL_DOWNLOAD
 
     def __post_init__(self) -> None:
-        _uint(Tag.ACTIVE_VERSION, self.active_version, 32)
-        _uint(Tag.PENDING_VERSION, self.pending_version, 32)
+        check_uint(Tag.ACTIVE_VERSION, self.active_version, 32)
+        check_uint(Tag.PENDING_VERSION, self.pending_version, 32)
         if not isinstance(self.partial, PartialDownload):
-            raise EncodeError("partial must be a PartialDownload", field=_where(7))
+            raise EncodeError("partial must be a PartialDownload", field=tag_field(7))
 
     def to_tlv(self) -> bytes:
         """The field 62 bytes: tags 0x05, 0x06, 0x07."""
         return encode_tlv(
             [
-                (Tag.ACTIVE_VERSION, _build(Tag.ACTIVE_VERSION, self.active_version)),
-                (Tag.PENDING_VERSION, _build(Tag.PENDING_VERSION, self.pending_version)),
+                (Tag.ACTIVE_VERSION, build_value(Tag.ACTIVE_VERSION, self.active_version)),
+                (Tag.PENDING_VERSION, build_value(Tag.PENDING_VERSION, self.pending_version)),
                 (Tag.PARTIAL_DOWNLOAD, self.partial.to_bytes()),
             ]
         )
@@ -470,7 +560,7 @@ class DownloadStatus:
     @classmethod
     def from_tlv(cls, data: bytes) -> Self:
         """Read field 62; TLVError if one of the three tags is missing or malformed."""
-        r = _Reader(data)
+        r = TLVReader(data)
         return cls(
             active_version=r.uint(Tag.ACTIVE_VERSION),
             pending_version=r.uint(Tag.PENDING_VERSION),
@@ -510,16 +600,16 @@ class SignOnInfo:
         _ascii(Tag.MODEL, self.model)
         _ascii(Tag.SERIAL, self.serial)
         _ascii(Tag.FIRMWARE, self.firmware)
-        _uint(Tag.ACTIVE_VERSION, self.active_version, 32)
-        _uint(Tag.PENDING_VERSION, self.pending_version, 32)
-        caps = _uint(Tag.CAPABILITIES, self.capabilities, 16)
+        check_uint(Tag.ACTIVE_VERSION, self.active_version, 32)
+        check_uint(Tag.PENDING_VERSION, self.pending_version, 32)
+        caps = check_uint(Tag.CAPABILITIES, self.capabilities, 16)
         object.__setattr__(self, "capabilities", Capability(caps))
-        seconds = unix_seconds(self.pending_effective, field=_where(Tag.EFFECTIVE_TIME))
+        seconds = unix_seconds(self.pending_effective, field=tag_field(Tag.EFFECTIVE_TIME))
         object.__setattr__(self, "pending_effective", utc_datetime(seconds))
-        if _uint(Tag.MCC, self.mcc, 16) > 9999:
-            raise EncodeError(f"MCC {self.mcc} is not 0..9999", field=_where(Tag.MCC))
+        if check_uint(Tag.MCC, self.mcc, 16) > 9999:
+            raise EncodeError(f"MCC {self.mcc} is not 0..9999", field=tag_field(Tag.MCC))
         if not isinstance(self.partial, PartialDownload):
-            raise EncodeError("partial must be a PartialDownload", field=_where(7))
+            raise EncodeError("partial must be a PartialDownload", field=tag_field(7))
 
     def to_tlv(self) -> bytes:
         """The field 62 bytes, tags in ascending order."""
@@ -528,26 +618,26 @@ class SignOnInfo:
                 (Tag.MODEL, _ascii(Tag.MODEL, self.model)),
                 (Tag.SERIAL, _ascii(Tag.SERIAL, self.serial)),
                 (Tag.FIRMWARE, _ascii(Tag.FIRMWARE, self.firmware)),
-                (Tag.ACTIVE_VERSION, _build(Tag.ACTIVE_VERSION, self.active_version)),
-                (Tag.PENDING_VERSION, _build(Tag.PENDING_VERSION, self.pending_version)),
+                (Tag.ACTIVE_VERSION, build_value(Tag.ACTIVE_VERSION, self.active_version)),
+                (Tag.PENDING_VERSION, build_value(Tag.PENDING_VERSION, self.pending_version)),
                 (Tag.PARTIAL_DOWNLOAD, self.partial.to_bytes()),
-                (Tag.CAPABILITIES, _build(Tag.CAPABILITIES, int(self.capabilities))),
+                (Tag.CAPABILITIES, build_value(Tag.CAPABILITIES, int(self.capabilities))),
                 (
                     Tag.EFFECTIVE_TIME,
-                    _build(Tag.EFFECTIVE_TIME, unix_seconds(self.pending_effective)),
+                    build_value(Tag.EFFECTIVE_TIME, unix_seconds(self.pending_effective)),
                 ),
-                (Tag.MCC, _build(Tag.MCC, self.mcc)),
+                (Tag.MCC, build_value(Tag.MCC, self.mcc)),
             ]
         )
 
     @classmethod
     def from_tlv(cls, data: bytes) -> Self:
         """Read field 62 of a sign-on 0810 (unknown tags skipped); TLVError on any fault."""
-        r = _Reader(data)
+        r = TLVReader(data)
         mcc_offset, _ = r.raw(Tag.MCC)
         mcc = r.uint(Tag.MCC)
         if mcc > 9999:
-            raise TLVError(f"MCC {mcc} is not 0..9999", field=_where(Tag.MCC), offset=mcc_offset)
+            raise TLVError(f"MCC {mcc} is not 0..9999", field=tag_field(Tag.MCC), offset=mcc_offset)
         return cls(
             model=r.ascii(Tag.MODEL),
             serial=r.ascii(Tag.SERIAL),

@@ -1,8 +1,12 @@
 """`possim`: emulated POS terminals on virtual serial ports, for labs and tests.
 
 Commands: ``serve`` (one terminal), ``fleet`` (many, over TCP), ``show`` (a terminal's
-state), ``sale`` (act as the cash register), ``line`` (a line emulator with faults) and
-``cable`` (a plain virtual null-modem).
+state), ``sale`` (act as the cash register), ``tamper`` (trip a terminal's tamper switch),
+``line`` (a line emulator with faults) and ``cable`` (a plain virtual null-modem).
+
+(Over 400 lines: one module per front end, as ``posfleet``'s sub-apps are; every command
+here is a thin layer over :mod:`terminal_sim.terminal`, :mod:`terminal_sim.serve` and
+:mod:`terminal_sim.state`.)
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import json
 import logging
 import resource
 import signal
+import sqlite3
 import sys
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,15 +31,17 @@ from rich.table import Table
 
 from protocols.errors import ProtocolError
 from protocols.link import Link
-from protocols.mac import derive_terminal_key, load_master_key
+from protocols.mac import read_master_key
 from protocols.messages import EntryMode, ResponseCode
 from protocols.pty import PtyPair
 from protocols.session import HostSession
 from protocols.values import Capability, CardType
 from terminal_sim.line import line_command
+from terminal_sim.report import health_document, keys_document, print_keys_and_health
 from terminal_sim.serve import FleetServer, parse_tcp, serve_terminal
 from terminal_sim.state import StateStore
 from terminal_sim.terminal import DEFAULT_CAPABILITIES, Terminal, TerminalConfig
+from terminal_sim.wear import InitialWear, WearProfile, initial_wear, profile_for
 
 app = typer.Typer(
     name="possim",
@@ -90,6 +99,28 @@ def _ready(line: str) -> None:
     sys.stdout.flush()
 
 
+WearOption = Annotated[
+    WearProfile | None,
+    typer.Option(
+        help="Start terminals seen for the first time worn: new, mixed or worn (default: "
+        "fresh out of the box). A terminal with state keeps its wear."
+    ),
+]
+WearSeedOption = Annotated[int, typer.Option(help="Seed of the wear profile.")]
+
+
+def _wear(
+    profile: WearProfile | None, seed: int, config: TerminalConfig
+) -> Callable[[], InitialWear] | None:
+    """The terminal's first-boot wear under ``profile`` (computed only if it boots first)."""
+    if profile is None:
+        return None
+    model = profile_for(config.model)
+    return lambda: initial_wear(
+        profile, seed, config.serial, model, config.capabilities, datetime.now(UTC)
+    )
+
+
 def _capabilities(text: str) -> Capability:
     caps = Capability(0)
     for word in filter(None, (w.strip().lower() for w in text.split(","))):
@@ -119,6 +150,8 @@ def serve(
         str, typer.Option(help="'pty', a device such as /dev/ttyUSB0, or tcp://HOST:PORT.")
     ] = "pty",
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 9600,
+    wear_profile: WearOption = None,
+    wear_seed: WearSeedOption = 0,
 ) -> None:
     """Serve one emulated terminal. Prints `READY <url>` first, then logs to stderr."""
     try:
@@ -137,7 +170,7 @@ def serve(
     except (ValueError, ProtocolError) as exc:
         raise fail(str(exc), 2) from None
     stop = _stop_on_signals()
-    terminal = Terminal(config, state_dir)
+    terminal = Terminal(config, state_dir, wear=_wear(wear_profile, wear_seed, config))
     try:
         serve_terminal(terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud)
     except (OSError, ProtocolError) as exc:
@@ -154,7 +187,7 @@ MANIFEST_COLUMNS = ("serial", "model", "firmware", "tid", "mid", "mcc")
 
 def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
     """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``."""
-    master = load_master_key(key_file)
+    master = read_master_key(key_file)
     configs: list[TerminalConfig] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -185,8 +218,9 @@ def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
                         row["tid"],
                         row["mid"],
                         mcc,
-                        derive_terminal_key(master, serial),
+                        master.terminal_key(serial).key,
                         caps,
+                        key_version=master.version,
                     )
                 )
             except ValueError as exc:
@@ -199,7 +233,7 @@ def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
 def generated_fleet(
     count: int, key_file: Path, model: str, firmware: str, mcc: int
 ) -> list[TerminalConfig]:
-    master = load_master_key(key_file)
+    master = read_master_key(key_file)
     return [
         TerminalConfig(
             serial=f"PS{i:08d}",
@@ -208,7 +242,8 @@ def generated_fleet(
             tid=f"T{i:07d}",
             mid=f"M{i:014d}",
             mcc=mcc,
-            key=derive_terminal_key(master, f"PS{i:08d}"),
+            key=master.terminal_key(f"PS{i:08d}").key,
+            key_version=master.version,
         )
         for i in range(1, count + 1)
     ]
@@ -235,6 +270,8 @@ def fleet(
     ] = 0.0,
     corrupt: Annotated[float, typer.Option(help="Flip a bit in this share of frames.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
+    wear_profile: WearOption = None,
+    wear_seed: WearSeedOption = 0,
 ) -> None:
     """Serve many terminals from one process, one TCP port each.
 
@@ -258,7 +295,9 @@ def fleet(
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4 * len(configs) + 256)), hard))
     stop = _stop_on_signals()
-    terminals = [Terminal(c, state_dir / c.serial) for c in configs]
+    terminals = [
+        Terminal(c, state_dir / c.serial, wear=_wear(wear_profile, wear_seed, c)) for c in configs
+    ]
     try:
         server = FleetServer(terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed)
     except ProtocolError as exc:
@@ -296,6 +335,8 @@ def state_document(state_dir: Path) -> dict[str, Any]:
         }
         partial = store.partial()
         return {
+            "keys": keys_document(store),
+            "health": health_document(store),
             "active": tables.get("active"),
             "pending": tables.get("pending"),
             "partial_download": None
@@ -349,6 +390,7 @@ def show(
             )
         else:
             tables.add_row(role, "—", "", "", "")
+    print_keys_and_health(out, doc)
     out.print(tables)
     partial = doc["partial_download"]
     if partial:
@@ -452,6 +494,39 @@ def sale(
         _ready(f"declined {outcome.code}: {meaning}")
     if not outcome.approved:
         raise typer.Exit(1)
+
+
+# -- tamper ------------------------------------------------------------------------------------
+
+
+@app.command()
+def tamper(
+    state_dir: Annotated[Path, typer.Option(help="The terminal's state directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trip a terminal's tamper switch, running or not (its next request sees it).
+
+    A tampered terminal refuses fee-table downloads and key changes with 66 until it is
+    replaced; sales, sign-on (which reports the tamper) and health polls still answer.
+    """
+    store = StateStore(state_dir)
+    try:
+        before = store.tampered_at()
+        with store.transaction() as conn:
+            at = store.trip_tamper(conn, int(datetime.now(UTC).timestamp()))
+    except (OSError, sqlite3.Error) as exc:
+        raise fail(f"{state_dir}: {exc}") from None
+    finally:
+        store.close()
+    if as_json:
+        _ready(json.dumps({"tampered_at": at.isoformat(), "already": before is not None}))
+    elif before is not None:
+        _ready(f"tamper switch already tripped at {at.isoformat()}")
+    else:
+        _ready(
+            f"tamper switch tripped at {at.isoformat()}: fee-table downloads and key "
+            "changes are refused with 66 until the terminal is replaced"
+        )
 
 
 # -- cable -------------------------------------------------------------------------------------

@@ -3,7 +3,10 @@
 Everything the terminal knows lives in ``<state-dir>/terminal.db``: the active and pending
 fee tables (their exact bytes), the partial download (version, block count, the blocks
 stored so far), the last response to a state-changing request (so a resend after a crash
-is answered, not executed again), and the last sales.
+is answered, not executed again), the last sales, its MAC keys once a key change reached
+it (current and next, with their versions; before that the key comes from its
+configuration), the digests of the key requests it accepted (replays are refused), its
+hardware wear (:mod:`terminal_sim.wear`) and its tamper switch.
 
 Every request is handled in **one transaction** (:meth:`StateStore.transaction`): a
 process killed at any instant leaves either the state before the request or the state
@@ -17,7 +20,14 @@ Invariants the store keeps (checked by the crash test):
 * at most one ``active`` and one ``pending`` table; a table row is only ever written by a
   commit that passed digest, CRC and format checks, so the active table is always one of
   the complete tables;
-* blocks are stored for one version at a time, in order, without gaps.
+* blocks are stored for one version at a time, in order, without gaps;
+* at most one ``current`` and one ``next`` MAC key; the current key is only ever replaced
+  by promoting the next one, in the transaction that answers the key confirmation, so the
+  terminal always has a working key;
+* the tamper switch, once tripped, stays tripped (nothing here clears it).
+
+(Over 400 lines: the whole schema and every statement on it stay in one module, so the
+crash-safety of each step can be read in one place.)
 """
 
 from __future__ import annotations
@@ -31,7 +41,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Partial", "SaleRecord", "StateStore", "StoredTable"]
+from protocols.health import RebootReason
+from terminal_sim.wear import InitialWear, Wear
+
+__all__ = ["BootInfo", "Partial", "SaleRecord", "StateStore", "StoredTable"]
 
 DB_NAME = "terminal.db"
 KEEP_SALES = 100
@@ -75,7 +88,45 @@ CREATE TABLE IF NOT EXISTS sales (
     approval      TEXT,
     table_version INTEGER
 );
+CREATE TABLE IF NOT EXISTS mac_keys (
+    role      TEXT PRIMARY KEY CHECK (role IN ('current', 'next')),
+    version   INTEGER NOT NULL CHECK (version > 0),
+    key       BLOB NOT NULL CHECK (length(key) = 16),
+    stored_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_requests (
+    digest BLOB PRIMARY KEY,
+    at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wear (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    chip             INTEGER NOT NULL,
+    contactless      INTEGER NOT NULL,
+    magstripe        INTEGER NOT NULL,
+    printer_lines    INTEGER NOT NULL,
+    paper_left       INTEGER NOT NULL,
+    battery_level_bp INTEGER NOT NULL,
+    battery_used_bp  INTEGER NOT NULL,
+    logs_bytes       INTEGER NOT NULL,
+    last_reboot      INTEGER NOT NULL,
+    running          INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS boot (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    booted_at   INTEGER NOT NULL,
+    model       TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    key_kcv     BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tamper (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    tripped_at INTEGER NOT NULL
+);
 """
+_WEAR_COLUMNS = (
+    "chip, contactless, magstripe, printer_lines, paper_left, battery_level_bp, "
+    "battery_used_bp, logs_bytes, last_reboot"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +148,17 @@ class Partial:
     count: int
     next_block: int
     started_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BootInfo:
+    """The last boot: when, the model, and the version and check value of the key the
+    terminal was configured with (``--key-file``; a key change's keys win over it)."""
+
+    booted_at: datetime
+    model: str
+    key_version: int
+    key_kcv: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +289,39 @@ class StateStore:
             return bytes(rows[0][1])
         return None
 
+    def mac_keys(self) -> dict[str, tuple[int, bytes]]:
+        """Role (``current``/``next``) → (version, key) of the keys a key change stored."""
+        rows = self._query("SELECT role, version, key FROM mac_keys")
+        return {role: (version, bytes(key)) for role, version, key in rows}
+
+    def key_request_seen(self, digest: bytes) -> bool:
+        return bool(self._query("SELECT 1 FROM key_requests WHERE digest = ?", (digest,)))
+
+    def wear(self) -> Wear | None:
+        rows = self._query(f"SELECT {_WEAR_COLUMNS} FROM wear WHERE id = 1")
+        if not rows:
+            return None
+        chip, tap, mag, lines, paper, level, used, logs, reason = rows[0]
+        return Wear(chip, tap, mag, lines, paper, level, used, logs, RebootReason(reason))
+
+    def boot_info(self) -> BootInfo | None:
+        rows = self._query("SELECT booted_at, model, key_version, key_kcv FROM boot WHERE id = 1")
+        if not rows:
+            return None
+        at, model, version, kcv = rows[0]
+        when = _dt(at)
+        assert when is not None
+        return BootInfo(when, model, version, bytes(kcv))
+
+    def running(self) -> bool:
+        """The terminal runs (or was killed: it never shut down)."""
+        rows = self._query("SELECT running FROM wear WHERE id = 1")
+        return bool(rows and rows[0][0])
+
+    def tampered_at(self) -> datetime | None:
+        rows = self._query("SELECT tripped_at FROM tamper WHERE id = 1")
+        return _dt(rows[0][0]) if rows else None
+
     def sales(self, limit: int = 10) -> list[SaleRecord]:
         rows = self._query(
             "SELECT at, stan, amount, card_type, code, fee, net, approval, table_version "
@@ -294,6 +389,93 @@ class StateStore:
             "INSERT OR REPLACE INTO last_response (id, request, response) VALUES (1, ?, ?)",
             (request, response),
         )
+
+    @staticmethod
+    def set_next_key(
+        conn: sqlite3.Connection,
+        current: tuple[int, bytes],
+        nxt: tuple[int, bytes],
+        now: int,
+    ) -> None:
+        """Store ``nxt`` as the next key (replacing another next key), and ``current`` as
+        the current one unless a key change already stored it."""
+        conn.execute(
+            "INSERT OR IGNORE INTO mac_keys (role, version, key, stored_at) "
+            "VALUES ('current', ?, ?, ?)",
+            (*current, now),
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO mac_keys (role, version, key, stored_at) "
+            "VALUES ('next', ?, ?, ?)",
+            (*nxt, now),
+        )
+
+    @staticmethod
+    def promote_next_key(conn: sqlite3.Connection, now: int) -> None:
+        """The next key becomes the current one; the old current key is gone."""
+        if conn.execute("SELECT 1 FROM mac_keys WHERE role = 'next'").fetchone() is None:
+            raise sqlite3.IntegrityError("no next key to promote")
+        conn.execute("DELETE FROM mac_keys WHERE role = 'current'")
+        conn.execute(
+            "UPDATE mac_keys SET role = 'current', stored_at = ? WHERE role = 'next'", (now,)
+        )
+
+    @staticmethod
+    def remember_key_request(conn: sqlite3.Connection, digest: bytes, now: int) -> None:
+        conn.execute("INSERT OR IGNORE INTO key_requests (digest, at) VALUES (?, ?)", (digest, now))
+
+    @staticmethod
+    def boot(conn: sqlite3.Connection, initial: InitialWear, info: BootInfo) -> RebootReason:
+        """Mark the terminal running; return why it (re)booted.
+
+        First boot: the ``initial`` wear (and tamper) is stored, its reboot reason kept.
+        Later boots: :attr:`~RebootReason.POWER_LOSS` if the last run never shut down
+        (killed, power cut), else :attr:`~RebootReason.RESTART`. ``info`` (what ``possim
+        show`` tells about this run) replaces the last boot's.
+        """
+        conn.execute(
+            "INSERT OR REPLACE INTO boot (id, booted_at, model, key_version, key_kcv) "
+            "VALUES (1, ?, ?, ?, ?)",
+            (int(info.booted_at.timestamp()), info.model, info.key_version, info.key_kcv),
+        )
+        row = conn.execute("SELECT running FROM wear WHERE id = 1").fetchone()
+        if row is None:
+            w = initial.wear
+            conn.execute(
+                f"INSERT INTO wear (id, {_WEAR_COLUMNS}, running) "
+                "VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                (w.chip, w.contactless, w.magstripe, w.printer_lines, w.paper_left,
+                 w.battery_level_bp, w.battery_used_bp, w.logs_bytes, int(w.last_reboot)),
+            )  # fmt: skip
+            if initial.tampered_at is not None:
+                StateStore.trip_tamper(conn, int(initial.tampered_at.timestamp()))
+            return w.last_reboot
+        reason = RebootReason.POWER_LOSS if row[0] else RebootReason.RESTART
+        conn.execute("UPDATE wear SET running = 1, last_reboot = ? WHERE id = 1", (int(reason),))
+        return reason
+
+    @staticmethod
+    def shut_down(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE wear SET running = 0 WHERE id = 1")
+
+    @staticmethod
+    def save_wear(conn: sqlite3.Connection, w: Wear) -> None:
+        conn.execute(
+            "UPDATE wear SET chip = ?, contactless = ?, magstripe = ?, printer_lines = ?, "
+            "paper_left = ?, battery_level_bp = ?, battery_used_bp = ?, logs_bytes = ? "
+            "WHERE id = 1",
+            (w.chip, w.contactless, w.magstripe, w.printer_lines, w.paper_left,
+             w.battery_level_bp, w.battery_used_bp, w.logs_bytes),
+        )  # fmt: skip
+
+    @staticmethod
+    def trip_tamper(conn: sqlite3.Connection, now: int) -> datetime:
+        """Trip the tamper switch (a switch already tripped keeps its first time)."""
+        conn.execute("INSERT OR IGNORE INTO tamper (id, tripped_at) VALUES (1, ?)", (now,))
+        at = conn.execute("SELECT tripped_at FROM tamper WHERE id = 1").fetchone()[0]
+        when = _dt(at)
+        assert when is not None
+        return when
 
     @staticmethod
     def record_sale(conn: sqlite3.Connection, sale: SaleRecord) -> None:

@@ -10,9 +10,18 @@ with the response it produced, so that
   twice (a sale is never booked twice).
 
 Checks, in order, for every request: decodable (``30``), a request MTI the catalog has
-(``12``), fields 11 and 41 present (``30``), our TID (``63``); for 360/361 the MAC (``A0``,
-nothing changes), then the request's own rules (``76`` older version, ``77`` out of order,
-``F1`` digest/CRC/format). See docs/terminal.md for the download rules.
+(``12``), fields 11 and 41 present (``30``), our TID (``63``); for the signed requests
+(360, 361, 161, 162) the MAC under one of the keys held (``A0``, nothing changes), then the
+request's own rules (``76`` older version, ``77`` out of order, ``F1`` digest/CRC/format,
+``66`` tampered, ``94`` a replayed key request, ``F2`` key check). See docs/terminal.md
+for the download rules and :mod:`terminal_sim.rekey` for the key change.
+
+The terminal also emulates its hardware (:mod:`terminal_sim.wear`): sales wear its card
+readers, printer and battery; sign-on and the health poll (0800/303) report them.
+
+(Over 400 lines: one handler per catalog message, all in the one class whose
+:meth:`Terminal.handle` is the terminal's I/O-free core; the pure rules live in
+:mod:`protocols.feetable`, :mod:`terminal_sim.rekey` and :mod:`terminal_sim.wear`.)
 """
 
 from __future__ import annotations
@@ -22,16 +31,18 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 
 from protocols import messages as m
 from protocols.codec import Message, Value, decode, encode
-from protocols.errors import DecodeError, EncodeError, FeeError, MacError, ProtocolError
+from protocols.errors import DecodeError, EncodeError, FeeError, ProtocolError
 from protocols.feetable import FeeTable, compute_fee
-from protocols.mac import derive_terminal_key, load_master_key
+from protocols.health import HealthInfo
+from protocols.keys import KeyChange, KeyConfirm
+from protocols.mac import TerminalKey, key_check_value, read_master_key
 from protocols.tlv import (
     NO_PARTIAL_DOWNLOAD,
     DownloadStatus,
@@ -41,7 +52,9 @@ from protocols.tlv import (
     SignOnInfo,
 )
 from protocols.values import Capability
-from terminal_sim.state import SaleRecord, StateStore
+from terminal_sim.rekey import KeySlots, decide_change, decide_confirm
+from terminal_sim.state import BootInfo, SaleRecord, StateStore
+from terminal_sim.wear import InitialWear, Wear, after_sale, health_info, profile_for
 
 __all__ = ["Terminal", "TerminalConfig"]
 
@@ -62,8 +75,10 @@ class TerminalConfig:
     tid: str
     mid: str
     mcc: int
-    key: bytes
+    key: bytes = field(repr=False)  # never in a repr or a log
     capabilities: Capability = DEFAULT_CAPABILITIES
+    key_version: int = 1
+    """The version of ``key``: that of the master key it was derived from."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,6 +93,8 @@ class TerminalConfig:
             problems.append(f"mcc {self.mcc} is not 0..9999")
         if len(self.key) != 16:
             problems.append("the MAC key must be 16 bytes")
+        if not 1 <= self.key_version < 2**32:
+            problems.append(f"key version {self.key_version} is not 1..4294967295")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -94,14 +111,20 @@ class TerminalConfig:
         mcc: int,
         capabilities: Capability | None = None,
     ) -> TerminalConfig:
-        """Derive the terminal's MAC key from the fleet master key file (wire page §5)."""
-        key = derive_terminal_key(load_master_key(key_file), serial)
+        """Derive the terminal's MAC key from the fleet master key file (wire page §5); its
+        version is the master key's."""
+        key = read_master_key(key_file).terminal_key(serial)
         caps = DEFAULT_CAPABILITIES if capabilities is None else capabilities
-        return cls(serial, model, firmware, tid, mid, mcc, key, caps)
+        return cls(serial, model, firmware, tid, mid, mcc, key.key, caps, key.version)
 
 
 class Terminal:
-    """One emulated terminal: ``handle(request body) -> response body``."""
+    """One emulated terminal: ``handle(request body) -> response body``.
+
+    ``wear``: its hardware's state on first boot, or a function giving it (called only if
+    the terminal boots for the first time: a fleet of 10,000 starts without computing
+    them); default: fresh out of the box. A terminal whose state has wear keeps it.
+    """
 
     def __init__(
         self,
@@ -109,19 +132,33 @@ class Terminal:
         state_dir: Path,
         *,
         clock: Callable[[], float] = time.time,
+        wear: InitialWear | Callable[[], InitialWear] | None = None,
     ) -> None:
         self.config = config
         self.store = StateStore(state_dir)
         self.clock = clock
+        self.profile = profile_for(config.model)
+        self.started = clock()
+        self._initial = wear
+        self._booted = False
+        self._reply_key: bytes | None = None
         self._tables: dict[int, FeeTable] = {}
 
     def close(self) -> None:
+        """Shut down: the next start reports an orderly restart (a kill: a power loss)."""
+        if self._booted:
+            try:
+                with self.store.transaction() as conn:
+                    self.store.shut_down(conn)
+            except sqlite3.Error as exc:  # pragma: no cover - a broken store at shutdown
+                log.error("%s: cannot record the shutdown: %s", self.config.serial, exc)
         self.store.close()
 
     # -- entry point --
 
     def handle(self, body: bytes) -> bytes | None:
         """Answer one request. Never raises on bad input: it answers with a response code."""
+        self._reply_key = None
         try:
             req = decode(body)
         except DecodeError as exc:
@@ -134,10 +171,12 @@ class Terminal:
             return encode(self._dispatch(req, body))
         except (EncodeError, DecodeError) as exc:  # e.g. an unreadable field 60/61/62
             log.warning("%s: %s: %s: answering 30", self.config.serial, req.mti, exc)
+            if self._reply_key is not None:  # a signed request whose MAC we checked
+                return encode(self._signed(req, RC.FORMAT_ERROR, self._address_echo(req)))
             return encode(self._respond(req, RC.FORMAT_ERROR))
         except (sqlite3.Error, OSError) as exc:  # the state store failed: nothing was changed
             log.error("%s: state store failed: %s: answering 96", self.config.serial, exc)
-            if _needs_mac(req):
+            if _needs_mac(req):  # signed with the key that verified it, if it got that far
                 return encode(self._signed(req, RC.TERMINAL_ERROR, self._address_echo(req)))
             return encode(self._respond(req, RC.TERMINAL_ERROR))
 
@@ -154,6 +193,7 @@ class Terminal:
         code = m.network_code(req) if req.mti == "0800" else None
         if code is m.NetCode.ECHO:  # a line test: answered without touching the state
             return self._respond(req, RC.APPROVED)
+        self._boot()
         self._activate_due()
         if req.mti == "0200":
             return self._once(req, body, self._sale)
@@ -161,14 +201,28 @@ class Terminal:
             return self._sign_on(req)
         if code is m.NetCode.STATUS:
             return self._status(req)
-        try:
-            m.verify(req, self.config.key)
-        except MacError as exc:
-            log.warning("%s: %s: answering A0", self.config.serial, exc)
+        if code is m.NetCode.HEALTH:
+            return self._respond(req, RC.APPROVED, {62: self.health().to_tlv()})
+        assert code is not None and code in m.SIGNED_CODES
+        slots = self.key_slots()
+        self._reply_key = slots.current.key
+        verified = slots.verifier(req, code)
+        if verified is None:
+            log.warning(
+                "%s: %s: MAC check failed under every key held (%s): answering A0",
+                self.config.serial,
+                code.name,
+                slots.versions,
+            )
             return self._signed(req, RC.MAC_FAILED, self._address_echo(req))
+        self._reply_key = verified.key
         if code is m.NetCode.BLOCK:
             return self._once(req, body, self._block)
-        return self._once(req, body, self._commit)
+        if code is m.NetCode.COMMIT:
+            return self._once(req, body, self._commit)
+        if code is m.NetCode.KEY_CHANGE:
+            return self._once(req, body, lambda r, c: self._key_change(r, c, body, slots))
+        return self._once(req, body, lambda r, c: self._key_confirm(r, c, body, slots, verified))
 
     def _once(
         self,
@@ -196,12 +250,61 @@ class Terminal:
         return m.response_to(req, code, fields)
 
     def _signed(self, req: Message, code: RC, fields: dict[int, Value] | None = None) -> Message:
-        return m.sign(m.response_to(req, code, fields), self.config.key)
+        """A response signed with the key that verified the request (else the current)."""
+        key = self._reply_key or self.config.key
+        return m.sign(m.response_to(req, code, fields), key)
 
     @staticmethod
     def _address_echo(req: Message) -> dict[int, Value]:
         value = req.get(61)
         return {61: value} if isinstance(value, str) else {}
+
+    # -- keys and hardware --
+
+    def key_slots(self) -> KeySlots:
+        """The keys held: those a key change stored, else the configured (factory) key."""
+        stored = self.store.mac_keys()
+        if "current" not in stored:
+            return KeySlots(TerminalKey(self.config.key_version, self.config.key))
+        nxt = stored.get("next")
+        return KeySlots(TerminalKey(*stored["current"]), TerminalKey(*nxt) if nxt else None)
+
+    def _boot(self) -> None:
+        """On the first request that touches the state: record the boot (and the
+        first-boot wear)."""
+        if self._booted:
+            return
+        info = BootInfo(
+            booted_at=datetime.fromtimestamp(int(self.started), UTC),
+            model=self.config.model,
+            key_version=self.config.key_version,
+            key_kcv=key_check_value(self.config.key),
+        )
+        initial = self._initial() if callable(self._initial) else self._initial
+        with self.store.transaction() as conn:
+            reason = self.store.boot(conn, initial or InitialWear(Wear.fresh(self.profile)), info)
+        self._booted = True
+        log.info("%s: booted (%s)", self.config.serial, reason.name.lower())
+
+    def health(self) -> HealthInfo:
+        """The terminal's health now (what sign-on and 0800/303 report)."""
+        self._boot()
+        wear = self.store.wear()
+        assert wear is not None  # written by _boot
+        return health_info(
+            wear,
+            self.profile,
+            uptime=int(self.clock() - self.started),
+            tampered_at=self.store.tampered_at(),
+        )
+
+    def _tampered(self, req: Message, fields: dict[int, Value]) -> Message | None:
+        """A ``66`` if the tamper switch has tripped (read on every request: ``possim
+        tamper`` trips it from another process)."""
+        if self.store.tampered_at() is None:
+            return None
+        log.warning("%s: tampered: %s refused with 66", self.config.serial, m.network_code(req))
+        return self._signed(req, RC.TAMPERED, fields)
 
     # -- tables --
 
@@ -256,7 +359,8 @@ class Terminal:
             mcc=self.config.mcc,
             partial=partial,
         )
-        return self._respond(req, RC.APPROVED, {42: self.config.mid, 62: info.to_tlv()})
+        tlv = info.to_tlv() + self.health().to_tlv() + self.key_slots().versions.to_tlv()
+        return self._respond(req, RC.APPROVED, {42: self.config.mid, 62: tlv})
 
     def _status(self, req: Message) -> Message:
         active, pending, _, partial = self._versions()
@@ -265,6 +369,8 @@ class Terminal:
 
     def _block(self, req: Message, conn: sqlite3.Connection) -> Message:
         addr = m.block_address(req)
+        if (refused := self._tampered(req, self._address_echo(req))) is not None:
+            return refused
         data = req.get(62)
         if not isinstance(data, bytes) or not 0 < len(data) <= m.MAX_BLOCK:
             return self._signed(req, RC.INVALID_REQUEST, self._address_echo(req))
@@ -308,6 +414,8 @@ class Terminal:
         addr = m.block_address(req)
         digest = req.get(62)
         echo = self._address_echo(req)
+        if (refused := self._tampered(req, echo)) is not None:
+            return refused
         if not isinstance(digest, bytes) or len(digest) != 32 or addr.index != addr.count:
             return self._signed(req, RC.INVALID_REQUEST, echo)
         active, pending, _, _ = self._versions()
@@ -389,6 +497,12 @@ class Terminal:
             code = RC.APPROVED
             net = amount - fee
             approval = secrets.token_hex(3).upper()
+        if code in (RC.APPROVED, RC.NO_FEE_RULE):  # the card was read; a slip is printed
+            wear = self.store.wear()
+            if wear is not None:
+                entry = m.EntryMode(req.text(22))
+                approved = code is RC.APPROVED
+                self.store.save_wear(conn, after_sale(wear, self.profile, entry, approved=approved))
         fields = dict(echo)
         if code is RC.APPROVED:
             assert table is not None and fee is not None and net is not None
@@ -415,6 +529,68 @@ class Terminal:
         )
         return self._respond(req, code, fields)
 
+    # -- key change (an addition to v1: docs/protocol.md, terminal_sim/rekey.py) --
+
+    def _key_refused(self, body: bytes, slots: KeySlots) -> RC | None:
+        if self.store.key_request_seen(sha256(body).digest()):
+            log.warning("%s: replayed key request: 94", self.config.serial)
+            return RC.DUPLICATE
+        return None
+
+    def _key_change(
+        self, req: Message, conn: sqlite3.Connection, body: bytes, slots: KeySlots
+    ) -> Message:
+        versions: dict[int, Value] = {62: slots.versions.to_tlv()}
+        if (refused := self._tampered(req, versions)) is not None:
+            return refused
+        if (code := self._key_refused(body, slots)) is not None:
+            return self._signed(req, code, versions)
+        change = KeyChange.from_tlv(req.binary(62))
+        decision = decide_change(slots, change)
+        now = int(self.clock())
+        if decision.code is RC.APPROVED:
+            if decision.changed:
+                new = decision.slots.next
+                assert new is not None
+                current = (slots.current.version, slots.current.key)
+                self.store.set_next_key(conn, current, (new.version, new.key), now)
+            self.store.remember_key_request(conn, sha256(body).digest(), now)
+        log.log(
+            logging.INFO if decision.code is RC.APPROVED else logging.WARNING,
+            "%s: key change to version %d: %s (%s)",
+            self.config.serial,
+            change.version,
+            decision.code.value,
+            decision.why,
+        )
+        return self._signed(req, decision.code, {62: decision.slots.versions.to_tlv()})
+
+    def _key_confirm(
+        self,
+        req: Message,
+        conn: sqlite3.Connection,
+        body: bytes,
+        slots: KeySlots,
+        verified: TerminalKey,
+    ) -> Message:
+        if (code := self._key_refused(body, slots)) is not None:
+            return self._signed(req, code, {62: slots.versions.to_tlv()})
+        confirm = KeyConfirm.from_tlv(req.binary(62))
+        decision = decide_confirm(slots, confirm, verified_by=verified)
+        now = int(self.clock())
+        if decision.code is RC.APPROVED:
+            if decision.changed:
+                self.store.promote_next_key(conn, now)
+            self.store.remember_key_request(conn, sha256(body).digest(), now)
+        log.info(
+            "%s: key confirmation of version %d: %s (%s)",
+            self.config.serial,
+            confirm.version,
+            decision.code.value,
+            decision.why,
+        )
+        return self._signed(req, decision.code, {62: decision.slots.versions.to_tlv()})
+
 
 class _AnswerError(Exception):
     def __init__(self, code: RC) -> None:
@@ -423,7 +599,7 @@ class _AnswerError(Exception):
 
 def _needs_mac(req: Message) -> bool:
     try:
-        return req.mti == "0800" and m.network_code(req) in (m.NetCode.BLOCK, m.NetCode.COMMIT)
+        return req.mti == "0800" and m.network_code(req) in m.SIGNED_CODES
     except DecodeError:
         return False
 

@@ -1,18 +1,19 @@
-"""`posfleet db …`, `posfleet policy …`, `posfleet audit …`."""
+"""`posfleet db …`, `posfleet policy …`, `posfleet audit …`.
+
+The domain is imported inside the commands (see :mod:`fleet.cli`).
+"""
 
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from fleet.cli.common import check_format, emit, err_console, fail, handled, option_date, out, state
-from fleet.core import audit
-from fleet.core.db import current_revision, display_url, head_revision, upgrade
-from fleet.core.policy import DEFAULT_POLICY_FILE, Policy
+from fleet.cli.common import Format, FormatOpt, OutOpt, emit, err_console, fail, out, state
+from fleet.core.actor import ACTIONS
 
 db_app = typer.Typer(help="The database: schema migrations (Alembic).", no_args_is_help=True)
 policy_app = typer.Typer(help="The fleet policy file (TOML).", no_args_is_help=True)
@@ -25,12 +26,12 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision")] = "head",
 ) -> None:
     """Create or migrate the schema (safe to run again)."""
-    st = state(ctx)
-    with handled():
-        engine = st.engine(current=False)
-        before = current_revision(engine)
-        upgrade(engine, revision)
-        after = current_revision(engine)
+    from fleet.core.db import current_revision, display_url, upgrade  # noqa: PLC0415
+
+    engine = state(ctx).engine(current=False)
+    before = current_revision(engine)
+    upgrade(engine, revision)
+    after = current_revision(engine)
     where = display_url(engine.url)
     if before == after:
         out.print(f"{where}: schema already at {after}", highlight=False)
@@ -41,10 +42,10 @@ def db_upgrade(
 @db_app.command("current")
 def db_current(ctx: typer.Context) -> None:
     """The schema revision of the database, and the newest one."""
-    st = state(ctx)
-    with handled():
-        engine = st.engine(current=False)
-        current = current_revision(engine)
+    from fleet.core.db import current_revision, display_url, head_revision  # noqa: PLC0415
+
+    engine = state(ctx).engine(current=False)
+    current = current_revision(engine)
     head = head_revision()
     state_text = "current" if current == head else "behind: run `posfleet db upgrade`"
     out.print(
@@ -56,9 +57,7 @@ def db_current(ctx: typer.Context) -> None:
 @policy_app.command("show")
 def policy_show(ctx: typer.Context) -> None:
     """The effective policy as TOML: every key, defaults filled in."""
-    with handled():
-        policy = state(ctx).policy()
-    sys.stdout.write(policy.to_toml())
+    sys.stdout.write(state(ctx).policy().to_toml())
 
 
 @policy_app.command("init")
@@ -71,6 +70,8 @@ def policy_init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
 ) -> None:
     """Write the default policy to a file to edit."""
+    from fleet.core.policy import DEFAULT_POLICY_FILE, Policy  # noqa: PLC0415
+
     path = path or state(ctx).policy_path or Path(DEFAULT_POLICY_FILE)
     if path.exists() and not force:
         raise fail(f"{path} exists; pass --force to replace it", 2)
@@ -78,28 +79,24 @@ def policy_init(
     out.print(f"wrote {path}", highlight=False)
 
 
-def _instant(text: str | None, name: str, *, end: bool = False) -> datetime | None:
+def _instant(text: str | None, name: str, *, end_of_day: bool = False) -> datetime | None:
+    from fleet.core.values import parse_instant  # noqa: PLC0415
+
     if text is None:
         return None
-    if "T" in text or " " in text.strip():
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            raise fail(f"{name}: not a date or date-time: {text!r}", 2) from None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    day = option_date(text, name)
-    assert day is not None
-    start = datetime.combine(day, time(), UTC)
-    return start + timedelta(days=1) if end else start
+    try:
+        return parse_instant(text, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise fail(f"{name}: {exc}", 2) from None
 
 
 @audit_app.command("list")
 def audit_list(
     ctx: typer.Context,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    fmt: FormatOpt = Format.TABLE,
     actor: Annotated[str | None, typer.Option(help="Only this actor")] = None,
     action: Annotated[
-        str | None, typer.Option(help=f"Only this action ({', '.join(audit.ACTIONS)})")
+        str | None, typer.Option(help=f"Only this action ({', '.join(ACTIONS)})")
     ] = None,
     target: Annotated[
         str | None, typer.Option(help="terminal:SERIAL, or a prefix ending in *")
@@ -109,32 +106,28 @@ def audit_list(
         str | None, typer.Option(help="Through this date (UTC) or before an instant")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to a file")] = None,
+    out_file: OutOpt = None,
 ) -> None:
     """Audit entries, oldest first; `--format csv --out FILE` for auditors."""
-    check_format(fmt)
-    if action is not None and action not in audit.ACTIONS:
-        raise fail(f"--action must be one of {', '.join(audit.ACTIONS)}", 2)
+    from fleet.core import audit  # noqa: PLC0415
+
+    if action is not None and action not in ACTIONS:
+        raise fail(f"--action must be one of {', '.join(ACTIONS)}", 2)
+    start = _instant(since, "--since")
+    end = _instant(until, "--until", end_of_day=True)
     flt = audit.AuditFilter(
-        actor=actor,
-        action=action,
-        target=target,
-        since=_instant(since, "--since"),
-        until=_instant(until, "--until", end=True),
-        limit=limit,
+        actor=actor, action=action, target=target, since=start, until=end, limit=limit
     )
-    st = state(ctx)
-    with handled():
-        found = audit.query(st.engine(), flt)
-        if fmt == "table":
-            rows = (
-                audit.as_row(e) | {"at": f"{e.at:%Y-%m-%d %H:%M:%S}Z", "what": audit.summary(e)}
-                for e in found
-            )
-            columns = ["at", "actor", "action", "target", "what", "reason"]
-            count = emit(rows, columns, fmt, title="Audit log", out_file=out_file)
-        else:
-            rows = (audit.as_row(e) for e in found)
-            count = emit(rows, list(audit.CSV_COLUMNS), fmt, title="Audit log", out_file=out_file)
+    found = audit.query(state(ctx).engine(), flt)
+    if fmt == Format.TABLE:
+        rows = (
+            audit.as_row(e) | {"at": f"{e.at:%Y-%m-%d %H:%M:%S}Z", "what": audit.summary(e)}
+            for e in found
+        )
+        columns = ["at", "actor", "action", "target", "what", "reason"]
+    else:
+        rows = (audit.as_row(e) for e in found)
+        columns = list(audit.CSV_COLUMNS)
+    count = emit(rows, columns, fmt, title="Audit log", out_file=out_file)
     if out_file is not None:
         err_console.print(f"wrote {count} entries to {out_file}", highlight=False)

@@ -1,63 +1,37 @@
-"""`posfleet replacements` and `posfleet sync`."""
+"""`posfleet replacements` and `posfleet sync`.
+
+The domain is imported inside the commands (see :mod:`fleet.cli`).
+"""
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fleet.cli.common import (
-    check_format,
+    Format,
+    FormatOpt,
+    OutOpt,
+    TableJson,
+    TableJsonOpt,
     emit,
+    emit_json,
     err_console,
     fail,
-    handled,
     option_date,
     option_days,
     out,
     state,
 )
-from fleet.device.sync import SyncError, sync
-from fleet.inventory.service import iter_terminals
-from fleet.replacements.rules import REASONS, Forecast, Replacement, flag, format_money
 
-CSV_COLUMNS = [
-    "serial",
-    "model",
-    "firmware",
-    "merchant_id",
-    "status",
-    "priority",
-    "replace_by",
-    "reasons",
-    "details",
-    "replacement_model",
-    "cost",
-    "currency",
-]
+if TYPE_CHECKING:
+    from fleet.replacements import Assessment, Replacement
+
 FORECAST_COLUMNS = ["quarter", "units", "cost", "currency"]
-
-
-def _flat(r: Replacement) -> dict[str, Any]:
-    return {
-        "serial": r.serial,
-        "model": r.model,
-        "firmware": r.firmware,
-        "merchant_id": r.merchant_id,
-        "status": r.status,
-        "priority": f"P{r.priority}",
-        "replace_by": r.replace_by.isoformat(),
-        "reasons": ";".join(x.code for x in r.reasons),
-        "details": " | ".join(x.detail for x in r.reasons),
-        "replacement_model": r.replacement_model,
-        "cost": format_money(r.cost, r.currency),
-        "currency": r.currency,
-    }
 
 
 def replacements(
@@ -68,74 +42,41 @@ def replacements(
     horizon: Annotated[
         str | None, typer.Option(help="Look-ahead, e.g. 180d, 26w, 6m (default: policy)")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, csv or json")] = "table",
+    fmt: FormatOpt = Format.TABLE,
     forecast_only: Annotated[
         bool, typer.Option("--forecast", help="Only the per-quarter forecast")
     ] = False,
     limit: Annotated[int, typer.Option(help="Table: show the first N by priority")] = 50,
-    out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to a file")] = None,
+    out_file: OutOpt = None,
 ) -> None:
     """Terminals that need replacing: every reason, a priority, a replace-by date, and the
     forecast of units and cost per quarter."""
-    check_format(fmt)
+    from fleet.replacements import assess  # noqa: PLC0415
+    from fleet.replacements.assess import CSV_COLUMNS, flat_row  # noqa: PLC0415
+
     day = option_date(as_of, "--as-of") or datetime.now(UTC).date()
     days = option_days(horizon, "--horizon")
     st = state(ctx)
-    with handled():
-        policy = st.policy().replacement
-        engine = st.engine()
-        forecast = Forecast()
-        by_reason: Counter[str] = Counter()
-        by_priority: Counter[int] = Counter()
-        found: list[Replacement] = []
-        for r in flag(engine, policy, day, days):
-            forecast.add(r)
-            by_priority[r.priority] += 1
-            by_reason.update(x.code for x in r.reasons)
-            found.append(r)
-    found.sort(key=Replacement.sort_key)
-    horizon_days = policy.horizon_days if days is None else days
+    found = assess(st.engine(), st.policy().replacement, day, days)
     if forecast_only:
-        emit(
-            forecast.rows(), FORECAST_COLUMNS, fmt, title="Replacement forecast", out_file=out_file
-        )
-        return
-    if fmt == "csv":
-        emit((_flat(r) for r in found), CSV_COLUMNS, fmt, out_file=out_file)
-        return
-    if fmt == "json":
-        doc = {
-            "as_of": day.isoformat(),
-            "horizon_days": horizon_days,
-            "policy": policy.__dict__
-            | {"statuses": list(policy.statuses), "require": list(policy.require)},
-            "summary": {
-                "terminals": len(found),
-                "by_priority": {f"P{p}": n for p, n in sorted(by_priority.items())},
-                "by_reason": {code: by_reason[code] for code in REASONS if by_reason[code]},
-                "cost": {c: format_money(v, c) for c, v in forecast.total_cost().items()},
-            },
-            "terminals": [r.as_dict() for r in found],
-            "forecast": forecast.rows(),
-        }
-        text = json.dumps(doc, indent=2, ensure_ascii=False)
+        rows = found.forecast.rows()
+        emit(rows, FORECAST_COLUMNS, fmt, title="Replacement forecast", out_file=out_file)
+    elif fmt == Format.CSV:
+        emit(map(flat_row, found.replacements), CSV_COLUMNS, fmt, out_file=out_file)
+    elif fmt == Format.JSON:
+        text = json.dumps(found.as_dict(), indent=2, ensure_ascii=False)
         if out_file:
             out_file.write_text(text + "\n", encoding="utf-8")
         else:
             print(text)
-        return
-    _table(found[:limit], len(found), forecast, by_priority, by_reason, day, horizon_days)
+    else:
+        _table(found, found.replacements[:limit])
 
 
-def _table(
-    shown: list[Replacement],
-    total: int,
-    forecast: Forecast,
-    by_priority: Counter[int],
-    by_reason: Counter[str],
-    day: Any,
-    horizon_days: int,
-) -> None:
+def _table(found: Assessment, shown: list[Replacement]) -> None:
+    from fleet.core.money import format_minor  # noqa: PLC0415
+
+    day, horizon_days, total = found.as_of, found.horizon_days, len(found.replacements)
     if total == 0:
         out.print(f"No terminal needs replacing as of {day} (horizon {horizon_days} days).")
         return
@@ -161,9 +102,10 @@ def _table(
         err_console.print(
             f"(first {len(shown)} of {total} by priority; --limit or --format csv for all)"
         )
-    summary = ", ".join(f"P{p}: {n}" for p, n in sorted(by_priority.items()))
-    reasons = ", ".join(f"{c}: {by_reason[c]}" for c in REASONS if by_reason[c])
+    summary = ", ".join(f"P{p}: {n}" for p, n in sorted(found.by_priority.items()))
+    reasons = ", ".join(f"{c}: {n}" for c, n in found.reasons().items())
     out.print(f"{total} terminals to replace ({summary}); reasons: {reasons}", highlight=False)
+    forecast = found.forecast
     ftable = Table(title="Forecast by quarter of replace-by date", title_justify="left")
     for column in FORECAST_COLUMNS:
         ftable.add_column(column, justify="right" if column in ("units", "cost") else "left")
@@ -173,7 +115,7 @@ def _table(
         ftable.add_row(
             "total",
             f"{forecast.total_units_in(currency):,}",
-            format_money(amount, currency),
+            format_minor(amount, currency),
             currency,
             style="bold",
         )
@@ -193,52 +135,39 @@ def sync_command(
     ] = False,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer (T2)")] = 5.0,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Sign on to terminals (0800/001) and record model, firmware, versions and last seen."""
-    check_format(fmt, ("table", "json"))
     if all_ == bool(port or terminal):
         raise fail("give --port and/or --terminal, or --all", 2)
+    from fleet.device.sync import SyncError, sync  # noqa: PLC0415
+    from fleet.inventory import linked_serials  # noqa: PLC0415
+
     st = state(ctx)
-    with handled():
-        engine = st.engine()
-        targets: list[tuple[str | None, str | None]]
-        if all_:
-            targets = [
-                (r["serial"], None)
-                for r in iter_terminals(engine)
-                if r["link"] and r["status"] in ("deployed", "faulty")
-            ]
-        else:
-            targets = [(terminal, port)]
-        results: list[dict[str, Any]] = []
-        failures = 0
-        for serial, url in targets:
-            try:
-                result = sync(
-                    engine, actor=st.actor, serial=serial, port=url, baud=baud, t2=timeout
-                )
-            except SyncError as exc:
-                failures += 1
-                results.append({"serial": serial, "error": str(exc)})
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-                continue
-            results.append(result.as_dict())
-    if fmt == "json":
-        out.print_json(json.dumps(results))
+    engine = st.engine()
+    targets: list[tuple[str | None, str | None]] = (
+        [(serial, None) for serial in linked_serials(engine)] if all_ else [(terminal, port)]
+    )
+    results: list[dict[str, Any]] = []
+    failures = 0
+    for serial, url in targets:
+        try:
+            result = sync(engine, actor=st.actor, serial=serial, port=url, baud=baud, t2=timeout)
+        except SyncError as exc:
+            failures += 1
+            results.append({"serial": serial, "error": str(exc)})
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            continue
+        results.append(result.as_dict())
+    if fmt == TableJson.JSON:
+        emit_json(results)
     else:
         good = [r for r in results if "error" not in r]
         for r in good:
             r["changed"] = (
                 "; ".join(f"{k}: {a or '∅'} → {b}" for k, (a, b) in r["changes"].items()) or "-"
             )
-        for r in good:
             r["tables"] = f"{r['active_version']}/{r['pending_version']}"
-        emit(
-            good,
-            ["serial", "model", "firmware", "tables", "changed"],
-            "table",
-            title="Synced",
-        )
+        emit(good, ["serial", "model", "firmware", "tables", "changed"], "table", title="Synced")
     if failures:
         raise typer.Exit(1)

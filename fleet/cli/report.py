@@ -2,43 +2,37 @@
 HTML.
 
 The reports are :mod:`fleet.reports`; this module only reads the options, asks for the
-report and writes it where it should go.
+report and writes it where it should go. The reports (and matplotlib, Jinja2 with them) are
+imported inside the commands (see :mod:`fleet.cli`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from fleet.cli.common import (
-    check_format,
+    OutOpt,
     emit,
     err_console,
     fail,
-    handled,
     option_date,
     option_days,
     out,
     state,
 )
 from fleet.core.values import CHANNELS
-from fleet.notices.text import KINDS
-from fleet.reports import (
-    NoticeFilter,
-    Report,
-    fleet_report,
-    notices_report,
-    render,
-    replacements_report,
-    rollout_report,
-)
+
+if TYPE_CHECKING:
+    from fleet.reports.model import Report
 
 __all__ = ["report_app"]
 
@@ -48,26 +42,31 @@ report_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
+class ReportFormat(enum.StrEnum):
+    TABLE = "table"
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
 FormatOpt = Annotated[
-    str,
+    ReportFormat,
     typer.Option("--format", "-f", help="table, csv (the main section), json (everything) or html"),
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file")]
 AsOfOpt = Annotated[
     str | None, typer.Option("--as-of", help="Report as of this date, YYYY-MM-DD (default: today)")
 ]
 
 
-def _start(fmt: str, as_of: str | None, out_file: Path | None) -> date:
-    """Check the options every report shares (bad usage exits 2 before any work)."""
-    check_format(fmt, render.FORMATS)
-    day = option_date(as_of, "--as-of") or datetime.now(UTC).date()
-    if out_file is not None and not out_file.parent.is_dir():
-        raise fail(f"--out: directory {out_file.parent} does not exist", 2)
-    return day
+def _day(as_of: str | None) -> date:
+    """The ``--as-of`` day (default today, UTC); bad usage exits 2 before any work."""
+    return option_date(as_of, "--as-of") or datetime.now(UTC).date()
 
 
 def _write(report: Report, fmt: str, out_file: Path | None) -> None:
+    from fleet.reports import render  # noqa: PLC0415
+
     try:
         if fmt == "csv":
             keys, rows = render.csv_rows(report)
@@ -102,21 +101,20 @@ def _write(report: Report, fmt: str, out_file: Path | None) -> None:
 @report_app.command("fleet")
 def report_fleet(
     ctx: typer.Context,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
     as_of: AsOfOpt = None,
 ) -> None:
     """Terminals by model and status, by firmware (supported or not), an age histogram."""
-    day = _start(fmt, as_of, out_file)
-    with handled():
-        report = fleet_report(state(ctx).engine(), day)
-    _write(report, fmt, out_file)
+    from fleet.reports import fleet_report  # noqa: PLC0415
+
+    _write(fleet_report(state(ctx).engine(), _day(as_of)), fmt, out_file)
 
 
 @report_app.command("replacements")
 def report_replacements(
     ctx: typer.Context,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
     as_of: AsOfOpt = None,
     horizon: Annotated[
@@ -129,21 +127,25 @@ def report_replacements(
 ) -> None:
     """Terminals to replace (reasons, priority, replace-by, contact) and the forecast of
     units and cost per quarter."""
-    day = _start(fmt, as_of, out_file)
+    from fleet.reports import replacements_report  # noqa: PLC0415
+
+    day = _day(as_of)
     days = option_days(horizon, "--horizon")
     st = state(ctx)
-    with handled():
-        policy = st.policy().replacement
-        report = replacements_report(
-            st.engine(), policy, day, days, limit=limit if fmt in ("table", "html") else None
-        )
+    report = replacements_report(
+        st.engine(),
+        st.policy().replacement,
+        day,
+        days,
+        limit=limit if fmt in (ReportFormat.TABLE, ReportFormat.HTML) else None,
+    )
     _write(report, fmt, out_file)
 
 
 @report_app.command("rollout")
 def report_rollout(
     ctx: typer.Context,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
     as_of: AsOfOpt = None,
     rollout: Annotated[
@@ -153,10 +155,9 @@ def report_rollout(
 ) -> None:
     """Rollouts created up to --as-of (their jobs as they are now): per-wave progress and
     failures grouped by last error."""
-    day = _start(fmt, as_of, out_file)
-    with handled():
-        report = rollout_report(state(ctx).engine(), day, tuple(rollout or ()))
-    _write(report, fmt, out_file)
+    from fleet.reports import rollout_report  # noqa: PLC0415
+
+    _write(rollout_report(state(ctx).engine(), _day(as_of), tuple(rollout or ())), fmt, out_file)
 
 
 def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -170,7 +171,7 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> t
 @report_app.command("notices")
 def report_notices(
     ctx: typer.Context,
-    fmt: FormatOpt = "table",
+    fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
     as_of: Annotated[
         str | None,
@@ -184,7 +185,7 @@ def report_notices(
     ] = None,
     kind: Annotated[
         list[str] | None,
-        typer.Option("--kind", "-k", help=f"Only this kind ({', '.join(KINDS)}; repeat for more)"),
+        typer.Option("--kind", "-k", help="Only this kind of notice (repeat for more)"),
     ] = None,
     channel: Annotated[
         list[str] | None,
@@ -195,7 +196,10 @@ def report_notices(
 ) -> None:
     """Notices by kind, channel and status and per day; their messages by channel, status
     and language with SMS segments and cost; failures by error (phone numbers masked)."""
-    day = _start(fmt, as_of, out_file)
+    from fleet.notices.text import KINDS  # noqa: PLC0415
+    from fleet.reports import NoticeFilter, notices_report  # noqa: PLC0415
+
+    day = _day(as_of)
     first = option_date(since, "--since")
     if first is not None and first > day:
         raise fail(f"--since {first.isoformat()} is after --as-of {day.isoformat()}", 2)
@@ -205,6 +209,4 @@ def report_notices(
         _choices(kind, KINDS, "--kind"),
         _choices(channel, CHANNELS, "--channel"),
     )
-    with handled():
-        report = notices_report(state(ctx).engine(), where)
-    _write(report, fmt, out_file)
+    _write(notices_report(state(ctx).engine(), where), fmt, out_file)

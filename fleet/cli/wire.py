@@ -1,22 +1,24 @@
-"""`posfleet wire` (decode captured frames and messages) and `posfleet keys` (master keys)."""
+"""`posfleet wire` (decode captured frames and messages) and `posfleet keys` (master keys).
+
+The protocol modules (construct, cryptography) are imported inside the commands (see
+:mod:`fleet.cli`).
+"""
 
 from __future__ import annotations
 
-import json
 import string
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from fleet.cli.common import fail, out
-from protocols.codec import Message, decode
+from fleet.cli.common import TableJson, TableJsonOpt, emit_json, fail, out
 from protocols.errors import ProtocolError
-from protocols.framing import BadFrame, Control, Frame, FrameDecoder
-from protocols.mac import generate_master_key_file
-from protocols.spec import SPEC
+
+if TYPE_CHECKING:
+    from protocols.codec import Message
 
 wire_app = typer.Typer(
     help="Inspect wire traffic: frames and ISO 8583 messages.", no_args_is_help=True
@@ -34,6 +36,8 @@ def _parse_hex(text: str) -> bytes:
 
 def _messages_in(data: bytes) -> list[tuple[str, bytes]]:
     """Frames in a capture (STX…LRC), or the whole input as one message body."""
+    from protocols.framing import BadFrame, Control, Frame, FrameDecoder  # noqa: PLC0415
+
     if not data.startswith(b"\x02"):
         return [("body", data)]
     found: list[tuple[str, bytes]] = []
@@ -48,6 +52,10 @@ def _messages_in(data: bytes) -> list[tuple[str, bytes]]:
     return found
 
 
+def _fields(message: Message) -> dict[str, str]:
+    return {str(n): _show(v) for n, v in message.fields.items()}
+
+
 def _show(value: str | bytes) -> str:
     return value.hex(" ") if isinstance(value, bytes) else value
 
@@ -60,11 +68,12 @@ def wire_decode(
     file: Annotated[
         Path | None, typer.Option("--file", help="Raw bytes captured from a line.")
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Decode captured bytes: frames are checked (LEN, ETX, LRC), bodies decoded field by field."""
-    if fmt not in ("table", "json"):
-        raise fail(f"--format must be table or json, not {fmt!r}", 2)
+    from protocols.codec import decode  # noqa: PLC0415
+    from protocols.spec import SPEC  # noqa: PLC0415
+
     if (hex_data is None) == (file is None):
         raise fail("give either HEX or --file", 2)
     if file is not None:
@@ -78,12 +87,17 @@ def wire_decode(
         decoded: list[tuple[str, Message]] = [(w, decode(b)) for w, b in _messages_in(data)]
     except ProtocolError as exc:
         raise fail(str(exc)) from None
-    if fmt == "json":
-        doc = [
-            {"where": w, "mti": m.mti, "fields": {str(n): _show(v) for n, v in m.fields.items()}}
-            for w, m in decoded
-        ]
-        out.print_json(json.dumps(doc))
+    if fmt == TableJson.JSON:
+        emit_json(
+            [
+                {
+                    "where": w,
+                    "mti": m.mti,
+                    "fields": {str(n): _show(v) for n, v in m.fields.items()},
+                }
+                for w, m in decoded
+            ]
+        )
         return
     for where, msg in decoded:
         table = Table(title=f"{where}: MTI {msg.mti}", title_justify="left")
@@ -101,6 +115,8 @@ def keys_new(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
     """Generate a random fleet master key file (32 hex digits)."""
+    from protocols.mac import generate_master_key_file  # noqa: PLC0415
+
     if path.exists() and not force:
         raise fail(f"{path} exists; pass --force to replace it", 2)
     try:

@@ -7,9 +7,7 @@ the fleet can never disagree. :func:`query` filters it for ``posfleet audit list
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,25 +16,19 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select
 from sqlmodel import Session, col
 
+from fleet.core.actor import ACTIONS
 from fleet.core.models import Audit, now
 
-__all__ = ["AuditFilter", "as_row", "default_actor", "query", "recent", "record", "summary"]
-
-ACTIONS = (
-    "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
-    "sign_in", "contact", "rollout",
-)  # fmt: skip
-
-
-def default_actor() -> str:
-    """``POSFLEET_ACTOR``, else the OS user."""
-    env = os.environ.get("POSFLEET_ACTOR")
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
+__all__ = [
+    "ACTIONS",
+    "CSV_COLUMNS",
+    "AuditFilter",
+    "as_row",
+    "query",
+    "recent",
+    "record",
+    "summary",
+]
 
 
 def record(
@@ -73,8 +65,7 @@ class AuditFilter:
     limit: int | None = None
 
 
-def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
-    """Entries matching ``flt``, oldest first (streamed)."""
+def _matching(flt: AuditFilter) -> Any:
     stmt = select(Audit)
     if flt.actor:
         stmt = stmt.where(col(Audit.actor) == flt.actor)
@@ -89,7 +80,12 @@ def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
         stmt = stmt.where(col(Audit.at) >= flt.since)
     if flt.until:
         stmt = stmt.where(col(Audit.at) < flt.until)
-    stmt = stmt.order_by(col(Audit.at), col(Audit.id))
+    return stmt
+
+
+def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
+    """Entries matching ``flt``, oldest first (streamed)."""
+    stmt = _matching(flt).order_by(col(Audit.at), col(Audit.id))
     if flt.limit:
         stmt = stmt.limit(flt.limit)
     with Session(engine) as s:
@@ -130,16 +126,7 @@ def recent(
     engine: Engine, flt: AuditFilter, *, before: int | None = None, limit: int = 50
 ) -> list[Audit]:
     """Entries matching ``flt``, newest first, with ids below ``before`` (a keyset page)."""
-    stmt = select(Audit)
-    if flt.actor:
-        stmt = stmt.where(col(Audit.actor) == flt.actor)
-    if flt.action:
-        stmt = stmt.where(col(Audit.action) == flt.action)
-    if flt.target:
-        if flt.target.endswith("*"):
-            stmt = stmt.where(col(Audit.target).startswith(flt.target[:-1], autoescape=True))
-        else:
-            stmt = stmt.where(col(Audit.target) == flt.target)
+    stmt = _matching(flt)
     if before is not None:
         stmt = stmt.where(col(Audit.id) < before)
     stmt = stmt.order_by(col(Audit.id).desc()).limit(limit)

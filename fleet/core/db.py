@@ -7,25 +7,33 @@ in memory.
 
 The schema is Alembic's (``fleet/core/migrations``): :func:`upgrade` brings a database to the
 newest revision, and :func:`require_current` refuses to work on one that is behind.
+
+Every command opens an engine and checks its schema, so that check stays cheap: it reads
+Alembic's ``alembic_version`` row with one query and compares it with
+:data:`HEAD_REVISION` (a test keeps that constant equal to the newest migration). Alembic
+itself is imported only to migrate (:func:`upgrade`, :func:`downgrade`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
+from fleet.core.errors import JobError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = [
     "DEFAULT_DB",
+    "HEAD_REVISION",
     "DatabaseError",
+    "SchemaNotCurrentError",
     "connect",
     "current_revision",
     "display_url",
@@ -38,10 +46,28 @@ __all__ = [
 
 DEFAULT_DB = "posfleet.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
+HEAD_REVISION = "0004"
+"""The newest migration's revision: what :func:`require_current` wants to find."""
+_VERSION_TABLE = "alembic_version"
 
 
-class DatabaseError(Exception):
-    """The database can't be used: bad URL, unreachable, or schema not current."""
+class DatabaseError(JobError):
+    """The database can't be used: a bad URL, unreachable, or its schema not current.
+
+    ``where`` is the database, its password hidden."""
+
+
+class SchemaNotCurrentError(DatabaseError):
+    """The database has no posfleet schema, or an older one than this posfleet's."""
+
+    def __init__(self, where: str, current: str | None, head: str) -> None:
+        if current is None:
+            message = "has no posfleet schema"
+        else:
+            message = f"is at schema revision {current}, not {head}"
+        super().__init__(message, where=where)
+        self.current = current
+        self.head = head
 
 
 def resolve_url(db: str | None = None) -> URL:
@@ -52,12 +78,13 @@ def resolve_url(db: str | None = None) -> URL:
     try:
         url = make_url(raw)
     except ArgumentError as exc:
-        raise DatabaseError(f"bad database URL {raw!r}: {exc}") from None
+        raise DatabaseError(f"not a database URL: {exc}", where=repr(raw)) from None
     if url.drivername in ("postgresql", "postgres"):
         url = url.set(drivername="postgresql+psycopg")
     if url.get_backend_name() not in ("sqlite", "postgresql"):
         raise DatabaseError(
-            f"unsupported database {url.get_backend_name()!r}: SQLite or PostgreSQL"
+            f"unsupported database {url.get_backend_name()!r}: SQLite or PostgreSQL",
+            where=display_url(url),
         )
     return url
 
@@ -106,7 +133,7 @@ def connect(db: str | URL | None = None, **kwargs: Any) -> Engine:
         if database and database != ":memory:":
             parent = Path(database).parent
             if not parent.is_dir():
-                raise DatabaseError(f"{database}: directory {parent} does not exist")
+                raise DatabaseError(f"directory {parent} does not exist", where=database)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
@@ -116,6 +143,8 @@ def connect(db: str | URL | None = None, **kwargs: Any) -> Engine:
 
 
 def _config(engine: Engine) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - Alembic only to migrate
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -123,43 +152,49 @@ def _config(engine: Engine) -> Config:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory(str(MIGRATIONS))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    """The newest revision of the migrations (:data:`HEAD_REVISION`)."""
+    return HEAD_REVISION
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (Alembic's), or none when it has no schema."""
     try:
         with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            if not inspect(conn).has_table(_VERSION_TABLE):
+                return None
+            found = conn.execute(text(f"SELECT version_num FROM {_VERSION_TABLE}")).scalars()
+            versions = list(found)
     except OperationalError as exc:
-        raise DatabaseError(f"{display_url(engine.url)}: {_first_line(exc)}") from None
+        raise DatabaseError(_first_line(exc), where=display_url(engine.url)) from None
+    if len(versions) > 1:
+        raise DatabaseError(
+            f"has {len(versions)} schema heads ({', '.join(versions)})",
+            where=display_url(engine.url),
+        )
+    return versions[0] if versions else None
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` (idempotent)."""
+    from alembic import command  # noqa: PLC0415 - Alembic only to migrate
+
     try:
         command.upgrade(_config(engine), revision)
     except OperationalError as exc:
-        raise DatabaseError(f"{display_url(engine.url)}: {_first_line(exc)}") from None
+        raise DatabaseError(_first_line(exc), where=display_url(engine.url)) from None
 
 
 def downgrade(engine: Engine, revision: str) -> None:
+    from alembic import command  # noqa: PLC0415 - Alembic only to migrate
+
     command.downgrade(_config(engine), revision)
 
 
 def require_current(engine: Engine) -> None:
     """Refuse a database whose schema is not at the newest revision."""
     current = current_revision(engine)
-    if current != head_revision():
-        where = display_url(engine.url)
-        if current is None:
-            raise DatabaseError(f"{where} has no posfleet schema: run `posfleet db upgrade`")
-        raise DatabaseError(
-            f"{where} is at schema revision {current}, not {head_revision()}: "
-            "run `posfleet db upgrade`"
-        )
+    if current != HEAD_REVISION:
+        raise SchemaNotCurrentError(display_url(engine.url), current, HEAD_REVISION)
 
 
 def _first_line(exc: BaseException) -> str:

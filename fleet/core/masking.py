@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 
-from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
-
 __all__ = ["mask_address", "mask_phone", "mask_phones", "redact_addresses"]
 
 _HIDDEN = "****"
@@ -60,6 +58,8 @@ def _country_code(e164: str) -> str | None:
     one, two or three digits that is assigned is the one), or none for anything else."""
     if not (e164.startswith("+") and e164[1:].isdigit() and 3 <= len(e164) <= _E164_MAX):
         return None
+    from phonenumbers import COUNTRY_CODE_TO_REGION_CODE  # noqa: PLC0415 - loaded when used
+
     for size in (1, 2, 3):
         if int(e164[1 : 1 + size]) in COUNTRY_CODE_TO_REGION_CODE:
             return e164[1 : 1 + size]

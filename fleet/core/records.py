@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.core.errors import InputError
+
 __all__ = [
     "Column",
     "RejectedFileError",
@@ -44,29 +46,37 @@ MAX_REPORTED = 200
 class RowError:
     path: str
     line: int | str
-    """Line number in the file, or a position such as ``models[3]`` where lines are unknown."""
+    """Line number in the file, or a position such as ``models[3]`` where lines are unknown;
+    empty for a record that is not in a file (``path`` then names it: ``terminal PS1``)."""
     column: str
     reason: str
 
     def __str__(self) -> str:
-        where = f"{self.path}:{self.line}"
+        where = f"{self.path}:{self.line}" if self.line != "" else self.path
         return (
             f"{where}: {self.column}: {self.reason}" if self.column else f"{where}: {self.reason}"
         )
 
 
-class RejectedFileError(Exception):
-    """A file was refused: nothing of it was written."""
+class RejectedFileError(InputError):
+    """A file (or a record typed in) was refused: nothing of it was written.
 
-    def __init__(self, errors: list[RowError], rows: int = 0) -> None:
+    ``errors`` holds every bad row (each naming file, line and column), ``where`` the file
+    (by default the first error's).
+    """
+
+    def __init__(self, errors: list[RowError], rows: int = 0, *, where: str | None = None) -> None:
         self.errors = errors
         self.rows = rows
-        super().__init__(self.summary())
+        noun = "error" if len(errors) == 1 else "errors"
+        super().__init__(
+            f"{len(errors)} {noun}, nothing written",
+            where=where or (errors[0].path if errors else "input"),
+        )
 
     def summary(self) -> str:
-        path = self.errors[0].path if self.errors else "input"
-        noun = "error" if len(self.errors) == 1 else "errors"
-        return f"{path}: {len(self.errors)} {noun}, nothing written"
+        """``terminals.csv: 4 errors, nothing written``."""
+        return str(self)
 
     def report(self, limit: int = MAX_REPORTED) -> str:
         lines = [str(e) for e in self.errors[:limit]]

@@ -22,10 +22,8 @@ fleet.core.money.MoneyError: 349.999 has more than 2 decimals for EUR
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
-
-import phonenumbers
 
 from fleet.core.money import parse_minor
 
@@ -39,6 +37,7 @@ __all__ = [
     "parse_datetime",
     "parse_duration_days",
     "parse_email",
+    "parse_instant",
     "parse_int",
     "parse_language",
     "parse_link",
@@ -77,6 +76,27 @@ def parse_datetime(text: str) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone offset (add +HH:MM or Z)")
     return value.astimezone(UTC)
+
+
+def parse_instant(text: str, *, end_of_day: bool = False) -> datetime:
+    """An instant: ISO 8601 date-time (UTC when it has no offset), or a day, meaning its
+    start in UTC (its end, the next day's start, with ``end_of_day``).
+
+    >>> parse_instant("2026-11-01").isoformat()
+    '2026-11-01T00:00:00+00:00'
+    >>> parse_instant("2026-11-01", end_of_day=True).isoformat()
+    '2026-11-02T00:00:00+00:00'
+    >>> parse_instant("2026-11-01T09:30+08:00").isoformat()
+    '2026-11-01T09:30:00+08:00'
+    """
+    if "T" in text or " " in text.strip():
+        try:
+            value = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"not a date or date-time: {text!r}") from None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    start = datetime.combine(parse_date(text), time(), UTC)
+    return start + timedelta(days=1) if end_of_day else start
 
 
 def parse_int(text: str, *, low: int = 0, high: int = 2**31 - 1) -> int:
@@ -128,6 +148,8 @@ def parse_money(text: str, currency: str) -> int:
 
 def parse_phone(text: str, region: str | None = None) -> str:
     """A phone number → E.164; national numbers need ``region`` (ISO 3166 alpha-2)."""
+    import phonenumbers  # noqa: PLC0415 - its metadata loads only for a phone number
+
     try:
         number = phonenumbers.parse(text.strip(), region)
     except phonenumbers.NumberParseException as exc:
@@ -182,8 +204,10 @@ def _zones() -> set[str]:
 
 
 def parse_country(text: str) -> str:
+    from phonenumbers import SUPPORTED_REGIONS  # noqa: PLC0415 - as in parse_phone
+
     value = text.strip().upper()
-    if value not in phonenumbers.SUPPORTED_REGIONS:
+    if value not in SUPPORTED_REGIONS:
         raise ValueError(f"unknown country code {text!r} (want ISO 3166 alpha-2, e.g. CN)")
     return value
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, select
 
 from fleet.core.errors import InputError, JobError, NotFoundError
 from fleet.core.models import TERMINALS
-from fleet.inventory.service import get_terminal
+from fleet.inventory import get_terminal
 from protocols.link import Link
 from protocols.mac import derive_terminal_key
 from protocols.session import HostSession, SignOn

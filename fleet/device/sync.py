@@ -21,7 +21,7 @@ from fleet.core.db import writer
 from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.models import FIRMWARE, TERMINALS, now
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef, resolve
-from fleet.inventory.service import get_terminal, terminal_cells
+from fleet.inventory import get_terminal, terminal_cells
 from protocols.errors import LinkError, ProtocolError
 from protocols.session import SignOn
 

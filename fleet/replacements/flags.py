@@ -23,7 +23,7 @@ from fleet.core.db import writer
 from fleet.core.events import emit
 from fleet.core.models import UTCDateTime, now, table_of
 from fleet.core.policy import ReplacementPolicy
-from fleet.replacements.rules import flag
+from fleet.replacements.query import flag
 
 __all__ = ["FLAGS", "TerminalFlag", "record_p1"]
 

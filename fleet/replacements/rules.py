@@ -1,9 +1,6 @@
-"""Which terminals must be replaced, why, how urgently, by when, and what it will cost.
-
-The filtering runs **in the database**: one query joins terminals to their model, their
-firmware, the model's successor and the open advisories, evaluates every rule as a
-boolean column and returns only the terminals where at least one holds. Python then
-words the reasons, ranks them and sums the forecast for the rows that came back.
+"""Which terminals must be replaced, why, how urgently, by when, and what it will cost:
+the rules, worded and ranked. Pure: the rows come from the one flagging query
+(:mod:`fleet.replacements.query`), which evaluates every rule in the database.
 
 Rules (every one that applies is reported):
 
@@ -19,40 +16,39 @@ code                the terminal is due when
 ``faults``          it has ``fault_threshold`` recorded faults or more
 ==================  ===========================================================
 
-Priority: **P1** when a security or compliance reason is already in effect (PTS
-expired, model or firmware unsupported, open advisory); **P2** when the terminal is
-over age or faults, or its replace-by date is within ``urgent_days``; **P3** otherwise.
-The replace-by date is the earliest reason's date (today when that is already past).
+Priority (:func:`priority`): **P1** when a security or compliance reason is already in
+effect (PTS expired, model or firmware unsupported, open advisory); **P2** when the
+terminal is over age or faults, or its replace-by date is within ``urgent_days``; **P3**
+otherwise. The replace-by date is the earliest reason's date (today when that is already
+past). The forecast (:class:`Forecast`) sums units and cost per quarter of that date.
 """
 
 from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
-from sqlalchemy import Engine, and_, false, func, or_, select
-
-from fleet.core.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
-from fleet.core.money import format_minor as format_money
+from fleet.core.money import format_minor
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
 
 __all__ = [
     "REASONS",
+    "SECURITY_REASONS",
     "Forecast",
     "Reason",
     "Replacement",
-    "flag",
-    "format_money",
+    "Replacer",
+    "priority",
     "quarter",
 ]
 
 REASONS = ("age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults")
-_SECURITY = frozenset({"pts", "model-eos", "firmware-eos", "advisory"})
+SECURITY_REASONS = frozenset({"pts", "model-eos", "firmware-eos", "advisory"})
+"""Reasons of security or compliance: one in effect makes a terminal P1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +94,7 @@ class Replacement:
                 for r in self.reasons
             ],
             "replacement_model": self.replacement_model,
-            "cost": format_money(self.cost, self.currency),
+            "cost": format_minor(self.cost, self.currency),
             "cost_minor": self.cost,
             "currency": self.currency,
         }
@@ -133,7 +129,7 @@ class Forecast:
             {
                 "quarter": q,
                 "units": units,
-                "cost": format_money(amount, currency),
+                "cost": format_minor(amount, currency),
                 "cost_minor": amount,
                 "currency": currency,
             }
@@ -154,110 +150,22 @@ class Forecast:
         return sum(u for (_, c), (u, _) in self.per.items() if c == currency)
 
 
-def _query(policy: ReplacementPolicy, as_of: date, horizon_end: date) -> Any:
-    t, m, f = TERMINALS, MODELS, FIRMWARE
-    succ = MODELS.alias("successor_model")
-    open_adv = (
-        select(
-            ADVISORY_FIRMWARE.c.model,
-            ADVISORY_FIRMWARE.c.version,
-            func.count().label("n"),
-        )
-        .join(
-            ADVISORIES,
-            and_(
-                ADVISORIES.c.id == ADVISORY_FIRMWARE.c.advisory,
-                ADVISORIES.c.model == ADVISORY_FIRMWARE.c.model,
-            ),
-        )
-        .where(ADVISORIES.c.fixed_in.is_(None))
-        .group_by(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version)
-        .subquery("open_advisory")
-    )
-    # A terminal reaches the age limit by the horizon when made on or before this day.
-    made_by = add_years(horizon_end, -policy.max_age_years)
-    rules = {
-        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
-        "model-eos": func.coalesce(m.c.end_of_support <= horizon_end, false()),
-        "pts": func.coalesce(m.c.pts_expires_on <= horizon_end, false()),
-        "firmware-eos": func.coalesce(f.c.end_of_support <= horizon_end, false()),
-        "advisory": open_adv.c.n.is_not(None),
-        "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
-        "faults": t.c.fault_count >= policy.fault_threshold,
-    }
-    columns = [
-        t.c.serial,
-        t.c.model,
-        t.c.firmware,
-        t.c.merchant_id,
-        t.c.status,
-        t.c.manufactured_on,
-        t.c.fault_count,
-        m.c.end_of_support.label("model_eos"),
-        m.c.pts_version,
-        m.c.pts_expires_on,
-        f.c.end_of_support.label("firmware_eos"),
-        m.c.unit_price,
-        m.c.currency,
-        succ.c.code.label("successor"),
-        succ.c.unit_price.label("successor_price"),
-        succ.c.currency.label("successor_currency"),
-        *[rule.label(f"r_{code.replace('-', '_')}") for code, rule in rules.items()],
-        *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
-    ]
-    return (
-        select(*columns)
-        .select_from(t)
-        .join(m, m.c.code == t.c.model)
-        .outerjoin(f, and_(f.c.model == t.c.model, f.c.version == t.c.firmware))
-        .outerjoin(succ, succ.c.code == m.c.successor)
-        .outerjoin(
-            open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
-        )
-        .where(t.c.status.in_(policy.statuses), or_(*rules.values()))
-    )
+def priority(*, security: bool, pressing: bool, replace_by: date, urgent_end: date) -> int:
+    """1, 2 or 3 (see the module's notes): ``security`` when a security or compliance
+    reason is in effect, ``pressing`` when the terminal is already over age or faults.
 
-
-def _open_advisories(engine: Engine) -> dict[tuple[str, str], list[str]]:
-    """(model, firmware) → ids of its open advisories: catalog-sized, for the wording."""
-    stmt = (
-        select(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, ADVISORIES.c.id)
-        .join(
-            ADVISORIES,
-            and_(
-                ADVISORIES.c.id == ADVISORY_FIRMWARE.c.advisory,
-                ADVISORIES.c.model == ADVISORY_FIRMWARE.c.model,
-            ),
-        )
-        .where(ADVISORIES.c.fixed_in.is_(None))
-        .order_by(ADVISORIES.c.id)
-    )
-    found: dict[tuple[str, str], list[str]] = defaultdict(list)
-    with engine.connect() as conn:
-        for model, version, ident in conn.execute(stmt):
-            found[(model, version)].append(ident)
-    return found
-
-
-def flag(
-    engine: Engine,
-    policy: ReplacementPolicy,
-    as_of: date,
-    horizon_days: int | None = None,
-) -> Iterator[Replacement]:
-    """The terminals due for replacement as of ``as_of``, streamed in serial order."""
-    horizon = policy.horizon_days if horizon_days is None else horizon_days
-    horizon_end = as_of + timedelta(days=horizon)
-    urgent_end = as_of + timedelta(days=policy.urgent_days)
-    advisories = _open_advisories(engine)
-    stmt = _query(policy, as_of, horizon_end).order_by(TERMINALS.c.serial)
-    with engine.connect() as conn:
-        result = conn.execute(stmt.execution_options(yield_per=10_000))
-        replacement = _Replacer(
-            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
-        )
-        for row in result:
-            yield replacement(row)
+    >>> priority(security=False, pressing=False, replace_by=date(2027, 1, 1),
+    ...          urgent_end=date(2026, 12, 31))
+    3
+    >>> priority(security=False, pressing=False, replace_by=date(2026, 12, 31),
+    ...          urgent_end=date(2026, 12, 31))
+    2
+    """
+    if security:
+        return 1
+    if pressing or replace_by <= urgent_end:
+        return 2
+    return 3
 
 
 _PER_TERMINAL = (
@@ -293,14 +201,15 @@ class _CatalogReasons:
     """The replacement: the successor model, or the same model, and its price."""
 
 
-class _Replacer:
+class Replacer:
     """Rows of the flagging query → :class:`Replacement`, worded once per distinct input.
 
     The reasons of a row are worded from its catalog columns (shared by all terminals of a
     model and firmware), its manufacture date (``age``) and its fault count (``faults``).
     Each is worded the first time it is met and the (immutable) :class:`Reason` reused,
     so a million rows cost dictionary look-ups rather than a million f-strings.
-    ``columns`` are the query's, in order.
+    ``columns`` are the query's, in order; ``advisories`` the open advisories' ids per
+    (model, firmware), for the wording.
     """
 
     def __init__(
@@ -372,7 +281,7 @@ class _Replacer:
         return _CatalogReasons(
             tuple(reasons),
             min((r.due for r in reasons), default=None),
-            any(r.in_effect and r.code in _SECURITY for r in reasons),
+            any(r.in_effect and r.code in SECURITY_REASONS for r in reasons),
             new_model,
             cost,
             currency,
@@ -418,12 +327,6 @@ class _Replacer:
             pressing = True
         assert due is not None  # the query returns only rows where a rule holds
         replace_by = max(self.as_of, due)
-        if part.security:
-            priority = 1
-        elif pressing or replace_by <= self.urgent_end:
-            priority = 2
-        else:
-            priority = 3
         return Replacement(
             serial,
             model,
@@ -431,7 +334,12 @@ class _Replacer:
             merchant,
             status,
             reasons,
-            priority,
+            priority(
+                security=part.security,
+                pressing=pressing,
+                replace_by=replace_by,
+                urgent_end=self.urgent_end,
+            ),
             replace_by,
             part.model,
             part.cost,

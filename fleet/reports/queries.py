@@ -6,7 +6,7 @@ Aggregation happens in the database (``GROUP BY``): a report reads a row per mod
 status, per firmware version, per manufacture date, per rollout wave and job status, per
 notice kind, channel and status, per day, per distinct error, never a row per terminal,
 notice or message. The exception is the replacements report, whose rows *are*
-terminals: it streams :func:`fleet.replacements.rules.flag` (filtered in the database) and
+terminals: it streams :func:`fleet.replacements.flag` (filtered in the database) and
 keeps only the first ``limit`` rows when asked to.
 
 Over 400 lines on purpose: every statement the reports send is here, so what reaches the
@@ -35,7 +35,7 @@ from fleet.core.models import (
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
-from fleet.replacements.rules import flag
+from fleet.replacements import flag
 from fleet.reports.fleet import IN_FLEET, FleetAggregates
 from fleet.reports.notices import NoticeAggregates, NoticeFilter
 from fleet.reports.replacements import ReplacementTally

@@ -19,6 +19,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 
 from fleet.core.models import MERCHANTS, TERMINALS
+from fleet.inventory.terminals import TERMINAL_HEADER
 
 __all__ = ["CATALOG_TOML", "SampleFiles", "write_possim_manifest", "write_sample"]
 
@@ -308,21 +309,7 @@ def write_sample(
     links = links or {}
     with terminal_path.open("w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(
-            [
-                "serial",
-                "model",
-                "firmware",
-                "tid",
-                "mid",
-                "merchant_id",
-                "manufactured_on",
-                "deployed_on",
-                "status",
-                "link",
-                "fault_count",
-            ]
-        )
+        w.writerow([*TERMINAL_HEADER, "fault_count"])
         choices = rng.choices(range(len(_MIX)), weights=weights, k=terminals)
         for i in range(terminals):
             model, firmware, _, first, last = _MIX[choices[i]]

@@ -29,7 +29,7 @@ from fleet.core.models import MERCHANTS, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
 from fleet.fees.tables import Published, load_tables
 from fleet.fees.targets import LIVE, target_of
-from fleet.inventory.service import get_terminal
+from fleet.inventory import get_terminal
 from fleet.notices import SwapNotice, queue
 
 __all__ = ["SWAP_STATES", "SwapError", "SwapResult", "list_swaps", "plan", "swap", "swap_in"]

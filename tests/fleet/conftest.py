@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from fleet.core import db
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals
+from fleet.inventory import import_catalog, import_merchants, import_terminals
 from fleet.sample.seed import SampleFiles, write_sample
 
 PG_URL = os.environ.get("POSFLEET_TEST_PG", "postgresql+psycopg://127.0.0.1:5432/test")

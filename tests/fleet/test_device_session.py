@@ -16,7 +16,7 @@ from fleet.core.models import TERMINALS
 from fleet.core.policy import FeePolicy, Policy
 from fleet.device import DeviceSession, IdentityError, resolve
 from fleet.fees import publish, target_of, targets
-from fleet.inventory.service import get_terminal
+from fleet.inventory import get_terminal
 from fleet.swaps import day_sheet, provision, swap
 from protocols.mac import generate_master_key_file, load_master_key
 from tests.fleet.test_sync import possim

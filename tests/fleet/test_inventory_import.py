@@ -17,17 +17,18 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.audit import record
 from fleet.core.db import writer
+from fleet.core.errors import NotFoundError
 from fleet.core.models import AUDIT, MERCHANTS, TERMINALS
 from fleet.core.records import RejectedFileError
-from fleet.inventory.service import (
-    NotFoundError,
+from fleet.inventory import (
+    add_terminal,
     import_catalog,
     import_merchants,
     import_terminals,
     iter_terminals,
     set_links,
     terminal_cells,
-    upsert_terminal,
+    update_terminal,
 )
 from fleet.sample.seed import SampleFiles, write_sample
 
@@ -236,22 +237,29 @@ def test_catalog_errors(engine: Engine, tmp_path: Path) -> None:
 
 
 def test_add_update_and_audit(loaded: Engine) -> None:
-    with pytest.raises(NotFoundError):
-        upsert_terminal(loaded, "NOPE", {"status": "faulty"}, actor="t", create=False)
-    before, after = upsert_terminal(
+    with pytest.raises(NotFoundError) as missing:
+        update_terminal(loaded, "NOPE", {"status": "faulty"}, actor="t")
+    assert str(missing.value) == "NOPE: unknown terminal" and missing.value.exit_code == 2
+    added = add_terminal(
         loaded,
         "PS99999999",
         {"model": "QR-10", "firmware": "1.2", "status": "in_stock"},
         actor="bob",
         reason="new stock",
-        create=True,
     )
-    assert before is None and after["status"] == "in_stock"
+    assert added.before is None and added.after["status"] == "in_stock"
+    assert added.changed()["model"] == ("", "QR-10")
     with pytest.raises(RejectedFileError) as info:
-        upsert_terminal(loaded, "PS99999999", {"status": "deployed"}, actor="bob", create=False)
+        update_terminal(loaded, "PS99999999", {"status": "deployed"}, actor="bob")
     assert {e.column for e in info.value.errors} == {"merchant_id", "tid", "mid", "deployed_on"}
-    with pytest.raises(RejectedFileError):
-        upsert_terminal(loaded, "PS99999999", {"model": "QR-10"}, actor="bob", create=True)
+    # the refusal names the terminal, not a front end
+    assert str(info.value) == "terminal PS99999999: 4 errors, nothing written"
+    assert str(info.value.errors[0]).startswith("terminal PS99999999: ")
+    with pytest.raises(RejectedFileError) as info:
+        add_terminal(loaded, "PS99999999", {"model": "QR-10"}, actor="bob")
+    assert [str(e) for e in info.value.errors] == ["terminal PS99999999: serial: already exists"]
+    faulted = update_terminal(loaded, "PS99999999", {}, actor="bob", add_fault=True)
+    assert faulted.changed() == {"fault_count": ("0", "1")}
     runner = CliRunner()
     with loaded.connect() as conn:
         serial = conn.execute(
@@ -284,12 +292,15 @@ def test_add_update_and_audit(loaded: Engine) -> None:
         app, ["--db", url, "audit", "list", "--target", "terminal:PS9*", "--format", "csv"]
     )
     lines = res.stdout.splitlines()
-    assert lines[0] == "id,at,actor,action,target,reason,details" and len(lines) == 2
+    assert lines[0] == "id,at,actor,action,target,reason,details" and len(lines) == 3
     assert runner.invoke(app, ["--db", url, "audit", "list", "--action", "explode"]).exit_code == 2
     res = runner.invoke(app, ["--db", url, "terminals", "update", "NOPE", "--status", "faulty"])
-    assert res.exit_code == 1 and "unknown terminal NOPE" in res.output
+    assert res.exit_code == 2 and res.stderr == "error: NOPE: unknown terminal\n"
+    res = runner.invoke(app, ["--db", url, "terminals", "update", serial])
+    assert res.exit_code == 2 and "nothing to change" in res.stderr
     res = runner.invoke(app, ["--db", url, "terminals", "list", "--status", "broken"])
-    assert res.exit_code == 2
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert "--status must be one of in_stock, deployed, faulty" in res.stderr
 
 
 def test_cli_export_round_trip_and_schema_guard(
@@ -369,9 +380,10 @@ def test_set_links_all_or_nothing(loaded: Engine) -> None:
             actor="t",
         )
     assert {str(e) for e in info.value.errors} == {
-        "<links>:NOPE: serial: unknown terminal NOPE",
-        f"<links>:{serials[1]}: link: not a serial URL: 'ftp://x' (want a device path or socket://, rfc2217://, loop://, spy://, hwgrep://, alt://, cp2110://)",
+        "terminal NOPE: serial: unknown terminal",
+        f"terminal {serials[1]}: link: not a serial URL: 'ftp://x' (want a device path or socket://, rfc2217://, loop://, spy://, hwgrep://, alt://, cp2110://)",
     }
+    assert str(info.value) == "terminal links: 2 errors, nothing written"
     assert all(t["link"] in ("", None) for t in iter_terminals(loaded, limit=2))
     assert set_links(loaded, {serials[0]: "socket://127.0.0.1:7000"}, actor="t") == 1
     assert next(iter_terminals(loaded, limit=1))["link"] == "socket://127.0.0.1:7000"

@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from fleet.cli import app
+from fleet.core.money import format_minor
 from fleet.core.policy import Policy, PolicyError, ReplacementPolicy
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals
-from fleet.replacements.rules import Forecast, Replacement, flag, format_money, quarter
+from fleet.inventory import import_catalog, import_merchants, import_terminals
+from fleet.replacements import Forecast, Replacement, assess, flag, priority, quarter
 
 AS_OF = date(2026, 11, 1)  # horizon 180 d → 2027-04-30; urgent 90 d → 2027-01-30
 
@@ -204,9 +205,9 @@ def test_each_rule(fleet: Engine) -> None:
         "T-MULTI": (["age", "model-eos", "faults"], 1, AS_OF),
     }
     assert set(found) == set(expect)
-    for serial, (codes, priority, replace_by) in expect.items():
+    for serial, (codes, rank, replace_by) in expect.items():
         r = found[serial]
-        assert (_codes(r), r.priority, r.replace_by) == (codes, priority, replace_by), serial
+        assert (_codes(r), r.priority, r.replace_by) == (codes, rank, replace_by), serial
 
 
 def test_reason_wording(fleet: Engine) -> None:
@@ -277,8 +278,8 @@ def test_forecast_uses_successor_price_per_quarter(fleet: Engine) -> None:
 def test_quarter_and_money() -> None:
     assert quarter(date(2027, 1, 1)) == "2027-Q1"
     assert quarter(date(2027, 12, 31)) == "2027-Q4"
-    assert format_money(5, "EUR") == "0.05"
-    assert format_money(1234, "KWD") == "1.234"
+    assert format_minor(5, "EUR") == "0.05"
+    assert format_minor(1234, "KWD") == "1.234"
 
 
 def test_policy_file(tmp_path: Path) -> None:
@@ -361,7 +362,10 @@ def test_cli_replacements(fleet: Engine, db_url: str, tmp_path: Path) -> None:
         assert res.exit_code == 2, (bad, res.output)
     policy.write_text("[replacement]\nrequire = ['wifi']\n")
     res = runner.invoke(app, [*base, "--policy", str(policy), "replacements"])
-    assert res.exit_code == 1 and "unknown capability 'wifi'" in res.output
+    assert res.exit_code == 2 and res.stderr == (
+        f"error: {policy}: replacement.require: unknown capability 'wifi' "
+        "(want chip, contactless, magstripe, qr, pin_pad)\n"
+    )
 
 
 def test_cli_policy_show_and_init(tmp_path: Path) -> None:
@@ -377,3 +381,48 @@ def test_cli_policy_show_and_init(tmp_path: Path) -> None:
     chosen = tmp_path / "chosen.toml"
     assert runner.invoke(app, ["--policy", str(chosen), "policy", "init"]).exit_code == 0
     assert dataclasses.replace(Policy.load(chosen), source="defaults") == Policy()
+
+
+def test_priority_rule() -> None:
+    urgent_end = date(2027, 1, 30)
+    later, soon = date(2027, 3, 1), date(2027, 1, 30)
+    assert priority(security=True, pressing=False, replace_by=later, urgent_end=urgent_end) == 1
+    assert priority(security=False, pressing=True, replace_by=later, urgent_end=urgent_end) == 2
+    assert priority(security=False, pressing=False, replace_by=soon, urgent_end=urgent_end) == 2
+    assert priority(security=False, pressing=False, replace_by=later, urgent_end=urgent_end) == 3
+
+
+def test_assessment_ranks_counts_and_forecasts(fleet: Engine) -> None:
+    found = assess(fleet, ReplacementPolicy(), AS_OF)
+    flagged = list(flag(fleet, ReplacementPolicy(), AS_OF))
+    assert sorted(r.serial for r in found.replacements) == sorted(r.serial for r in flagged)
+    assert found.replacements == sorted(found.replacements, key=Replacement.sort_key)
+    assert dict(found.by_priority) == {1: 5, 2: 3, 3: 4}
+    assert sum(found.reasons().values()) == sum(len(r.reasons) for r in flagged)
+    assert found.forecast.total_units == len(flagged) == 12
+    doc = found.as_dict()
+    assert doc["horizon_days"] == 180 and doc["summary"]["terminals"] == 12
+    assert doc["summary"]["cost"] == {
+        c: format_minor(v, c) for c, v in found.forecast.total_cost().items()
+    }
+    assert assess(fleet, ReplacementPolicy(), AS_OF, horizon_days=0).horizon_days == 0
+
+
+def test_cli_json_is_the_assessment(fleet: Engine) -> None:
+    url = fleet.url.render_as_string(hide_password=False)
+    res = CliRunner().invoke(
+        app, ["--db", url, "replacements", "--as-of", "2026-11-01", "-f", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == json.loads(
+        json.dumps(assess(fleet, ReplacementPolicy(), AS_OF).as_dict())
+    )
+    res = CliRunner().invoke(
+        app, ["--db", url, "replacements", "--as-of", "2026-11-01", "-f", "csv"]
+    )
+    rows = res.stdout.splitlines()
+    assert rows[0] == (
+        "serial,model,firmware,merchant_id,status,priority,replace_by,reasons,details,"
+        "replacement_model,cost,currency"
+    )
+    assert len(rows) == 13 and rows[1].split(",")[5] == "P1"

@@ -29,7 +29,7 @@ from fleet.core.models import ATTEMPTS, JOBS, MESSAGES, NOTICES, ROLLOUTS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees.publishing import publish
 from fleet.fees.tablefile import Group
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals, set_links
+from fleet.inventory import import_catalog, import_merchants, import_terminals, set_links
 from fleet.notices import verify as notices
 from fleet.reports import (
     REPORTS,
@@ -657,7 +657,7 @@ def test_bad_usage_exits_2_failures_exit_1(tiny: Engine, db_url: str, tmp_path: 
     policy = tmp_path / "p.toml"
     policy.write_text("[replacement]\nrequire = ['wifi']\n")
     res = _run("--db", db_url, "--policy", str(policy), "report", "replacements")
-    assert res.exit_code == 1 and "unknown capability 'wifi'" in res.stderr
+    assert res.exit_code == 2 and "unknown capability 'wifi'" in res.stderr  # bad input
     res = _run("--db", str(tmp_path / "missing" / "x.db"), "report", "fleet")
     assert res.exit_code == 1 and res.stderr.startswith("error:")
 

@@ -24,7 +24,7 @@ from fleet.cli import app
 from fleet.core.models import ATTEMPTS, FEE_TABLES, JOBS, MERCHANTS, ROLLOUTS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
-from fleet.inventory.service import set_links
+from fleet.inventory import set_links
 from fleet.rollout import Worker, create, pause, resume, status
 from fleet.sample.seed import write_possim_manifest
 from protocols.mac import generate_master_key_file, load_master_key

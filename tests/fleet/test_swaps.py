@@ -17,7 +17,7 @@ from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
 from fleet.core.records import RejectedFileError
-from fleet.inventory.service import get_terminal
+from fleet.inventory import get_terminal
 from fleet.swaps import SwapError, day_sheet, plan, swap
 
 POLICY = Policy()

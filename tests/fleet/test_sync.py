@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.audit import AuditFilter, query
 from fleet.core.models import TERMINALS
-from fleet.inventory.service import get_terminal
+from fleet.inventory import get_terminal
 from protocols.mac import generate_master_key_file
 
 POSSIM = [sys.executable, "-m", "terminal_sim.cli"]

@@ -584,21 +584,16 @@ def test_port_lost_mid_exchange() -> None:
 # -- cannot open -------------------------------------------------------------------------
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     "url",
-    [
-        "/dev/posfleet-no-such-tty",
-        f"socket://127.0.0.1:{free_tcp_port()}",
-        "nosuchscheme://whatever",
-    ],
+    ["/dev/posfleet-no-such-tty", "socket://127.0.0.1:{port}", "nosuchscheme://whatever"],
 )
 def test_url_that_cannot_be_opened(url: str) -> None:
-    with pytest.raises(LinkError) as info:
-        Link(url)
+    # The port is held bound (never listening) for the whole test, so nothing else on the
+    # machine can take it between choosing it and connecting: the connection is refused.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        url = url.format(port=held.getsockname()[1])
+        with pytest.raises(LinkError) as info:
+            Link(url)
     assert f"cannot open {url!r}" in str(info.value)

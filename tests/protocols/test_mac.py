@@ -16,11 +16,15 @@ from hypothesis import strategies as st
 from protocols.errors import MacError, ProtocolError
 from protocols.mac import (
     KDF_LABEL,
+    MasterKey,
+    TerminalKey,
     cmac8,
     derive_terminal_key,
     generate_master_key_file,
     load_master_key,
+    read_master_key,
     verify_cmac8,
+    write_master_key_file,
 )
 
 # NIST SP 800-38B, appendix D.1 (AES-128); the same vectors as RFC 4493 section 4.
@@ -275,3 +279,93 @@ def test_generate_never_replaces_silently(tmp_path: Path) -> None:
 def test_generate_keys_differ(tmp_path: Path) -> None:
     keys = {generate_master_key_file(tmp_path / f"k{i}") for i in range(20)}
     assert len(keys) == 20
+
+
+# --- versioned master keys (an addition to v1) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("000102030405060708090a0b0c0d0e0f\n", 1),  # every v1 file is version 1
+        ("000102030405060708090a0b0c0d0e0f\nversion 2\n", 2),
+        ("000102030405060708090a0b0c0d0e0f\nversion = 7\n", 7),
+        ("000102030405060708090a0b0c0d0e0f\r\nVersion: 4294967295\r\n", 4294967295),
+        ("# fleet key, rotated 2026-12-01\nversion 3\n00010203 04050607\n08090a0b0c0d0e0f\n", 3),
+    ],
+)
+def test_read_master_key_versions(tmp_path: Path, text: str, version: int) -> None:
+    path = tmp_path / "master.key"
+    path.write_text(text)
+    master = read_master_key(path)
+    assert master == MasterKey(version, MASTER)
+    assert load_master_key(path) == MASTER
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("000102030405060708090a0b0c0d0e0f\nversion 0\n", "line 2: version is not a number"),
+        ("000102030405060708090a0b0c0d0e0f\nversion two\n", "line 2: version is not a number"),
+        ("000102030405060708090a0b0c0d0e0f\nversion 4294967296\n", "not a number 1..4294967295"),
+        ("version 2\n000102030405060708090a0b0c0d0e0f\nversion 3\n", "line 3: a second version"),
+        ("000102030405060708090a0b0c0d0e0f\nversion -1\n", "line 2"),
+        ("version 2\n000102030405060708090a0b0c0d0e\n", "expected 32 hex digits, got 30"),
+    ],
+)
+def test_read_master_key_errors_never_show_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.key"
+    path.write_text(text)
+    with pytest.raises(MacError, match=match) as info:
+        read_master_key(path)
+    assert str(path) in str(info.value)
+    assert "0001020304" not in str(info.value)
+
+
+def test_write_master_key_file_keeps_the_key_alone_on_the_first_line(tmp_path: Path) -> None:
+    path = tmp_path / "m2.key"
+    write_master_key_file(path, MasterKey(2, MASTER))
+    lines = path.read_text().splitlines()
+    assert lines == [MASTER.hex(), "version 2"]  # a v1 tool reading line 1 gets the key
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(FileExistsError):
+        write_master_key_file(path, MasterKey(3, bytes(16)))
+    write_master_key_file(path, MasterKey(3, bytes(16)), overwrite=True)
+    assert read_master_key(path) == MasterKey(3, bytes(16))
+    assert os.listdir(tmp_path) == ["m2.key"]
+
+
+def test_version_1_is_written_in_the_v1_format(tmp_path: Path) -> None:
+    write_master_key_file(tmp_path / "k", MasterKey(1, MASTER))
+    assert (tmp_path / "k").read_text() == MASTER.hex() + "\n"
+
+
+def test_generate_with_a_version(tmp_path: Path) -> None:
+    key = generate_master_key_file(tmp_path / "k", version=9)
+    assert read_master_key(tmp_path / "k") == MasterKey(9, key)
+
+
+def test_versioned_keys_hide_their_bytes() -> None:
+    master = MasterKey(2, MASTER)
+    terminal = master.terminal_key(SERIAL)
+    assert terminal == TerminalKey(2, derive_terminal_key(MASTER, SERIAL))
+    for text in (repr(master), str(master), repr(terminal), f"{terminal}", repr([master])):
+        assert MASTER.hex() not in text and terminal.key.hex() not in text
+        assert "version=2" in text
+    assert len(master.check_value) == 6
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: MasterKey(0, MASTER), "version 0 is not 1..4294967295"),
+        (lambda: MasterKey(2**32, MASTER), "is not 1..4294967295"),
+        (lambda: MasterKey(True, MASTER), "must be an int"),
+        (lambda: MasterKey(1, MASTER[:15]), "master key must be 16 bytes"),
+        (lambda: TerminalKey(1, "00" * 16), "must be bytes"),
+    ],
+)
+def test_versioned_key_errors(build: object, match: str) -> None:
+    with pytest.raises(MacError, match=match) as info:
+        build()  # type: ignore[operator]
+    assert MASTER.hex() not in str(info.value)

@@ -35,6 +35,30 @@ def test_builders_match_the_catalog() -> None:
     assert {n: v for n, v in CATALOG["0800/361 commit"].fields.items() if n != 64} == com.fields
 
 
+def test_builders_of_the_additions_match_the_catalog() -> None:
+    assert m.health(9, TID) == CATALOG["0800/303 health"]
+    change = m.key_change(10, TID, CATALOG["0800/161 key change"][62])
+    assert {n: v for n, v in CATALOG["0800/161 key change"].fields.items() if n != 64} == (
+        change.fields
+    )
+    confirm = m.key_confirm(11, TID, CATALOG["0800/162 key confirmation"][62])
+    assert {n: v for n, v in CATALOG["0800/162 key confirmation"].fields.items() if n != 64} == (
+        confirm.fields
+    )
+    assert m.network_code(change) is m.NetCode.KEY_CHANGE
+    assert m.network_code(confirm) is m.NetCode.KEY_CONFIRM
+    assert m.network_code(m.health(1, TID)) is m.NetCode.HEALTH
+
+
+def test_signed_codes_and_new_response_codes() -> None:
+    assert {"360", "361", "161", "162"} == m.SIGNED_CODES
+    v1 = {"00", "12", "30", "57", "63", "76", "77", "A0", "F1", "96"}
+    added = {c.value for c in m.ResponseCode} - v1
+    assert added == {"66", "94", "F2"}  # none of them changes a v1 meaning
+    for code in m.ResponseCode:
+        assert code.meaning
+
+
 def test_readers() -> None:
     assert m.network_code(CATALOG["0800/360 block"]) is m.NetCode.BLOCK
     assert m.block_address(CATALOG["0810/360 block"]) == m.BlockAddress(9, 4, 4)

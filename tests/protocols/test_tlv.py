@@ -11,6 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.errors import EncodeError, TLVError
+from protocols.health import HealthInfo
+from protocols.keys import KeyChange, KeyVersions
 from protocols.tlv import (
     NO_PARTIAL_DOWNLOAD,
     PARTIAL_DOWNLOAD,
@@ -383,7 +385,7 @@ def test_enums() -> None:
     assert int(CardType.ANY) == 0
     assert int(CardType.QR_WALLET) == 4
     assert [int(c) for c in Capability] == [1, 2, 4, 8, 16]
-    assert [int(t) for t in Tag] == list(range(1, 12))
+    assert [int(t) for t in Tag] == [*range(1, 12), *range(0x10, 0x17), *range(0x20, 0x24)]
 
 
 # --- hypothesis -------------------------------------------------------------------------------
@@ -443,7 +445,16 @@ def test_single_byte_mutations(items: list[tuple[int, bytes]], data: st.DataObje
     raw = bytearray(encode_tlv(items))
     i = data.draw(st.integers(0, len(raw) - 1))
     raw[i] ^= data.draw(st.integers(1, 255))
-    for reader in (decode_tlv, SignOnInfo.from_tlv, SaleRequest.from_tlv, SaleResult.from_tlv):
+    readers = (
+        decode_tlv,
+        SignOnInfo.from_tlv,
+        SaleRequest.from_tlv,
+        SaleResult.from_tlv,
+        HealthInfo.from_tlv,
+        KeyVersions.from_tlv,
+        KeyChange.from_tlv,
+    )
+    for reader in readers:
         with contextlib.suppress(TLVError):
             reader(bytes(raw))
 

@@ -15,11 +15,14 @@ import pytest
 from protocols import messages as m
 from protocols.codec import encode
 from protocols.framing import encode_frame
+from protocols.keys import KeyChange, KeyConfirm
+from protocols.mac import MasterKey
 from protocols.tlv import SaleRequest
 from protocols.values import CardType
 from tests.terminal_sim.conftest import KEY, SERIAL, TID, Served, make_table
 
 FUZZ_SECONDS = 4.0
+NEXT = MasterKey(2, bytes(range(100, 116))).terminal_key(SERIAL)
 
 
 def _valid_requests(rng: random.Random) -> list[bytes]:
@@ -32,6 +35,10 @@ def _valid_requests(rng: random.Random) -> list[bytes]:
         m.sale(stan + 3, TID, 10_000, SaleRequest(CardType.CREDIT).to_tlv()),
         m.sign(m.block(stan + 4, TID, 5, 0, 2, table.blocks()[0]), KEY),
         m.sign(m.commit(stan + 5, TID, 5, 2, table.digest()), KEY),
+        # additions to v1: health poll, key change and confirmation
+        m.health(stan + 6, TID),
+        m.sign(m.key_change(stan + 7, TID, KeyChange.build(KEY, NEXT).to_tlv()), KEY),
+        m.sign(m.key_confirm(stan + 8, TID, KeyConfirm(2).to_tlv()), NEXT.key),
     ]
     return [encode(r) for r in reqs]
 
@@ -92,6 +99,9 @@ def test_fuzzed_line_then_a_correct_sign_on(served: Served) -> None:
     try:
         signon = session.sign_on()
         assert signon.info.serial == SERIAL
+        # mutated key requests never pass: the current key is still the one it had
+        assert served.terminal.key_slots().current.key == KEY
+        assert session.health().card_reads.chip >= 0
         session.echo()
         # the fuzz may have started a download; a real push still works afterwards
         result = session.push(make_table(6, rules=60))

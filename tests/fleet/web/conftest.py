@@ -18,7 +18,7 @@ from fleet.access import add_user, create_token
 from fleet.core import db
 from fleet.core.db import writer
 from fleet.core.models import MERCHANTS, MESSAGES, ROLLOUTS, SWAPS, TERMINALS, now
-from fleet.inventory.service import import_catalog, import_merchants, import_terminals
+from fleet.inventory import import_catalog, import_merchants, import_terminals
 from fleet.sample.seed import write_sample
 from fleet.webhooks import add_subscription, generate_key_file
 from tests.fleet.conftest import pg_schema

@@ -1,0 +1,129 @@
+"""The one SQL query of the replacements: every rule evaluated in the database.
+
+One statement joins terminals to their model, their firmware, the model's successor and
+the open advisories, evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean
+column and returns only the terminals where at least one holds; :func:`flag` streams
+them through the pure :class:`~fleet.replacements.rules.Replacer`, which words the
+reasons and ranks them. A million terminals take seconds (``make bench``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, false, func, or_, select
+
+from fleet.core.models import ADVISORIES, ADVISORY_FIRMWARE, FIRMWARE, MODELS, TERMINALS
+from fleet.core.policy import ReplacementPolicy
+from fleet.core.values import add_years
+from fleet.replacements.rules import Replacement, Replacer
+
+__all__ = ["flag", "flag_statement", "open_advisories"]
+
+
+def _open_advisories(*columns: Any) -> Select[Any]:
+    """``columns`` of the (advisory, firmware version) pairs whose advisory has no fix."""
+    return (
+        select(*columns)
+        .join(
+            ADVISORIES,
+            and_(
+                ADVISORIES.c.id == ADVISORY_FIRMWARE.c.advisory,
+                ADVISORIES.c.model == ADVISORY_FIRMWARE.c.model,
+            ),
+        )
+        .where(ADVISORIES.c.fixed_in.is_(None))
+    )
+
+
+def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
+    """The flagging query: every terminal (of the policy's statuses) for which some rule
+    holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
+    catalog columns the rules are worded from."""
+    t, m, f = TERMINALS, MODELS, FIRMWARE
+    succ = MODELS.alias("successor_model")
+    open_adv = (
+        _open_advisories(
+            ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, func.count().label("n")
+        )
+        .group_by(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version)
+        .subquery("open_advisory")
+    )
+    # A terminal reaches the age limit by the horizon when made on or before this day.
+    made_by = add_years(horizon_end, -policy.max_age_years)
+    rules = {
+        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
+        "model-eos": func.coalesce(m.c.end_of_support <= horizon_end, false()),
+        "pts": func.coalesce(m.c.pts_expires_on <= horizon_end, false()),
+        "firmware-eos": func.coalesce(f.c.end_of_support <= horizon_end, false()),
+        "advisory": open_adv.c.n.is_not(None),
+        "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
+        "faults": t.c.fault_count >= policy.fault_threshold,
+    }
+    columns = [
+        t.c.serial,
+        t.c.model,
+        t.c.firmware,
+        t.c.merchant_id,
+        t.c.status,
+        t.c.manufactured_on,
+        t.c.fault_count,
+        m.c.end_of_support.label("model_eos"),
+        m.c.pts_version,
+        m.c.pts_expires_on,
+        f.c.end_of_support.label("firmware_eos"),
+        m.c.unit_price,
+        m.c.currency,
+        succ.c.code.label("successor"),
+        succ.c.unit_price.label("successor_price"),
+        succ.c.currency.label("successor_currency"),
+        *[rule.label(f"r_{code.replace('-', '_')}") for code, rule in rules.items()],
+        *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+    ]
+    return (
+        select(*columns)
+        .select_from(t)
+        .join(m, m.c.code == t.c.model)
+        .outerjoin(f, and_(f.c.model == t.c.model, f.c.version == t.c.firmware))
+        .outerjoin(succ, succ.c.code == m.c.successor)
+        .outerjoin(
+            open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
+        )
+        .where(t.c.status.in_(policy.statuses), or_(*rules.values()))
+    )
+
+
+def open_advisories(engine: Engine) -> dict[tuple[str, str], list[str]]:
+    """(model, firmware) → ids of its open advisories: catalog-sized, for the wording."""
+    stmt = _open_advisories(
+        ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, ADVISORIES.c.id
+    ).order_by(ADVISORIES.c.id)
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    with engine.connect() as conn:
+        for model, version, ident in conn.execute(stmt):
+            found[(model, version)].append(ident)
+    return found
+
+
+def flag(
+    engine: Engine,
+    policy: ReplacementPolicy,
+    as_of: date,
+    horizon_days: int | None = None,
+) -> Iterator[Replacement]:
+    """The terminals due for replacement as of ``as_of``, streamed in serial order."""
+    horizon = policy.horizon_days if horizon_days is None else horizon_days
+    horizon_end = as_of + timedelta(days=horizon)
+    urgent_end = as_of + timedelta(days=policy.urgent_days)
+    advisories = open_advisories(engine)
+    stmt = flag_statement(policy, horizon_end).order_by(TERMINALS.c.serial)
+    with engine.connect() as conn:
+        result = conn.execute(stmt.execution_options(yield_per=10_000))
+        replacement = Replacer(
+            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
+        )
+        for row in result:
+            yield replacement(row)
