@@ -16,6 +16,7 @@ MODULES = [
     "bench.health_keys",
     "bench.rollout_fleet",
     "bench.fleet_scale",
+    "bench.console_load",
     "bench.notices",
 ]
 

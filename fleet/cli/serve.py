@@ -15,7 +15,9 @@ def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port")] = 8000,
-    workers: Annotated[int, typer.Option(help="Processes (PostgreSQL for more than one)")] = 1,
+    workers: Annotated[
+        int, typer.Option(help="Processes (SQLite: on this machine; PostgreSQL: anywhere)")
+    ] = 1,
     secure_cookies: Annotated[
         bool, typer.Option(help="Mark cookies Secure (when reached over https)")
     ] = False,
@@ -40,8 +42,6 @@ def serve_command(
     with handled():
         engine = st.engine()
         require_current(engine)
-        if workers > 1 and engine.url.get_backend_name() == "sqlite":
-            raise fail("--workers > 1 needs PostgreSQL (SQLite serves one process)", 2)
         engine.dispose()
     settings = replace(
         WebSettings.from_env(), db=st.db, policy_path=st.policy_path,

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fleet.core.db import connect, require_current
@@ -46,7 +46,12 @@ def _page_error(
     if status == 403 and message.startswith("change your one-time password"):
         return RedirectResponse("/account/password", status_code=303)
     headers = {"Retry-After": str(retry_after)} if retry_after else None
-    response = page(request, "error.html", status=status, status_code=status, message=message)
+    response: Response
+    try:
+        response = page(request, "error.html", status=status, status_code=status, message=message)
+    except Exception:  # the error page itself failed: still answer, in plain text
+        log.exception("error page for %s failed", request.url.path)
+        response = PlainTextResponse(f"{status}: {message}", status_code=status)
     if headers:
         response.headers.update(headers)
     return response
