@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
+from tests.fleet.test_reports_browser import chromium_path
 
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -19,21 +19,12 @@ ARGS = [
 ]  # fmt: skip
 
 
-def chromium() -> str:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.environ.get("CI"):
-        pytest.fail("chromium is required under CI (apt-get install chromium) but not on PATH")
-    pytest.skip("chromium not installed (apt-get install chromium); under CI this fails")
-
-
 @contextmanager
 def launched() -> Iterator[object]:
     from playwright.sync_api import sync_playwright  # noqa: PLC0415
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium_path(), args=ARGS, headless=True)
         try:
             yield browser
         finally:
