@@ -469,11 +469,13 @@ def main() -> int:
     for label, path, hint in rows:
         console.print(f"  {label:<28} {path}" + (f"  [dim]({hint})[/]" if hint else ""))
     console.print("\nopen this fleet in the web console (Ctrl-C stops it):", highlight=False)
-    posfleet = BIN / "posfleet"
-    with contextlib.suppress(ValueError):
-        posfleet = posfleet.relative_to(Path.cwd())
+    posfleet, fleet_db, policy = BIN / "posfleet", demo.db, demo.policy
+    with contextlib.suppress(ValueError):  # shorter, when they are below where we are
+        posfleet, fleet_db, policy = (
+            p.relative_to(Path.cwd()) for p in (posfleet, fleet_db, policy)
+        )
     console.print(
-        f"  {posfleet} --db {demo.db} --policy {demo.policy} serve --port 8000",
+        f"  {posfleet} --db {fleet_db} --policy {policy} serve --port 8000",
         highlight=False,
         soft_wrap=True,
     )
