@@ -89,3 +89,19 @@ def test_terminals_newly_p1_are_flagged_once(loaded: Engine) -> None:
     assert all(e["priority"] == "P1" and "pts" in e["reasons"] for e in flagged)
     assert record_p1(loaded, policy, today) == []  # not news twice
     assert len(events(loaded, "terminal.flagged")) == len(flagged)
+
+
+def test_a_message_failed_for_good_emits_notice_failed(loaded: Engine) -> None:
+    from fleet.core.models import MESSAGES  # noqa: PLC0415
+    from tests.fleet.test_reports_browser import seed_notices  # noqa: PLC0415
+
+    seed_notices(loaded)  # its gateway fails some messages for good
+    with loaded.connect() as conn:
+        failed = (
+            conn.execute(select(MESSAGES.c.code).where(MESSAGES.c.status == "failed"))
+            .scalars()
+            .all()
+        )
+    emitted = events(loaded, "notice.failed")
+    assert failed and sorted(e["message"] for e in emitted) == sorted(failed)
+    assert all("@" not in e["error"] and "+" not in e["error"] for e in emitted)

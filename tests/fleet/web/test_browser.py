@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from fleet.core import db
 from fleet.core.db import writer
+from fleet.core.events import EVENTS
 from fleet.core.models import JOBS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
@@ -143,6 +144,15 @@ def test_rollout_page_follows_a_worker(console: Served, page: Any, tmp_path: Pat
         if "sqlite" in console.db:
             shot(page, tmp_path, "console-rollout")
         assert worker.wait(timeout=60) == 0, worker.stderr.read() if worker.stderr else ""
+        engine = db.connect(console.db)  # the worker's last transaction told the outbox
+        with engine.connect() as conn:
+            done = (
+                conn.execute(select(EVENTS.c.payload).where(EVENTS.c.kind == "rollout.done"))
+                .scalars()
+                .all()
+            )
+        engine.dispose()
+        assert [d["rollout"] for d in done] == [rollout_id] and done[0]["jobs"] == {"done": 24}
     finally:
         if worker is not None and worker.poll() is None:
             worker.kill()
