@@ -20,8 +20,8 @@ from fleet.core import audit
 from fleet.core.models import now
 from fleet.core.policy import Policy
 from fleet.fees import fee_diff, load_tables, source_of, table_doc
+from fleet.replacements import REASONS, due_page
 from fleet.reports import csv_rows, replacements_report
-from fleet.reports.render import display
 from fleet.swaps import SWAP_STATES, list_swaps
 from fleet.web.deps import DB, TEXT, get_settings, need
 from fleet.web.problems import PROBLEM_RESPONSES
@@ -37,6 +37,7 @@ SwapReader = Annotated[Principal, Depends(need(Perm.SWAPS))]
 Auditor = Annotated[Principal, Depends(need(Perm.AUDIT))]
 Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 Text = Annotated[str | None, Query(max_length=80, pattern=TEXT)]
+REASON_CODES = tuple(REASONS)
 SwapStatus = Annotated[Literal["planned", "done", "cancelled", ""] | None, Query()]
 
 
@@ -114,26 +115,44 @@ def fee_diff_api(
     return _diff(request, engine, against, version)
 
 
-def _due(request: Request, engine: Any, limit: int | None) -> Any:
-    policy = Policy.load(get_settings(request).policy_path).replacement
-    return replacements_report(engine, policy, now().date(), limit=limit)
+def _policy(request: Request) -> Any:
+    return Policy.load(get_settings(request).policy_path).replacement
+
+
+Priority = Annotated[int | None, Query(ge=1, le=3)]
+Reason = Annotated[Literal[REASON_CODES] | None, Query()]  # type: ignore[valid-type]
+After = Annotated[str | None, Query(max_length=40, pattern=TEXT)]
+
+
+def _due_rows(
+    request: Request, engine: Any, priority: int | None, model: str | None,
+    reason: str | None, after: str | None, limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:  # fmt: skip
+    found = due_page(
+        engine, _policy(request), now().date(), priority=priority, model=model or None,
+        reason=reason, after=after or None, limit=limit,
+    )  # fmt: skip
+    return [r.as_dict() for r in found.items], found.next_after
 
 
 @pages.get("/replacements")
 def replacements_page(
-    request: Request, engine: DB, me: DueReader,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request: Request, engine: DB, me: DueReader, priority: Priority = None,
+    model: Text = None, reason: Reason = None, after: After = None,
 ) -> Response:  # fmt: skip
-    report = _due(request, engine, limit)
-    main = next(s for s in report.sections if s.key == report.main)
-    rows = [[display(c, row) for c in main.columns] for row in main.rows]
-    return page(request, "replacements.html", report=report, main=main, rows=rows, limit=limit,
+    rows, nxt = _due_rows(request, engine, priority, model, reason, after, 50)
+    from fleet.web.routes.fleetview import snapshot  # noqa: PLC0415 - the cached figures
+
+    facts = [f for f in snapshot(request)["facts"] if f["key"].startswith("replacements.")]
+    filters = {"priority": priority or "", "model": model or "", "reason": reason or ""}
+    return page(request, "replacements.html", rows=rows, facts=facts, filters=filters,
+                next_after=nxt, after=after, reasons=REASON_CODES,
                 can_export=allowed(me.role, Perm.EXPORT))  # fmt: skip
 
 
 @pages.get("/replacements.csv")
 def replacements_csv(request: Request, engine: DB, me: DueReader, _: Exporter) -> Response:
-    header, rows = csv_rows(_due(request, engine, None))
+    header, rows = csv_rows(replacements_report(engine, _policy(request), now().date()))
     return _csv(header, rows, f"replacements-{now():%Y%m%d}.csv")
 
 
@@ -163,15 +182,14 @@ def _cell(value: str) -> str:
     return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
-@api.get("/replacements", summary="Terminals due for replacement, by priority")
+@api.get("/replacements", summary="Terminals due for replacement: a filtered keyset page")
 def replacements_api(
-    request: Request, engine: DB, me: DueReader,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    request: Request, engine: DB, me: DueReader, priority: Priority = None,
+    model: Text = None, reason: Reason = None, after: After = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:  # fmt: skip
-    from fleet.reports import json_doc  # noqa: PLC0415
-
-    doc: dict[str, Any] = json_doc(_due(request, engine, limit))
-    return doc
+    rows, nxt = _due_rows(request, engine, priority, model, reason, after, limit)
+    return {"items": rows, "next_after": nxt}
 
 
 def _swaps(engine: Any, status: str | None) -> list[dict[str, Any]]:
