@@ -111,7 +111,9 @@ def terminal_page(
         stmt = stmt.where(t.serial > after)
     stmt = stmt.order_by(t.serial).limit(limit + 1)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(stmt)]
+        result = conn.execute(stmt)
+        keys = list(result.keys())
+        rows = [dict(zip(keys, r, strict=True)) for r in result]
     more = len(rows) > limit
     rows = rows[:limit]
     return TerminalPage(rows, rows[-1]["serial"] if more and rows else None)
