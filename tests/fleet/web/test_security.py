@@ -249,3 +249,22 @@ def test_phones_masked_for_agents(console: Served) -> None:
     name, _ = _user(console, "agent")
     disable_user(engine, name, actor="test")
     engine.dispose()
+
+
+def test_processes_share_sessions_and_their_end(console: Served, tmp_path: object) -> None:
+    """Stateless: a second ``posfleet serve`` on the same database honours a session made by
+    the first, and sees it end the moment the first ends it."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from tests.fleet.web.server import serve  # noqa: PLC0415
+
+    name, password = _user(console, "auditor")
+    first = Client(console.url)
+    assert first.sign_in(name, password).status_code == 303
+    with serve(console.db, Path(str(tmp_path))) as other:
+        second = Client(other.url)
+        second.cookies.set("pf_session", first.cookies["pf_session"], domain="127.0.0.1", path="/")
+        assert second.get("/audit").status_code == 200
+        out = first.post("/logout", data={"csrf_token": first.token("/audit")})
+        assert out.status_code == 303
+        assert second.get("/audit").status_code == 303  # ended everywhere at once
