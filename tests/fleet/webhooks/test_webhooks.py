@@ -277,3 +277,20 @@ def test_cli(engine: Engine, db_url: str, tmp_path: Path, monkeypatch: pytest.Mo
     assert "delivered 2" in shown.stdout and "200" in shown.stdout
     listed = runner.invoke(app, ["--db", db_url, "webhooks", "list", "--format", "json"])
     assert listed.exit_code == 0 and SECRET not in listed.stdout
+
+
+@pytest.mark.slow
+def test_serve_delivers_webhooks_too(engine: Engine, db_url: str, tmp_path: Path) -> None:
+    from tests.fleet.web.server import serve  # noqa: PLC0415
+
+    key = tmp_path / "secrets.key"
+    box = generate_key_file(key)
+    with receiver(SECRET) as (url, got):
+        add_subscription(engine, url, "*", box=box, actor="a", secret=SECRET, allow_private=True)
+        env = {"POSFLEET_SECRETS_KEY_FILE": str(key)}
+        with serve(db_url, tmp_path, extra_env=env, args=("--deliver-webhooks",)):
+            _emit(engine, "rollout.halted", 3)
+            deadline = time.monotonic() + 30
+            while len(got.accepted) < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+    assert len(got.accepted) == 3 and _deliveries(engine) == {"delivered": 3}
