@@ -88,7 +88,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 """Every command of the root: name, ``module:attribute`` (a Typer sub-app or a command
 function) and the help line ``posfleet --help`` shows for it (the sub-app's own help or
-the function's first paragraph; ``tests/fleet/test_cli_startup.py`` keeps them equal)."""
+the function's first paragraph; ``tests/fleet/cli/test_cli_startup.py`` keeps them equal)."""
 
 
 class _Pending(TyperCommand):

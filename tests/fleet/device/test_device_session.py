@@ -19,7 +19,7 @@ from fleet.fees import publish, target_of, targets
 from fleet.inventory import get_terminal
 from fleet.swaps import day_sheet, provision, swap
 from protocols.mac import generate_master_key_file, load_master_key
-from tests.fleet.test_sync import possim
+from tests.fleet.device.test_sync import possim
 
 TABLE = """name = "base"
 currency = "CNY"

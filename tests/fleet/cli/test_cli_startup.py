@@ -107,7 +107,7 @@ def test_cli_modules_import_nothing_heavy_at_their_top(name: str) -> None:
 
 
 def test_every_cli_module_is_classified() -> None:
-    root = Path(__file__).resolve().parents[2] / "fleet" / "cli"
+    root = Path(__file__).resolve().parents[3] / "fleet" / "cli"
     names = {p.stem for p in root.glob("*.py")} - {"__init__"}
     assert names == set(LIGHT_CLI)
 

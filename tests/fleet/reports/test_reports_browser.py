@@ -58,7 +58,7 @@ from fleet.reports import (
 )
 from fleet.reports.charts import colors
 from fleet.reports.model import Report
-from tests.fleet.test_reports import seed_rollout
+from tests.fleet.reports.test_reports import seed_rollout
 
 AS_OF = "2026-11-01"
 TIMEOUT_S = 30.0
