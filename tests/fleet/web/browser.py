@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.fleet.test_reports_browser import chromium_path
+from tests.fleet.reports.test_reports_browser import chromium_path
 
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -29,8 +29,8 @@ HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 
 def seed(engine: Engine, tmp: Path) -> dict[str, object]:
-    from tests.fleet.test_reports import seed_rollout  # noqa: PLC0415
-    from tests.fleet.test_reports_browser import seed_notices  # noqa: PLC0415
+    from tests.fleet.reports.test_reports import seed_rollout  # noqa: PLC0415
+    from tests.fleet.reports.test_reports_browser import seed_notices  # noqa: PLC0415
 
     db.upgrade(engine)
     sample = write_sample(tmp / "sample", terminals=300)

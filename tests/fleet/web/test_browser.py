@@ -22,7 +22,7 @@ from fleet.core.models import JOBS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
 from fleet.rollout import create
-from tests.fleet.test_rollout_e2e import TABLE, tcp_fleet
+from tests.fleet.rollout.test_rollout_e2e import TABLE, tcp_fleet
 from tests.fleet.web.browser import launched, shot
 from tests.fleet.web.server import POSFLEET, Served, password_of
 

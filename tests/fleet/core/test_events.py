@@ -17,7 +17,7 @@ from fleet.notices.verify import verify
 from fleet.notices.verify_log import VERIFICATIONS
 from fleet.replacements.flags import record_p1
 from fleet.swaps import SwapError, plan, swap
-from tests.fleet.test_swaps import pick
+from tests.fleet.swaps.test_swaps import pick
 
 
 def events(engine: Engine, kind: str) -> list[dict[str, Any]]:
@@ -93,7 +93,7 @@ def test_terminals_newly_p1_are_flagged_once(loaded: Engine) -> None:
 
 def test_a_message_failed_for_good_emits_notice_failed(loaded: Engine) -> None:
     from fleet.core.models import MESSAGES  # noqa: PLC0415
-    from tests.fleet.test_reports_browser import seed_notices  # noqa: PLC0415
+    from tests.fleet.reports.test_reports_browser import seed_notices  # noqa: PLC0415
 
     seed_notices(loaded)  # its gateway fails some messages for good
     with loaded.connect() as conn:
