@@ -68,6 +68,17 @@ def _start_sender(app: FastAPI, settings: WebSettings) -> threading.Event | None
     return stop
 
 
+def _warm(app: FastAPI) -> None:
+    """Compute the dashboard's shared figures once at start when no process has yet (over a
+    million terminals that takes seconds: better before the first person asks)."""
+    from fleet.web.routes.fleetview import warm_dashboard  # noqa: PLC0415
+
+    try:
+        warm_dashboard(app)
+    except Exception:
+        log.exception("warming the dashboard failed (the first request computes it)")
+
+
 def _watch(engine: Any, settings: WebSettings, stop: threading.Event) -> None:
     """Every ``flag_every_s``, one process (whichever claims the shared cache key) records
     the terminals newly P1 (:func:`fleet.replacements.flags.record_p1`: their
@@ -97,6 +108,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         require_current(engine)
         app.state.engine = engine
         stop = _start_sender(app, settings)
+        threading.Thread(target=_warm, args=(app,), name="warm", daemon=True).start()
         watch = threading.Event()
         if settings.flag_every_s > 0:
             threading.Thread(

@@ -40,12 +40,7 @@ would otherwise read and parse the same 50 KB row for every request)."""
 _local: dict[str, tuple[float, dict[str, Any]]] = {}
 
 
-def snapshot(request: Request) -> dict[str, Any]:
-    settings = get_settings(request)
-    engine = request.app.state.engine
-    held = _local.get("dashboard")
-    if held is not None and time.monotonic() - held[0] < _LOCAL_S:
-        return held[1]
+def _compute(engine: Any, settings: Any) -> dict[str, Any]:
     policy = Policy.load(settings.policy_path).replacement
     value, _ = cached(
         engine,
@@ -53,8 +48,23 @@ def snapshot(request: Request) -> dict[str, Any]:
         lambda: dashboard(engine, policy, now().date()),
         ttl_s=settings.dashboard_ttl_s,
     )
-    _local["dashboard"] = (time.monotonic(), dict(value))
     return dict(value)
+
+
+def warm_dashboard(app: Any) -> None:
+    """Make sure the shared snapshot exists (computed now if no process has made it)."""
+    _compute(app.state.engine, app.state.settings)
+
+
+def snapshot(request: Request) -> dict[str, Any]:
+    settings = get_settings(request)
+    engine = request.app.state.engine
+    held = _local.get("dashboard")
+    if held is not None and time.monotonic() - held[0] < _LOCAL_S:
+        return held[1]
+    value = _compute(engine, settings)
+    _local["dashboard"] = (time.monotonic(), value)
+    return value
 
 
 @pages.get("/dashboard")
