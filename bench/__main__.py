@@ -17,6 +17,7 @@ MODULES = [
     "bench.rollout_fleet",
     "bench.key_rotation",
     "bench.fleet_scale",
+    "bench.console_load",
     "bench.notices",
 ]
 

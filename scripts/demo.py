@@ -24,6 +24,7 @@ replaced.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -332,6 +333,19 @@ class Demo:
         self.run("report", "replacements", "--format", "csv", "--out", str(csv_path))
         return [*files, csv_path]
 
+    def console_user(self) -> str:
+        """An admin for the web console; returns the one-time password it was given."""
+        self.step(
+            10,
+            "the web console",
+            "an admin to sign in with (a one-time password: they choose their own at the first "
+            "sign-in); `posfleet serve` below opens this database in the browser",
+        )
+        shown = self.run("users", "add", "admin", "--role", "admin", show=False)
+        console.print("[bold cyan]$ posfleet users add admin --role admin[/]")
+        console.print(shown.rstrip(), markup=False, highlight=False)
+        return shown.split("one-time password: ", 1)[1].split()[0]
+
 
 POLICY = """\
 # posfleet policy for the demo: the defaults, except as noted
@@ -426,6 +440,7 @@ def main() -> int:
         swapped = demo.swap(demo.merchants())
         demo.notices()
         files = demo.report()
+        password = demo.console_user()
     except DemoError as exc:
         console.print(f"[red]demo failed: {exc}[/]")
         return 1
@@ -453,6 +468,22 @@ def main() -> int:
     rows += [(f"report: {f.stem} ({f.suffix[1:]})", f, "") for f in files]
     for label, path, hint in rows:
         console.print(f"  {label:<28} {path}" + (f"  [dim]({hint})[/]" if hint else ""))
+    console.print("\nopen this fleet in the web console (Ctrl-C stops it):", highlight=False)
+    posfleet, fleet_db, policy = BIN / "posfleet", demo.db, demo.policy
+    with contextlib.suppress(ValueError):  # shorter, when they are below where we are
+        posfleet, fleet_db, policy = (
+            p.relative_to(Path.cwd()) for p in (posfleet, fleet_db, policy)
+        )
+    console.print(
+        f"  {posfleet} --db {fleet_db} --policy {policy} serve --port 8000",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(
+        f"  then http://127.0.0.1:8000/ and sign in as admin with the one-time password {password}",
+        highlight=False,
+        soft_wrap=True,
+    )
     return 0
 
 

@@ -28,12 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
+    ("access", "webhooks"),
     ("inventory", "replacements"),
     ("notices",),
     ("fees",),
     ("device",),
     ("rollout", "swaps"),
-    ("reports", "web", "cli", "sample"),
+    ("reports", "web", "sample"),
+    ("cli",),
 )
 """``fleet``'s packages, bottom to top: a package imports ``core`` and the layers below."""
 

@@ -28,6 +28,7 @@ STEPS = (
     "7. swap 2 flagged terminals",
     "8. notices to the merchants",
     "9. ops reports",
+    "10. the web console",
 )
 
 
@@ -128,3 +129,19 @@ def test_outbox_and_reports(demo: tuple[Path, str]) -> None:
     assert rows and {"serial", "priority", "reasons", "cost_minor", "currency"} <= set(rows[0])
     assert all(r["priority"] in ("P1", "P2", "P3") for r in rows)
     assert re.fullmatch(r"[0-9a-fA-F]{32}", (out / "fleet.key").read_text().strip())
+
+
+@pytest.mark.timeout(300)
+def test_the_demo_ends_with_a_console_to_open(demo: tuple[Path, str]) -> None:
+    from fleet.access import sign_in  # noqa: PLC0415
+    from fleet.core import db  # noqa: PLC0415
+
+    out, text = demo
+    tail = text[text.index("open this fleet in the web console") :]
+    assert f"--db {out / 'fleet.db'}" in tail and " serve --port 8000" in tail
+    found = re.search(r"sign in as admin with the one-time password (\S+)", tail)
+    assert found, tail
+    engine = db.connect(str(out / "fleet.db"))
+    user = sign_in(engine, "admin", found.group(1), address="127.0.0.1")
+    engine.dispose()
+    assert user.role.value == "admin" and user.must_change

@@ -82,6 +82,18 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "fleet.cli.keys:keys_app",
         "Fleet master keys: versions, rotation over the wire, which terminal holds which.",
     ),
+    ("users", "fleet.cli.users:users_app", "Console users and their roles."),
+    ("tokens", "fleet.cli.users:tokens_app", "API tokens for scripts (Authorization: Bearer)."),
+    (
+        "webhooks",
+        "fleet.cli.webhooks:webhooks_app",
+        "Webhooks: signed event deliveries to other systems.",
+    ),
+    (
+        "serve",
+        "fleet.cli.serve:serve_command",
+        "Serve the console and the API (`/api/v1`, OpenAPI at `/api/openapi.json`).",
+    ),
 )
 """Every command of the root: name, ``module:attribute`` (a Typer sub-app or a command
 function) and the help line ``posfleet --help`` shows for it (the sub-app's own help or

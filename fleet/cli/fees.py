@@ -198,34 +198,22 @@ def fees_show(
     ),
 ) -> None:
     """One published table: its rules, or its TOML source exactly as published."""
-    from fleet.fees import describe_rule, load_tables, published, source_of  # noqa: PLC0415
+    from fleet.fees import source_of, table_doc  # noqa: PLC0415
 
     with state(ctx).engine().connect() as conn:
-        p = published(load_tables(conn), version)
+        doc = table_doc(conn, version)
         source = source_of(conn, version)
     if fmt == TableJsonToml.TOML:
         out.print(source, end="", markup=False, highlight=False)
         return
-    rules = [{"rule": i, "meaning": describe_rule(r, p.table)} for i, r in enumerate(p.table.rules)]
-    doc = {
-        "version": version,
-        "name": p.name,
-        "effective": p.table.effective.isoformat(),
-        "applies_to": p.group.describe(),
-        "sha256": p.sha256,
-        "published_at": p.published_at.isoformat(),
-        "published_by": p.published_by,
-        "raises": p.raises,
-        "notice_override": p.notice_override,
-        "rules": rules,
-    }
+    rules = doc["rules"]
     if fmt == TableJsonToml.JSON:
         out.print_json(json.dumps(doc))
         return
     out.print(
-        f"fee table v{version} {p.name!r}: effective {doc['effective']}, for "
-        f"{doc['applies_to']}; published {doc['published_at']} by {p.published_by}; "
-        f"sha256 {p.sha256}",
+        f"fee table v{version} {doc['name']!r}: effective {doc['effective']}, for "
+        f"{doc['applies_to']}; published {doc['published_at']} by {doc['published_by']}; "
+        f"sha256 {doc['sha256']}",
         highlight=False,
     )
     emit(rules, ["rule", "meaning"], "table")

@@ -11,7 +11,7 @@ __all__ = ["ACTIONS", "default_actor"]
 
 ACTIONS = (
     "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
-    "key",
+    "key", "sign_in", "contact",
 )  # fmt: skip
 """What an audit entry records (``posfleet audit list --action``)."""
 

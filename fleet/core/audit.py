@@ -27,7 +27,16 @@ if TYPE_CHECKING:
 
     from fleet.core.models import Audit
 
-__all__ = ["ACTIONS", "CSV_COLUMNS", "AuditFilter", "as_row", "query", "record", "summary"]
+__all__ = [
+    "ACTIONS",
+    "CSV_COLUMNS",
+    "AuditFilter",
+    "as_row",
+    "query",
+    "recent",
+    "record",
+    "summary",
+]
 
 
 def record(
@@ -63,9 +72,8 @@ class AuditFilter:
     limit: int | None = None
 
 
-def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
-    """Entries matching ``flt``, oldest first (streamed)."""
-    from sqlmodel import Session, col  # noqa: PLC0415 - the model only where it is read
+def _matching(flt: AuditFilter) -> Any:
+    from sqlmodel import col  # noqa: PLC0415 - the model only where it is read
 
     from fleet.core.models import Audit  # noqa: PLC0415
 
@@ -83,7 +91,16 @@ def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
         stmt = stmt.where(col(Audit.at) >= flt.since)
     if flt.until:
         stmt = stmt.where(col(Audit.at) < flt.until)
-    stmt = stmt.order_by(col(Audit.at), col(Audit.id))
+    return stmt
+
+
+def query(engine: Engine, flt: AuditFilter) -> Iterator[Audit]:
+    """Entries matching ``flt``, oldest first (streamed)."""
+    from sqlmodel import Session, col  # noqa: PLC0415 - the model only where it is read
+
+    from fleet.core.models import Audit  # noqa: PLC0415
+
+    stmt = _matching(flt).order_by(col(Audit.at), col(Audit.id))
     if flt.limit:
         stmt = stmt.limit(flt.limit)
     with Session(engine) as s:
@@ -118,3 +135,19 @@ def summary(entry: Audit) -> str:
         elif not isinstance(value, dict | list):
             parts.append(f"{key}: {value}")
     return "; ".join(parts)
+
+
+def recent(
+    engine: Engine, flt: AuditFilter, *, before: int | None = None, limit: int = 50
+) -> list[Audit]:
+    """Entries matching ``flt``, newest first, with ids below ``before`` (a keyset page)."""
+    from sqlmodel import Session, col  # noqa: PLC0415 - the model only where it is read
+
+    from fleet.core.models import Audit  # noqa: PLC0415
+
+    stmt = _matching(flt)
+    if before is not None:
+        stmt = stmt.where(col(Audit.id) < before)
+    stmt = stmt.order_by(col(Audit.id).desc()).limit(limit)
+    with Session(engine) as s:
+        return list(s.scalars(stmt))

@@ -19,14 +19,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Dialect, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Dialect, Integer, String, Text, TypeDecorator
 from sqlalchemy.sql import column, table
 
 __all__ = [
     "AUDIT_CLAUSE",
+    "EVENT_CLAUSE",
     "MERCHANT_CLAUSE",
     "MESSAGE_CLAUSE",
     "NOTICE_CLAUSE",
+    "VERIFICATION_CLAUSE",
     "UTCDateTime",
     "now",
 ]
@@ -104,5 +106,32 @@ MESSAGE_CLAUSE = table(
 )
 """A message as the call centre sees it when it verifies the code."""
 
-MERCHANT_CLAUSE = table("merchant", column("id", String()), column("name", String()))
-"""A merchant's name by id."""
+MERCHANT_CLAUSE = table(
+    "merchant", column("id", String()), column("name", String()), column("region", String())
+)
+"""A merchant's name and region by id."""
+
+EVENT_CLAUSE = table(
+    "event",
+    column("id", Integer()),
+    column("kind", String()),
+    column("payload", JSON()),
+    column("occurred_at", UTCDateTime()),
+    column("fanned_out", Boolean()),
+)
+"""An event as :func:`fleet.core.events.emit` writes it."""
+
+VERIFICATION_CLAUSE = table(
+    "verification",
+    column("id", Integer()),
+    column("at", UTCDateTime()),
+    column("code", String()),
+    column("genuine", Boolean()),
+    column("message_id", Integer()),
+    column("merchant_id", String()),
+    column("region", String()),
+    column("actor", String()),
+    column("address", String()),
+    column("note", String()),
+)
+"""A check of the verification log, as :mod:`fleet.notices.verify_log` writes it."""

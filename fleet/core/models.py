@@ -54,10 +54,13 @@ from fleet.core.status import ACTIVE_STATUSES, Status
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "EVENTS",
+    "VERIFICATIONS",
     "Advisory",
     "AdvisoryFirmware",
     "Audit",
     "ContactEvent",
+    "Event",
     "Firmware",
     "IssuedKey",
     "Merchant",
@@ -67,6 +70,7 @@ __all__ = [
     "Terminal",
     "TerminalModel",
     "UTCDateTime",
+    "VerificationLog",
     "metadata",
     "now",
 ]
@@ -189,6 +193,8 @@ class Terminal(SQLModel, table=True):
         Index("ix_terminal_merchant", "merchant_id"),
         Index("ix_terminal_model_fw", "model", "firmware"),
         Index("ix_terminal_status", "status"),
+        Index("ix_terminal_status_serial", "status", "serial"),
+        Index("ix_terminal_model_serial", "model", "serial"),
         CheckConstraint(
             "status IN ('in_stock', 'deployed', 'faulty', 'swapped_out', 'retired')",
             name="ck_terminal_status",
@@ -489,6 +495,52 @@ class PushAttempt(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=500)
 
 
+class Event(SQLModel, table=True):
+    """The events outbox (:mod:`fleet.core.events`): what happened, written in the
+    transaction that made it happen; ``fanned_out`` once a consumer copied it."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        Index(
+            "ix_event_pending",
+            "id",
+            sqlite_where=text("fanned_out = 0"),
+            postgresql_where=text("NOT fanned_out"),
+        ),
+        Index("ix_event_kind_at", "kind", "occurred_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    fanned_out: bool = False
+
+
+class VerificationLog(SQLModel, table=True):
+    """The verification log (:mod:`fleet.notices.verify_log`): every code the call centre
+    checked, genuine or not, with who asked, from where, and the calling merchant."""
+
+    __tablename__ = "verification"
+    __table_args__ = (
+        Index("ix_verification_at", "at"),
+        Index("ix_verification_genuine", "genuine", "at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    code: str = Field(max_length=40)
+    genuine: bool
+    message_id: int | None = None
+    merchant_id: str | None = Field(default=None, max_length=15)
+    """Whose message it is (genuine), or the calling merchant the agent named."""
+    region: str | None = Field(default=None, max_length=40)
+    actor: str = Field(max_length=80)
+    address: str = Field(default="", max_length=64)
+    """Where the check came from (the agent's client address), when known."""
+    note: str = Field(default="", max_length=500)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model (typed, for SQL built with ``table.c.column``)."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -512,3 +564,5 @@ SWAPS = table_of(Swap)
 ROLLOUTS = table_of(Rollout)
 JOBS = table_of(RolloutJob)
 ATTEMPTS = table_of(PushAttempt)
+EVENTS = table_of(Event)
+VERIFICATIONS = table_of(VerificationLog)

@@ -23,7 +23,7 @@ from fleet.fees.errors import FeeFileError, NoticePeriodError
 from fleet.fees.group import Group, parse_group
 from fleet.fees.publishing import Plan, plan, publish, read_table_file
 from fleet.fees.tablefile import ParsedTable, parse_fee_toml, parse_rate, sha256
-from fleet.fees.tables import Published, load_tables, published, source_of
+from fleet.fees.tables import Published, load_tables, published, source_of, table_doc
 from fleet.fees.targets import (
     push_targets,
     target_counts,
@@ -60,6 +60,7 @@ __all__ = [
     "rule_diff",
     "sha256",
     "source_of",
+    "table_doc",
     "target_counts",
     "target_of",
     "targeted_terminals",

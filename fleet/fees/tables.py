@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, select
 
@@ -13,7 +14,7 @@ from fleet.core.models import FEE_TABLES
 from fleet.fees.group import Group
 from protocols.feetable import FeeTable
 
-__all__ = ["Published", "load_tables", "published", "source_of"]
+__all__ = ["Published", "load_tables", "published", "source_of", "table_doc"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,3 +64,26 @@ def source_of(conn: Connection, version: int) -> str:
     if source is None:
         raise NotFoundError(f"fee table {version} is not published")
     return str(source)
+
+
+def table_doc(conn: Connection, version: int) -> dict[str, Any]:
+    """Table ``version`` as people read it: name, effective instant, the merchants it
+    applies to, who published it, and each rule in words (``posfleet fees show``, the
+    console)."""
+    from fleet.fees.describe import describe_rule  # noqa: PLC0415 - describe is pure
+
+    p = published(load_tables(conn), version)
+    return {
+        "version": version,
+        "name": p.name,
+        "effective": p.table.effective.isoformat(),
+        "applies_to": p.group.describe(),
+        "sha256": p.sha256,
+        "published_at": p.published_at.isoformat(),
+        "published_by": p.published_by,
+        "raises": p.raises,
+        "notice_override": p.notice_override,
+        "rules": [
+            {"rule": i, "meaning": describe_rule(r, p.table)} for i, r in enumerate(p.table.rules)
+        ],
+    }

@@ -21,7 +21,9 @@ from typing import Any
 from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
 
 from fleet.core.db import writer
+from fleet.core.events import emit
 from fleet.core.leases import Backoff, Leased, worker_identity
+from fleet.core.masking import redact_addresses
 from fleet.core.models import MERCHANTS, MESSAGES, NOTICES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
@@ -144,6 +146,13 @@ class Dispatcher:
                     .where(NOTICES.c.message_id == message["id"])
                     .values(status="failed")
                 )
+                emit(
+                    conn,
+                    "notice.failed",
+                    {"message": message["code"], "merchant_id": message["merchant_id"],
+                     "channel": message["channel"], "kinds": list(message["kinds"]),
+                     "error": redact_addresses(str(values.get("error") or ""))[:300]},
+                )  # fmt: skip
         return done
 
     def _sent(self, message: Mapping[str, Any], ref: str, transport: str) -> bool:

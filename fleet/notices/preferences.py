@@ -12,7 +12,7 @@ from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import CONTACT_EVENTS, MERCHANTS, now
 from fleet.core.values import CHANNELS
 
-__all__ = ["CONTACT_KINDS", "ContactError", "record_contact"]
+__all__ = ["CONTACT_KINDS", "ContactError", "record_contact", "record_follow_up"]
 
 CONTACT_KINDS = ("opt_out", "opt_in", "complaint")
 
@@ -68,3 +68,31 @@ def record_contact(
             at=at,
         )
     return after
+
+
+def record_follow_up(
+    engine: Engine, merchant_id: str, channel: str, *, actor: str, note: str
+) -> None:
+    """Record a follow-up call's outcome (reached or not, satisfaction, an issue) as the
+    agent wrote it: a ``follow_up`` contact event, audited; no preference changes."""
+    if channel not in CHANNELS:
+        raise ContactError(f"channel {channel}: want {', '.join(CHANNELS)}")
+    if not note.strip():
+        raise ContactError("a follow-up outcome needs a note (reached? satisfied? issue?)")
+    at = now()
+    with writer(engine).begin() as conn:
+        if (
+            conn.execute(select(MERCHANTS.c.id).where(MERCHANTS.c.id == merchant_id)).first()
+            is None
+        ):
+            raise NotFoundError(f"unknown merchant {merchant_id}")
+        conn.execute(
+            insert(CONTACT_EVENTS).values(
+                merchant_id=merchant_id, kind="follow_up", channel=channel, note=note[:500],
+                at=at, actor=actor,
+            )
+        )  # fmt: skip
+        audit.record(
+            conn, actor=actor, action="contact", target=f"merchant:{merchant_id}",
+            details={"follow_up": channel}, reason=note[:500], at=at,
+        )  # fmt: skip

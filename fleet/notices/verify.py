@@ -1,9 +1,13 @@
 """Verification: is a code one we sent, and what was sent to whom and when (the call
 centre asks on every call; every check is audited).
 
-It is the hot path of ``posfleet notices verify``: it reads through the bare clauses of
-:mod:`fleet.core.clauses` and imports nothing that builds SQLModel classes, Jinja2
-templates or fee tables (``tests/fleet/cli/test_cli_startup.py`` keeps it so).
+Every check is also kept in the verification log (:mod:`fleet.notices.verify_log`:
+who asked, from where, for which calling merchant), and a NOT GENUINE one emits the
+``verify.not_genuine`` event in the same transaction (scam radar, webhooks).
+
+It is the hot path of ``posfleet notices verify``: it reads and writes through the bare
+clauses of :mod:`fleet.core.clauses` and imports nothing that builds SQLModel classes,
+Jinja2 templates or fee tables (``tests/fleet/cli/test_cli_startup.py`` keeps it so).
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from fleet.core import audit
 from fleet.core.clauses import MERCHANT_CLAUSE as MERCHANTS
 from fleet.core.clauses import MESSAGE_CLAUSE as MESSAGES
 from fleet.core.clauses import NOTICE_CLAUSE as NOTICES
+from fleet.core.clauses import now
 from fleet.core.db import writer
+from fleet.core.events import emit
 from fleet.core.masking import mask_address
 from fleet.notices.codes import normalise_code
+from fleet.notices.verify_log import log_verification
 
 __all__ = ["Verification", "verify"]
 
@@ -55,10 +62,15 @@ class Verification:
         }
 
 
-def verify(engine: Engine, code: str, *, actor: str) -> Verification:
+def verify(
+    engine: Engine, code: str, *, actor: str, address: str = "", caller: str | None = None
+) -> Verification:
     """Whether ``code`` is on a message we composed, and that message. Every check is
-    audited (who asked about which code), so guessing shows up in the log."""
+    audited (who asked about which code), so guessing shows up in the log; ``address``
+    (where the check came from) and ``caller`` (the merchant calling, when the agent
+    knows it) go into the verification log."""
     wanted = normalise_code(code)
+    at = now()
     with writer(engine).begin() as conn:
         row = conn.execute(select(MESSAGES).where(MESSAGES.c.code == wanted)).first()
         audit.record(
@@ -68,7 +80,24 @@ def verify(engine: Engine, code: str, *, actor: str) -> Verification:
             target=f"notice_code:{wanted}",
             details={"genuine": row is not None},
         )
+        merchant_id = row.merchant_id if row is not None else caller
+        region = (
+            conn.execute(select(MERCHANTS.c.region).where(MERCHANTS.c.id == merchant_id)).scalar()
+            if merchant_id
+            else None
+        )
+        log_verification(
+            conn, at=at, code=wanted, genuine=row is not None, actor=actor,
+            message_id=row.id if row is not None else None, merchant_id=merchant_id,
+            region=region, address=address,
+        )  # fmt: skip
         if row is None:
+            emit(
+                conn,
+                "verify.not_genuine",
+                {"code": wanted, "caller": caller, "region": region, "checked_by": actor},
+                at=at,
+            )
             return Verification(wanted, False)
         notices = [
             {"id": n.id, "kind": n.kind, "ref": n.ref, "queued_at": n.created_at.isoformat()}

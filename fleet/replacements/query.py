@@ -59,10 +59,14 @@ def _foreign_key() -> ColumnElement[bool]:
     )
 
 
-def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
+def flag_statement(
+    policy: ReplacementPolicy, horizon_end: date, *, in_serial_order: bool = False
+) -> Select[Any]:
     """The flagging query: every terminal (of the policy's statuses) for which some rule
     holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
-    catalog columns the rules are worded from."""
+    catalog columns the rules are worded from. ``in_serial_order``: the status test is
+    kept off the indexes, so the database walks terminals in serial order and a page can
+    stop early (else it would gather and sort every flagged terminal first)."""
     t, m, f = TERMINALS, MODELS, FIRMWARE
     succ = MODELS.alias("successor_model")
     open_adv = (
@@ -84,6 +88,7 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
         "faults": t.c.fault_count >= policy.fault_threshold,
         "key": _foreign_key(),
     }
+    status = func.coalesce(t.c.status, "") if in_serial_order else t.c.status
     columns = [
         t.c.serial,
         t.c.model,
@@ -115,7 +120,7 @@ def flag_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
         .outerjoin(
             open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
         )
-        .where(t.c.status.in_(policy.statuses), or_(*rules.values()))
+        .where(status.in_(policy.statuses), or_(*rules.values()))
     )
 
 
@@ -136,15 +141,25 @@ def flag(
     policy: ReplacementPolicy,
     as_of: date,
     horizon_days: int | None = None,
+    *,
+    after: str | None = None,
+    model: str | None = None,
 ) -> Iterator[Replacement]:
-    """The terminals due for replacement as of ``as_of``, streamed in serial order."""
+    """The terminals due for replacement as of ``as_of``, streamed in serial order (only
+    those whose serial sorts after ``after``, of ``model``, when given: a keyset page
+    starts where the last one stopped; ``after=""`` starts a first page)."""
     horizon = policy.horizon_days if horizon_days is None else horizon_days
     horizon_end = as_of + timedelta(days=horizon)
     urgent_end = as_of + timedelta(days=policy.urgent_days)
     advisories = open_advisories(engine)
-    stmt = flag_statement(policy, horizon_end).order_by(TERMINALS.c.serial)
+    page = after is not None
+    stmt = flag_statement(policy, horizon_end, in_serial_order=page).order_by(TERMINALS.c.serial)
+    if page:
+        stmt = stmt.where(TERMINALS.c.serial > after)
+    if model is not None:
+        stmt = stmt.where(TERMINALS.c.model == model)
     with engine.connect() as conn:
-        result = conn.execute(stmt.execution_options(yield_per=10_000))
+        result = conn.execute(stmt.execution_options(yield_per=200 if page else 10_000))
         replacement = Replacer(
             policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
         )

@@ -35,6 +35,7 @@ __all__ = [
     "WaveStatus",
     "cancel",
     "create",
+    "list_rollouts",
     "pause",
     "resume",
     "status",
@@ -361,3 +362,26 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
         kind,
         r.key_from,
     )
+
+
+def list_rollouts(engine: Engine, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Rollouts, newest first, each with its job counts by status (``totals``)."""
+    with engine.connect() as conn:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(select(ROLLOUTS).order_by(ROLLOUTS.c.id.desc()).limit(limit))
+        ]
+        ids = [r["id"] for r in rows]
+        counts: dict[int, dict[str, int]] = {i: {} for i in ids}
+        if ids:
+            for rollout_id, job_status, n in conn.execute(
+                select(JOBS.c.rollout_id, JOBS.c.status, func.count())
+                .where(JOBS.c.rollout_id.in_(ids))
+                .group_by(JOBS.c.rollout_id, JOBS.c.status)
+            ):
+                counts[rollout_id][job_status] = int(n)
+    for row in rows:
+        row["totals"] = counts[row["id"]]
+        row["terminals"] = sum(row["totals"].values())
+        row["group"] = Group.from_dict(row["group"]).describe()
+    return rows

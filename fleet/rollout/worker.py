@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine, String, and_, case, func, literal, or
 from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import FleetError, NotFoundError
+from fleet.core.events import emit
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
 from fleet.core.policy import FeePolicy, RolloutPolicy
@@ -228,6 +229,11 @@ class Worker:
                 details={"status": ["running", "halted"], "failed": failed, "of": opened},
                 reason="failure threshold passed",
             )
+            emit(
+                conn,
+                "rollout.halted",
+                {"rollout": rollout_id, "version": r.version, "failed": failed, "of": opened},
+            )
             self.on_event(Halted(rollout_id, failed, opened))
             return
         wave, last = r.wave, len(r.waves) - 1
@@ -253,6 +259,19 @@ class Worker:
             self.on_event(WaveOpened(rollout_id, wave + 1))
         if not unfinished and wave >= last:
             self._set(conn, rollout_id, RolloutState.DONE)
+            counts: dict[str, int] = dict(
+                conn.execute(
+                    select(JOBS.c.status, func.count())
+                    .where(JOBS.c.rollout_id == rollout_id)
+                    .group_by(JOBS.c.status)
+                ).all()
+            )
+            emit(
+                conn,
+                "rollout.done",
+                {"rollout": rollout_id, "version": r.version,
+                 "jobs": {str(k): int(v) for k, v in counts.items()}},
+            )  # fmt: skip
             self.on_event(RolloutDone(rollout_id))
 
     @staticmethod

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import ConflictError, InputError, NotFoundError
+from fleet.core.events import emit
 from fleet.core.models import MERCHANTS, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
 from fleet.fees.tables import Published, load_tables
@@ -156,6 +157,13 @@ def plan(
             reason.strip(), engineer,
         )  # fmt: skip
         queue(conn, notice, merchant_id=merchant.id, ref=f"swap:{swap_id}", at=at)
+        emit(
+            conn,
+            "swap.planned",
+            {"swap": swap_id, "old_serial": old_serial, "new_serial": new_serial,
+             "merchant_id": merchant.id, "tid": old["tid"], "planned_for": on.isoformat()},
+            at=at,
+        )  # fmt: skip
         audit.record(
             conn,
             actor=actor,
@@ -279,6 +287,14 @@ def swap_in(
         not_before=follow_at,
         channel="call" if policy.swaps.follow_up == "call" else None,
     )
+    emit(
+        conn,
+        "swap.done",
+        {"swap": swap_id, "old_serial": old_serial, "new_serial": new_serial,
+         "merchant_id": merchant.id, "tid": old["tid"], "table": target,
+         "follow_up_on": follow_up_on.isoformat()},
+        at=at,
+    )  # fmt: skip
     audit.record(
         conn,
         actor=actor,

@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "keys",
+    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -94,10 +94,11 @@ VERIFY_LOADS = {
     "fleet.cli.common", "fleet.cli.notices", "fleet.core.actor", "fleet.core.audit",
     "fleet.core.clauses", "fleet.core.db", "fleet.core.errors", "fleet.core.masking",
     "fleet.notices.codes", "fleet.notices.payloads", "fleet.notices.queue",
-    "fleet.notices.verify",
+    "fleet.notices.verify", "fleet.notices.verify_log", "fleet.core.events",
 }  # fmt: skip
 """What ``posfleet notices verify`` may load of ours: its command, the verification, the
-bare table clauses, the audit entry, the engine; no model, policy, fee or text module."""
+bare table clauses, the audit entry, the verification log and the events outbox, the
+engine; no model, policy, fee or text module."""
 
 
 def test_notices_verify_loads_what_it_uses_and_sqlalchemy_only(tmp_path: Path) -> None:

@@ -1,0 +1,56 @@
+"""The events outbox: what happened, written in the transaction that made it happen.
+
+A domain calls :func:`emit` with its own connection, inside the transaction of the
+change (a swap done, a rollout halted, a terminal newly flagged P1…): the event exists
+if and only if the change committed. Consumers (the webhook sender,
+:mod:`fleet.webhooks`) read the outbox afterwards; this module knows none of them.
+
+An event is ``kind`` (one of :data:`EVENT_KINDS`), a JSON ``payload`` of plain values
+(ids, serials, counts, ISO instants: never a secret, a phone number or an email) and
+``occurred_at``. ``fanned_out`` is false until a consumer has copied it to its own
+queues; rows are never updated otherwise, and the payload never.
+
+>>> sorted(EVENT_KINDS)[:3]
+['notice.failed', 'rollout.done', 'rollout.halted']
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from fleet.core.clauses import EVENT_CLAUSE, now
+from fleet.core.errors import InputError
+
+__all__ = ["EVENT_KINDS", "emit"]
+
+EVENT_KINDS = frozenset(
+    {
+        "swap.planned",
+        "swap.done",
+        "rollout.halted",
+        "rollout.done",
+        "terminal.flagged",
+        "notice.failed",
+        "verify.not_genuine",
+    }
+)
+"""Every kind a domain may emit (and a webhook may subscribe to)."""
+
+
+def emit(
+    conn: Connection, kind: str, payload: dict[str, Any], *, at: datetime | None = None
+) -> int:
+    """Record event ``kind`` in the caller's transaction; its id.
+
+    Raises :class:`~fleet.core.errors.InputError` for a kind not in :data:`EVENT_KINDS`."""
+    if kind not in EVENT_KINDS:
+        raise InputError(f"unknown event kind {kind!r}", where="event")
+    row = conn.execute(
+        insert(EVENT_CLAUSE)
+        .values(kind=kind, payload=payload, occurred_at=at or now(), fanned_out=False)
+        .returning(EVENT_CLAUSE.c.id)
+    ).scalar_one()
+    return int(row)

@@ -1,0 +1,113 @@
+"""A real ``posfleet serve`` on loopback for the console's tests, and a signed-in client.
+
+:func:`serve` starts the command line as a user would (a subprocess, its own port),
+waits for ``/health`` and stops it afterwards (SIGTERM, then SIGKILL); :class:`Client`
+is an httpx client that signs in through the real form (pre-session cookie and CSRF
+token included) and finds a page's form token.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+POSFLEET = str(Path(sys.executable).with_name("posfleet"))
+ROLES = ("admin", "ops", "engineer", "agent", "auditor")
+
+
+def password_of(role: str) -> str:
+    return f"pw-{role}-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Served:
+    url: str
+    db: str
+    log: Path
+    proc: subprocess.Popen[bytes]
+    facts: dict[str, object] = field(default_factory=dict)
+    """What the seeding made (serials, a rollout id, a genuine code…)."""
+
+
+@contextmanager
+def serve(
+    db: str, tmp: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Served]:
+    port = free_port()
+    log = tmp / f"serve-{port}.log"
+    env = os.environ | {"POSFLEET_DB": db, "POSFLEET_ACTOR": "test"} | (extra_env or {})
+    cmd = [POSFLEET, "serve", "--port", str(port),
+           "--log-level", "warning", *args]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"posfleet serve exited {proc.returncode}: {log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"posfleet serve not up in 60 s: {log.read_text()}")
+            time.sleep(0.1)
+        yield Served(url, db, log, proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
+
+
+def form_token(html: str) -> str:
+    found = _CSRF.search(html)
+    assert found, "no csrf_token in the page"
+    return found.group(1)
+
+
+class Client(httpx.Client):
+    def __init__(self, base: str, **kwargs: object) -> None:
+        super().__init__(base_url=base, timeout=30, follow_redirects=False, **kwargs)  # type: ignore[arg-type]
+
+    def sign_in(self, name: str, password: str) -> httpx.Response:
+        page = self.get("/login")
+        return self.post(
+            "/login",
+            data={"name": name, "password": password, "csrf_token": form_token(page.text)},
+        )
+
+    def token(self, path: str = "/verify") -> str:
+        """The form token of a signed-in page."""
+        return form_token(self.get(path).text)
+
+
+def signed_in(base: str, role: str) -> Client:
+    client = Client(base)
+    answer = client.sign_in(role, password_of(role))
+    assert answer.status_code == 303, answer.text
+    return client
