@@ -249,11 +249,12 @@ class Link:
         machine.serve(None)
         self._drain()
         machine.start_request(body, monotonic())
-        while machine.response is None and machine.error is None:
+        while True:
+            if machine.response is not None:
+                return machine.response
+            if machine.error is not None:
+                raise machine.error
             self._step()
-        if machine.error is not None:
-            raise machine.error
-        return machine.response
 
     def serve_once(
         self, handler: Callable[[bytes], bytes | None], timeout: float | None = None
