@@ -18,7 +18,11 @@ ends with :attr:`~LinkMachine.response` (the response body) or :attr:`~LinkMachi
 installs a handler: every good request frame is ACKed, answered by ``handler(body)`` (or
 from the cache, for a repeat of the last request) and the response delivered with the
 same T1/resend discipline; a response never ACKed is given up
-(:attr:`~LinkMachine.given_up` counts them) and serving goes on.
+(:attr:`~LinkMachine.given_up` counts them) and serving goes on. A terminal whose handler
+must not run inline (disk I/O in a loop that serves thousands) uses
+:meth:`~LinkMachine.serve_deferred`: the request is ACKed and handed over, and the driver
+calls :meth:`~LinkMachine.respond` when the answer is ready; a resend of it meanwhile is
+ACKed again, never handed over twice.
 
 >>> from protocols.framing import encode_frame
 >>> host = LinkMachine(115200, name="demo")
@@ -58,6 +62,7 @@ _NAK_BYTE: Final = bytes((NAK,))
 _IDLE: Final = 0
 _WAIT_ACK: Final = 1  # a frame of ours is out: request (host) or response (terminal)
 _WAIT_RESPONSE: Final = 2  # host: the request was ACKed, T2 runs
+_HANDLING: Final = 3  # terminal: a request was handed to a deferred handler
 
 
 @dataclass(slots=True)
@@ -167,15 +172,16 @@ class LinkMachine:
         "_cache",
         "_deadline",
         "_decoder",
+        "_dispatch",
         "_frame",
         "_handler",
         "_key",
         "_last_rx",
         "_nak_due",
         "_out",
+        "_queued",
         "_request",
         "_sends",
-        "_sink",
         "_state",
         "_t1",
         "baud",
@@ -188,6 +194,7 @@ class LinkMachine:
         "resends",
         "response",
         "response_check",
+        "sink",
         "stats",
         "t1_margin",
         "t2",
@@ -229,7 +236,8 @@ class LinkMachine:
         """Terminal: responses given up after every resend went unanswered."""
         self._decoder = FrameDecoder()
         self._out: list[bytes] = []
-        self._sink = sink
+        self.sink = sink
+        """Where output goes at once (None: queued for :meth:`take_output`)."""
         self._nak_due = False
         self._last_rx = 0.0
         self._state = _IDLE
@@ -240,6 +248,8 @@ class LinkMachine:
         self._request = b""  # host: the request body in flight
         self._key: Hashable = None  # terminal: key of the request being answered
         self._handler: Callable[[bytes], bytes | None] | None = None
+        self._dispatch: Callable[[bytes], object] | None = None
+        self._queued: list[bytes] = []  # new requests that came while one was handled
         self._cache: tuple[Hashable, bytes | None] | None = None
 
     # -- time ---------------------------------------------------------------------------
@@ -251,7 +261,7 @@ class LinkMachine:
     @property
     def deadline(self) -> float | None:
         """When :meth:`poll` must next be called (None: only new bytes can change anything)."""
-        when = self._deadline if self._state != _IDLE else None
+        when = self._deadline if self._state in (_WAIT_ACK, _WAIT_RESPONSE) else None
         if self._decoder.pending:
             idle_at = self._last_rx + self.interbyte_timeout
             when = idle_at if when is None else min(when, idle_at)
@@ -288,8 +298,8 @@ class LinkMachine:
         return out
 
     def _emit(self, data: bytes) -> None:
-        if self._sink is not None:
-            self._sink(data)
+        if self.sink is not None:
+            self.sink(data)
         else:
             self._out.append(data)
         self.stats.bytes_sent += len(data)
@@ -348,6 +358,22 @@ class LinkMachine:
         uncached, so a resend of it runs the handler again.
         """
         self._handler = handler
+        self._dispatch = None
+
+    def serve_deferred(self, dispatch: Callable[[bytes], object]) -> None:
+        """Terminal: hand every request to ``dispatch(body)`` (which must not answer
+        inline); the driver then calls :meth:`respond` with the answer."""
+        self._handler = _deferred
+        self._dispatch = dispatch
+
+    def respond(self, response: bytes | None, now: float) -> None:
+        """Terminal: the answer (None: no response) to the request handed to ``dispatch``."""
+        if self._state != _HANDLING:
+            raise LinkError(f"{self.name}: respond() without a request being handled")
+        self._state = _IDLE
+        self._answer(self._key, response, now)
+        while self._queued and self._state != _HANDLING:
+            self._on_request(self._queued.pop(0), now, acked=True)
 
     # -- input --------------------------------------------------------------------------
 
@@ -364,7 +390,7 @@ class LinkMachine:
         resend or give up when T1 or T2 has passed."""
         if self._decoder.pending and now - self._last_rx >= self.interbyte_timeout:
             self._process(self._decoder.flush(), now)
-        if self._state != _IDLE and now >= self._deadline:
+        if self._state in (_WAIT_ACK, _WAIT_RESPONSE) and now >= self._deadline:
             if self._state == _WAIT_RESPONSE:
                 self._fail(
                     f"{self.name}: no response within T2 = {self.t2} s after the request "
@@ -447,25 +473,44 @@ class LinkMachine:
         self._request = b""
         self.response = body
 
-    def _on_request(self, body: bytes, now: float) -> None:
+    def _on_request(self, body: bytes, now: float, *, acked: bool = False) -> None:
         assert self._handler is not None
         key = self.request_key(body)
-        if self._state == _WAIT_ACK:
+        if self._state in (_WAIT_ACK, _HANDLING):
             if key == self._key:
                 # the host resent the request (our ACK of it was slow or lost): ACK again;
-                # the response it needs is the one being sent
+                # the response it needs is the one being sent (or prepared)
                 self._control(ACK)
                 self.stats.duplicates += 1
                 return
+            if self._state == _HANDLING:  # answered when the one in hand is
+                self._control(ACK)
+                self._queued.append(body)
+                return
             self._state = _IDLE  # a new request: the host got our answer
-        self._control(ACK)
+        if not acked:
+            self._control(ACK)
         if self._cache is not None and self._cache[0] == key:
             self.stats.duplicates += 1
+            self.handled += 1
+            self._key = key
             response = self._cache[1]
-        else:
-            response = self._handler(body)
-            self._cache = (key, response)
-        self.handled += 1
+            if response is not None:
+                self._start_delivery(encode_frame(response), now)
+            return
         self._key = key
+        if self._dispatch is not None:
+            self._state = _HANDLING
+            self._dispatch(body)
+            return
+        self._answer(key, self._handler(body), now)
+
+    def _answer(self, key: Hashable, response: bytes | None, now: float) -> None:
+        self._cache = (key, response)
+        self.handled += 1
         if response is not None:
             self._start_delivery(encode_frame(response), now)
+
+
+def _deferred(body: bytes) -> bytes | None:  # pragma: no cover - never called
+    raise AssertionError("a deferred handler is dispatched, not called")

@@ -44,7 +44,10 @@ class Channel:
     """One connected TCP socket driven by ``machine`` (see the module docstring).
 
     ``inbound``/``outbound`` filter the byte stream (fault injection); ``outbound`` gets
-    one frame or ACK/NAK byte per call.
+    one frame or ACK/NAK byte per call. ``immediate``: send each frame or ACK/NAK byte the
+    moment the machine makes it (a terminal: its ACK leaves before the handler runs, so
+    a slow handler costs the host T2, not T1); otherwise output is sent in one piece
+    after each input (a host: its ACK and next request in one segment).
     """
 
     __slots__ = ("_out", "_timer_at", "inbound", "is_closed", "loop", "machine", "outbound", "sock")
@@ -57,6 +60,7 @@ class Channel:
         *,
         inbound: Callable[[bytes], bytes] | None = None,
         outbound: Callable[[bytes], bytes] | None = None,
+        immediate: bool = False,
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -69,6 +73,8 @@ class Channel:
         sock.setblocking(False)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if immediate:
+            machine.sink = self._emit
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -106,7 +112,14 @@ class Channel:
             self.sock.close()
         self.closed(reason)
 
+    def _emit(self, unit: bytes) -> None:
+        if self.is_closed:
+            return
+        self._send(self.outbound(unit) if self.outbound is not None else unit)
+
     def _send(self, data: bytes | bytearray) -> None:
+        if not data:
+            return
         if self._out:
             self._out += data
             return

@@ -9,11 +9,15 @@ One terminal (``possim serve``):
   one closes.
 
 Many terminals in one process (``possim fleet``): one listening socket each, all served
-by **one thread**: a :class:`protocols.netloop.NetLoop` selector loop drives every
+by **one loop thread**: a :class:`protocols.netloop.NetLoop` selector loop drives every
 connection's :class:`~protocols.linkstate.LinkMachine` (the rules :class:`Link` follows,
-shared code) and calls the terminal's handler inline. Idle terminals cost a listening
-socket and a few objects; a terminal's state file is open only while a host is connected
-(it is closed when the host goes, so 10,000 terminals never hold 10,000 SQLite
+shared code). The loop ACKs a request at once and hands it to a small pool of handler
+threads (``handlers``, default 4): a terminal's handler writes its SQLite store, and a
+commit, a checkpoint or a new file waits on the disk; in the loop that wait would stall
+every other link past T1. A terminal handles one request at a time (its link hands the
+next one over only after the answer). Idle terminals cost a listening socket and a few
+objects; a terminal's state file is open only while a host is connected (it is closed,
+in a handler thread, when the host goes, so 10,000 terminals never hold 10,000 SQLite
 connections), which is how 10,000 of them fit in one process.
 
 A single terminal (``possim serve``) speaks through :class:`protocols.link.Link`.
@@ -29,6 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -144,24 +149,36 @@ class _TerminalChannel(Channel):
     def __init__(self, fleet: FleetServer, slot: _Slot, conn: socket.socket, now: float) -> None:
         faults = fleet.faults_for_connection()
         machine = LinkMachine(fleet.baud, request_key=_same_bytes, name=slot.terminal.config.serial)
-        machine.serve(self._handle)
+        machine.serve_deferred(self._dispatch)
         super().__init__(
             fleet.loop,
             conn,
             machine,
             inbound=faults.inbound if faults else None,
             outbound=faults.outbound if faults else None,
+            immediate=True,
         )
         self.fleet = fleet
         self.slot = slot
 
-    def _handle(self, body: bytes) -> bytes | None:
+    def _dispatch(self, body: bytes) -> None:
+        self.fleet.pool.submit(self._handle, body)
+
+    def _handle(self, body: bytes) -> None:
+        """In a handler thread: answer, then hand the answer back to the loop."""
         try:
-            return self.slot.terminal.handle(body)
+            response = self.slot.terminal.handle(body)
         except Exception:  # a bug must not take the other 9,999 terminals down
             log.exception("%s: terminal failed: closing the connection", self.machine.name)
             self.loop.call_soon_threadsafe(lambda: self.close("terminal failed"))
-            return None
+            return
+        self.loop.call_soon_threadsafe(lambda: self._respond(response))
+
+    def _respond(self, response: bytes | None) -> None:
+        if not self.is_closed:
+            now = time.monotonic()
+            self.machine.respond(response, now)
+            self.flush(now)
 
     def closed(self, reason: str | None) -> None:
         self.fleet.connection_ended(self)
@@ -186,6 +203,7 @@ class FleetServer:
         drop: float = 0.0,
         corrupt: float = 0.0,
         seed: int | None = None,
+        handlers: int = 4,
     ):
         if not (0 <= drop < 1 and 0 <= corrupt < 1):
             raise ValueError("drop and corrupt are probabilities in [0, 1)")
@@ -197,6 +215,7 @@ class FleetServer:
         """The fault injectors of every connection so far (their dropped/corrupted counts)."""
         self.slots: list[_Slot] = []
         self.loop = NetLoop()
+        self.pool = ThreadPoolExecutor(handlers, thread_name_prefix="possim-handler")
         self.channels: set[_TerminalChannel] = set()
         self.served = 0
         """Connections served to their end."""
@@ -259,7 +278,9 @@ class FleetServer:
         self.channels.discard(channel)
         self.served += 1
         slot = channel.slot
-        slot.terminal.close()  # the store reopens on the next request
+        # the store reopens on the next request; closing checkpoints it (disk): not here
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: close() does it
+            self.pool.submit(slot.terminal.close)
         slot.busy = False
         with contextlib.suppress(OSError, ValueError):
             self.loop.listen(slot.server, self._acceptor(slot))
@@ -267,6 +288,7 @@ class FleetServer:
     def close(self) -> None:
         for channel in list(self.channels):
             channel.close()
+        self.pool.shutdown(wait=True)
         for slot in self.slots:
             with contextlib.suppress(OSError):
                 slot.server.close()
