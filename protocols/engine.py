@@ -51,7 +51,7 @@ __all__ = [
     "Job",
     "Outcome",
     "PushOutcome",
-    "TestSale",
+    "VerifySale",
     "push_job",
     "tcp_address",
 ]
@@ -363,7 +363,7 @@ class Engine:
 
 
 @dataclass(frozen=True, slots=True)
-class TestSale:
+class VerifySale:
     """The verification sale after a push (the caller checks its fee)."""
 
     amount: int
@@ -388,7 +388,7 @@ def push_flow(
     into: PushOutcome,
     *,
     serial: str | None = None,
-    sale: TestSale | None = None,
+    sale: VerifySale | None = None,
 ) -> Flow[PushOutcome]:
     """Sign on, download and commit ``table``, check the status, make the test sale."""
     signed = yield from conversation.sign_on()
@@ -417,7 +417,7 @@ def push_job(
     table: PreparedTable,
     *,
     serial: str | None = None,
-    sale: TestSale | None = None,
+    sale: VerifySale | None = None,
     tag: Any = None,
 ) -> Job:
     """A :class:`Job` that pushes ``table`` to one terminal (:func:`push_flow`).

@@ -7,11 +7,11 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import fleet.swaps.service
 import pytest
 from sqlalchemy import Engine, func, select, update
 from typer.testing import CliRunner
 
+import fleet.swaps.service
 from fleet.cli import app
 from fleet.core.models import AUDIT, MERCHANTS, NOTICES, SWAPS, TERMINALS, now
 from fleet.core.policy import Policy
