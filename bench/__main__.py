@@ -11,6 +11,7 @@ MODULES = [
     "bench.codec",
     "bench.link_throughput",
     "bench.possim_fleet",
+    "bench.fleet_push",
     "bench.line_push",
     "bench.rollout_fleet",
     "bench.fleet_scale",
