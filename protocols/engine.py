@@ -21,6 +21,8 @@ be the expected one), skip a terminal that has the version, resume from the bloc
 reports, commit, then a status query that must show the version active or pending, and
 an optional test sale whose outcome the caller checks against its own fee computation.
 Blocks are encoded and MAC'd once per table and key (:class:`~protocols.flows.PreparedTable`).
+
+(Over 400 lines: the engine and the push job built on it are read together.)
 """
 
 from __future__ import annotations

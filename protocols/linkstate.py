@@ -34,6 +34,9 @@ True
 >>> host.receive(b"\\x06" + encode_frame(b"0810 pong"), now=0.01)
 >>> host.response, host.take_output()
 (b'0810 pong', b'\\x06')
+
+(Over 400 lines: the link's rules are one state machine, kept in one place so that no
+driver can follow a different rule; a third of the module is docstrings.)
 """
 
 from __future__ import annotations

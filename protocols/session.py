@@ -25,7 +25,6 @@ from protocols.flows import (
     PushResult,
     SaleOutcome,
     SignOn,
-    refused,
     run,
 )
 from protocols.link import Link
@@ -69,10 +68,8 @@ class HostSession:
         return run(self.conversation.exchange(request, signed=signed), self.link.request)
 
     def _ok(self, request: Message, *, signed: bool = False, what: str) -> Message:
-        response = self.exchange(request, signed=signed)
-        if response.get(39) != m.ResponseCode.APPROVED:
-            raise refused(what, response)
-        return response
+        """:meth:`exchange`, refusing any response code but ``00``."""
+        return run(self.conversation.ok(request, signed=signed, what=what), self.link.request)
 
     def sign_on(self) -> SignOn:
         """0800/001: model, serial, firmware, versions, partial download, capabilities."""
