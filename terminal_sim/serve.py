@@ -12,7 +12,7 @@ Many terminals in one process (``possim fleet``): one listening socket each, all
 by **one loop thread**: a :class:`protocols.netloop.NetLoop` selector loop drives every
 connection's :class:`~protocols.linkstate.LinkMachine` (the rules :class:`Link` follows,
 shared code). The loop ACKs a request at once and hands it to a small pool of handler
-threads (``handlers``, default 4): a terminal's handler writes its SQLite store, and a
+threads (``handlers``, default 16): a terminal's handler writes its SQLite store, and a
 commit, a checkpoint or a new file waits on the disk; in the loop that wait would stall
 every other link past T1. A terminal handles one request at a time (its link hands the
 next one over only after the answer). Idle terminals cost a listening socket and a few
@@ -203,7 +203,7 @@ class FleetServer:
         drop: float = 0.0,
         corrupt: float = 0.0,
         seed: int | None = None,
-        handlers: int = 4,
+        handlers: int = 16,
     ):
         if not (0 <= drop < 1 and 0 <= corrupt < 1):
             raise ValueError("drop and corrupt are probabilities in [0, 1)")
