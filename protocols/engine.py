@@ -145,8 +145,8 @@ class _HostChannel(Channel):
         except StopIteration as done:
             self.finish(done.value, None)
             return
-        except ProtocolError as exc:
-            self.finish(None, exc)
+        except Exception as exc:  # one job's failure, never the loop's
+            self.finish(None, _as_protocol_error(exc))
             return
         self.machine.start_request(body, now)
         self.flush(now)
@@ -175,8 +175,8 @@ class _HostChannel(Channel):
             except StopIteration as done:
                 self.finish(done.value, None)
                 return
-            except ProtocolError as exc:
-                self.finish(None, exc)
+            except Exception as exc:  # one job's failure, never the loop's
+                self.finish(None, _as_protocol_error(exc))
                 return
             machine.start_request(body, now)
             data = machine.take_output()
@@ -198,6 +198,13 @@ class _HostChannel(Channel):
         if not self.is_closed:
             self.close()
         self.engine._done(self)
+
+
+def _as_protocol_error(exc: Exception) -> ProtocolError:
+    """A flow's failure as a typed error (an untyped one is a bug, named as such)."""
+    if isinstance(exc, ProtocolError):
+        return exc
+    return CheckError(f"the conversation failed unexpectedly: {type(exc).__name__}: {exc}")
 
 
 def _strerror(code: int) -> str:

@@ -37,7 +37,7 @@ from typing import Final, TypeVar
 
 from protocols import messages as m
 from protocols.codec import Message, decode, encode
-from protocols.errors import RefusedError
+from protocols.errors import DecodeError, RefusedError
 from protocols.feetable import FeeTable
 from protocols.tlv import DownloadStatus, SaleRequest, SaleResult, SignOnInfo
 from protocols.values import CardType
@@ -108,6 +108,22 @@ def run(flow: Flow[T], request: Callable[[bytes], bytes]) -> T:
     except StopIteration as done:
         result: T = done.value
         return result
+
+
+def _binary(response: Message, field: int) -> bytes:
+    """A binary field the answer must carry (DecodeError when it is missing)."""
+    value = response.get(field)
+    if not isinstance(value, bytes):
+        raise DecodeError(f"{response.mti} lacks field {field}", field=field)
+    return value
+
+
+def _text(response: Message, field: int) -> str:
+    """A text field the answer must carry (DecodeError when it is missing)."""
+    value = response.get(field)
+    if not isinstance(value, str):
+        raise DecodeError(f"{response.mti} lacks field {field}", field=field)
+    return value
 
 
 def refused(what: str, response: Message) -> RefusedError:
@@ -227,7 +243,7 @@ class Conversation:
     def sign_on(self) -> Flow[SignOn]:
         """0800/001: model, serial, firmware, versions, partial download, capabilities."""
         rsp = yield from self.ok(m.sign_on(self.next_stan(), self.tid), what="sign-on")
-        return SignOn(mid=rsp.text(42), info=SignOnInfo.from_tlv(rsp.binary(62)))
+        return SignOn(mid=_text(rsp, 42), info=SignOnInfo.from_tlv(_binary(rsp, 62)))
 
     def echo(self) -> Flow[None]:
         """0800/301: line test."""
@@ -237,7 +253,7 @@ class Conversation:
         """0800/362: active and pending versions and where a download would resume."""
         request = m.download_status(self.next_stan(), self.tid)
         rsp = yield from self.ok(request, what="download status")
-        return DownloadStatus.from_tlv(rsp.binary(62))
+        return DownloadStatus.from_tlv(_binary(rsp, 62))
 
     def sale(
         self,
@@ -253,13 +269,13 @@ class Conversation:
         code = str(rsp.get(39))
         if code != m.ResponseCode.APPROVED:
             return SaleOutcome(code, amount, None, None, None, None)
-        result = SaleResult.from_tlv(rsp.binary(62))
+        result = SaleResult.from_tlv(_binary(rsp, 62))
         return SaleOutcome(
             code=code,
             amount=m.parse_amount(rsp),
             fee=m.parse_fee(rsp),
             net=result.net_amount,
-            approval=rsp.text(38),
+            approval=_text(rsp, 38),
             table_version=result.active_version,
         )
 
