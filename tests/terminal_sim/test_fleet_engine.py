@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +21,12 @@ from protocols.mac import derive_terminal_key
 from protocols.session import HostSession
 from protocols.values import CardType
 from terminal_sim.serve import FleetServer
+from terminal_sim.state import StateStore
 from terminal_sim.terminal import Terminal
 from tests.terminal_sim.conftest import MASTER, TID, config, make_table
 
 pytestmark = pytest.mark.timeout(120)
+POSSIM = str(Path(sys.executable).with_name("possim"))
 SALE = VerifySale(10_000, CardType.CREDIT)
 
 
@@ -161,3 +167,69 @@ def test_submit_from_threads_while_the_loop_runs_in_its_own(fleet: FleetServer) 
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if not o.ok]
     with pytest.raises(RuntimeError):
         Engine().submit(jobs(fleet, table)[0])
+
+
+def _possim_fleet(
+    state: Path, key_file: Path, count: int
+) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen(
+        [POSSIM, "--log-level", "WARNING", "fleet", "--count", str(count), "--key-file",
+         str(key_file), "--state-dir", str(state), "--tcp", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    urls = []
+    for line in proc.stdout:
+        if line.split() == ["READY", "ALL"]:
+            break
+        urls.append(line.split()[2])
+    return proc, urls
+
+
+def test_possim_fleet_killed_mid_push_keeps_every_table_whole(
+    tmp_path: Path, master_key_file: Path
+) -> None:
+    count = 40
+    table = PreparedTable(make_table(11, rules=300))
+    state = tmp_path / "state"
+
+    def jobs_for(urls: list[str]) -> list[Job]:
+        return [
+            push_job(url, f"T{n:07d}", derive_terminal_key(MASTER, f"PS{n:08d}"), table)
+            for n, url in enumerate(urls, start=1)
+        ]
+
+    proc, urls = _possim_fleet(state, master_key_file, count)
+    try:
+        finished: list[Outcome] = []
+        with Engine(concurrency=count) as engine:
+            runner = threading.Thread(target=lambda: finished.extend(engine.run(jobs_for(urls))))
+            runner.start()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and engine.stats.frames_received < count * 4:
+                time.sleep(0.005)  # wait on progress: a few blocks stored per terminal
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+            runner.join(60)
+        assert len(finished) == count and any(not o.ok for o in finished)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    proc, urls = _possim_fleet(state, master_key_file, count)
+    try:
+        with Engine(concurrency=count) as engine:
+            again = list(engine.run(jobs_for(urls)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    assert all(o.ok for o in again), [str(o.error) for o in again if not o.ok]
+    assert any(o.value.result.resumed_from > 0 or o.value.result.already for o in again)
+    for n in range(1, count + 1):
+        store = StateStore(state / f"PS{n:08d}")
+        try:
+            active = store.table("active")
+            assert active is not None and active.data == table.table.to_bytes()
+            assert store.partial() is None
+        finally:
+            store.close()
