@@ -48,6 +48,17 @@ def test_target_runs_on_its_corpus_and_mutations(name: str) -> None:
         target.check(_mutate(rng, rng.choice(corpus)))
 
 
+KNOWN = Path(CORPUS).parent / "known"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in KNOWN.iterdir() if p.suffix != ".md"), ids=lambda p: p.name
+)
+@pytest.mark.xfail(strict=True, reason="a fleet parser bug reported to the lead (fuzz/known)")
+def test_known_finds_still_fail(path: Path) -> None:
+    TARGETS[path.name.split("-")[0]].check(path.read_bytes())
+
+
 def test_a_check_lets_a_bug_out_and_the_runner_reports_it(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
