@@ -37,6 +37,18 @@ class ProtocolError(Exception):
         return (_rebuild, (type(self), self.reason, self.field, self.offset))
 
 
+def shown(value: int) -> str:
+    """An integer as an error message shows it: in full up to 30 digits, else its size
+    (formatting a 5,000-digit integer raises ``ValueError`` in Python ≥ 3.11).
+
+    >>> shown(4_294_967_296), shown(10**6666)
+    ('4294967296', 'a 22144-bit number')
+    """
+    if -(10**30) < value < 10**30:
+        return str(value)
+    return f"a {value.bit_length()}-bit {'negative ' if value < 0 else ''}number"
+
+
 def _rebuild(
     cls: type[ProtocolError], reason: str, field: int | str | None, offset: int | None
 ) -> ProtocolError:

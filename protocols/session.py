@@ -248,12 +248,11 @@ class HostSession:
 
     def echo(self) -> None:
         """0800/301: line test."""
-        self._ok(m.echo(self.stan.next(), self.tid), what="echo")
+        run(self.conversation.echo(), self.link.request)
 
     def status(self) -> DownloadStatus:
         """0800/362: active and pending versions and where a download would resume."""
-        rsp = self._ok(m.download_status(self.stan.next(), self.tid), what="download status")
-        return DownloadStatus.from_tlv(rsp.binary(62))
+        return run(self.conversation.status(), self.link.request)
 
     def sale(
         self,
@@ -263,43 +262,25 @@ class HostSession:
         currency: int = 156,
     ) -> SaleOutcome:
         """0200 sale: the terminal prices it with its active table."""
-        tlv = SaleRequest(CardType(card_type)).to_tlv()
-        req = m.sale(self.stan.next(), self.tid, amount, tlv, entry_mode, currency)
-        rsp = self.exchange(req)
-        code = str(rsp.get(39))
-        if code != m.ResponseCode.APPROVED:
-            return SaleOutcome(code, amount, None, None, None, None)
-        result = SaleResult.from_tlv(rsp.binary(62))
-        return SaleOutcome(
-            code=code,
-            amount=m.parse_amount(rsp),
-            fee=m.parse_fee(rsp),
-            net=result.net_amount,
-            approval=rsp.text(38),
-            table_version=result.active_version,
-        )
+        flow = self.conversation.sale(amount, card_type, entry_mode, currency)
+        return run(flow, self.link.request)
 
     # -- the download ----------------------------------------------------------------------
 
     def push(
         self,
-        table: FeeTable,
+        table: FeeTable | PreparedTable,
         progress: Callable[[int, int], None] | None = None,
         *,
         signed_on: SignOn | None = None,
     ) -> PushResult:
-        """Download ``table`` and commit it, resuming a partial download of the same version.
-
-        ``progress(stored, count)`` is called with the blocks the terminal reports stored:
-        once at the start (a resumed download starts above 0) and after every block.
+        """Download ``table`` and commit it, resuming a partial download of the same version
+        (:meth:`protocols.flows.Conversation.push` says how).
 
         Raises :class:`~protocols.errors.RefusedError` (e.g. ``76`` older than the active
         table, ``A0`` wrong key, ``F1`` checks failed) and
         :class:`~protocols.errors.LinkError`; after a LinkError, call again on a new link:
         the terminal keeps the blocks it stored.
-
-        ``signed_on``: a sign-on the caller has just made on this link, used instead of a
-        new one (it must be fresh: the download resumes from the block it reports).
         """
         if signed_on is not None:
             self.use_key(signed_on.key_versions)

@@ -47,7 +47,7 @@ from typing import Any, Final, Self
 
 import construct as cs
 
-from protocols.errors import EncodeError, TLVError
+from protocols.errors import EncodeError, TLVError, shown
 from protocols.values import Capability, CardType, unix_seconds, utc_datetime
 
 __all__ = [
@@ -336,7 +336,7 @@ def check_uint(tag: Tag, value: int, bits: int) -> int:
             f"{tag.name} must be an int, not {type(value).__name__}", field=tag_field(tag)
         )
     if not 0 <= value < 1 << bits:
-        raise EncodeError(f"{tag.name} {value} does not fit u{bits}", field=tag_field(tag))
+        raise EncodeError(f"{tag.name} {shown(value)} does not fit u{bits}", field=tag_field(tag))
     return value
 
 
@@ -359,7 +359,7 @@ def _card_type(value: int, *, field: str) -> CardType:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EncodeError(f"card type must be an int, not {type(value).__name__}", field=field)
     if not CardType.DEBIT <= value <= CardType.QR_WALLET:
-        raise EncodeError(f"card type {value} of a sale is not 1..4", field=field)
+        raise EncodeError(f"card type {shown(value)} of a sale is not 1..4", field=field)
     return CardType(value)
 
 

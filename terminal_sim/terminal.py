@@ -26,6 +26,7 @@ readers, printer and battery; sign-on and the health poll (0800/303) report them
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
@@ -326,7 +327,7 @@ class Terminal:
             data = self.store.table_data(version)
             if data is None:  # pragma: no cover - activated between the two reads
                 return None
-            table = FeeTable.from_bytes(data)
+            table = _parse_table(data)
             self._tables = {version: table}
         return table
 
@@ -438,7 +439,7 @@ class Terminal:
             problem = "SHA-256 of the blocks differs from the commit's digest"
         else:
             try:
-                table = FeeTable.from_bytes(data)
+                table = _parse_table(data)
             except ProtocolError as exc:
                 problem = str(exc)
             else:
@@ -590,6 +591,14 @@ class Terminal:
             decision.why,
         )
         return self._signed(req, decision.code, {62: decision.slots.versions.to_tlv()})
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_table(data: bytes) -> FeeTable:
+    """A fee-table file parsed and checked, shared by every terminal of the process: a
+    fleet of 10,000 terminals parses a table once, not twice per terminal (commit and
+    first sale: 5 ms each for an 8 KiB table), and holds it once in memory."""
+    return FeeTable.from_bytes(data)
 
 
 class _AnswerError(Exception):
