@@ -13,7 +13,7 @@ from fleet.core.records import (
     shape_error,
 )
 from fleet.fees.tablefile import FeeFileError, parse_fee_toml
-from fleet.inventory.service import MERCHANT, TERMINAL
+from fleet.inventory import MERCHANT, TERMINAL
 
 __all__ = [
     "MERCHANT",
