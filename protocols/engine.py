@@ -15,14 +15,35 @@ Two ways in:
   submits jobs and gets a :class:`concurrent.futures.Future` per job (what a rollout
   worker with its own database threads calls).
 
-The push of a fee table (:func:`push_job`) is what ``posfleet rollout`` does per terminal,
-:meth:`protocols.session.HostSession.push` semantics included: sign on (the serial must
-be the expected one), skip a terminal that has the version, resume from the block it
-reports, commit, then a status query that must show the version active or pending, and
-an optional test sale whose outcome the caller checks against its own fee computation.
-Blocks are encoded and MAC'd once per table and key (:class:`~protocols.flows.PreparedTable`).
+Three kinds of job, each what the fleet does per terminal, with the semantics of the
+matching :class:`~protocols.session.HostSession` call (the same flows run them):
 
-(Over 400 lines: the engine and the push job built on it are read together.)
+* :func:`push_job` — a fee table: sign on (the serial must be the expected one), skip a
+  terminal that has the version, resume from the block it reports, commit, then a status
+  query that must show the version active or pending, and an optional test sale whose
+  outcome the caller checks against its own fee computation. Blocks are encoded and MAC'd
+  once per table and terminal key (:class:`~protocols.flows.PreparedTable`).
+* :func:`health_job` — the health poll (0800/303), or a sign-on when the serial must be
+  checked (its answer carries the same health tags).
+* :func:`rotate_job` — a key rotation (0800/161 then 162), resumed from what the sign-on
+  reports; the confirmation's answer must show the new key in use.
+
+**Keys.** A job is given the terminal's key, or its keys of several versions (a
+:class:`~protocols.keys.TerminalKeyRing`, terminal keys, or a lookup ``version ->
+TerminalKey | None`` such as :meth:`TerminalKeyRing.derived` from the fleet's master
+keys); the sign-on picks the key of the version the terminal reports, so pushes go on in
+the middle of a rotation. No key of its versions: the job fails with
+:class:`~protocols.errors.KeyVersionError` (its ``held`` says what the terminal holds)
+before anything signed is sent.
+
+**Failures** are typed: :class:`~protocols.errors.LinkError` (worth retrying:
+:attr:`Outcome.retryable`; a download or a rotation resumes), and, never retryable,
+:class:`~protocols.errors.RefusedError` with its code — ``66``
+:class:`~protocols.errors.TamperedError`, ``94`` :class:`~protocols.errors.ReplayedError`,
+``F2`` :class:`~protocols.errors.KeyCheckError` —, :class:`KeyVersionError`,
+:class:`CheckError` and decode or MAC errors.
+
+(Over 400 lines: the engine and the jobs built on it are read together.)
 """
 
 from __future__ import annotations
@@ -36,12 +57,24 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from time import monotonic
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
 
-from protocols.errors import LinkError, ProtocolError
-from protocols.flows import Conversation, Flow, PreparedTable, PushResult, SaleOutcome, SignOn
+from protocols.errors import LinkError, ProtocolError, RefusedError
+from protocols.flows import (
+    Conversation,
+    Flow,
+    KeyRotation,
+    PreparedTable,
+    PushResult,
+    RotationStep,
+    SaleOutcome,
+    SignOn,
+)
+from protocols.health import HealthInfo
+from protocols.keys import KeySource, KeyVersions
 from protocols.linkstate import LinkMachine, LinkStats
+from protocols.mac import TerminalKey
 from protocols.messages import EntryMode
 from protocols.netloop import Channel, NetLoop
 from protocols.tlv import DownloadStatus
@@ -50,11 +83,17 @@ from protocols.values import CardType
 __all__ = [
     "CheckError",
     "Engine",
+    "HealthOutcome",
     "Job",
+    "JobKey",
     "Outcome",
     "PushOutcome",
+    "RotateOutcome",
     "VerifySale",
+    "conversation",
+    "health_job",
     "push_job",
+    "rotate_job",
     "tcp_address",
 ]
 
@@ -111,8 +150,14 @@ class Outcome:
 
     @property
     def retryable(self) -> bool:
-        """The link broke (no ACK, T2, refused or lost connection): a new attempt may pass."""
+        """The link broke (no ACK, T2, refused or lost connection): a new attempt may pass.
+        Refusals (``66``, ``94``, ``F2``, ``A0``...), key, check and decode errors are not."""
         return isinstance(self.error, LinkError)
+
+    @property
+    def code(self) -> str | None:
+        """The terminal's response code when it refused (field 39), else None."""
+        return self.error.code if isinstance(self.error, RefusedError) else None
 
 
 class _HostChannel(Channel):
@@ -391,6 +436,24 @@ class PushOutcome:
     sale: SaleOutcome | None = None
 
 
+JobKey: TypeAlias = "bytes | TerminalKey | KeySource | None"
+"""What a job signs with: one key (bytes, or a :class:`~protocols.mac.TerminalKey`), or the
+terminal's keys of several versions (a :class:`~protocols.keys.TerminalKeyRing`, terminal
+keys, or a lookup ``version -> TerminalKey | None``); None for a job that signs nothing."""
+
+
+def conversation(tid: str, key: JobKey) -> Conversation:
+    """A :class:`~protocols.flows.Conversation` with terminal ``tid`` signing with ``key``."""
+    if key is None or isinstance(key, bytes | TerminalKey):
+        return Conversation(tid, key)
+    return Conversation(tid, keys=key)
+
+
+def _check_serial(signed: SignOn, serial: str | None) -> None:
+    if serial is not None and signed.info.serial != serial:
+        raise CheckError(f"the terminal answers as serial {signed.info.serial}, not {serial}")
+
+
 def push_flow(
     conversation: Conversation,
     table: PreparedTable,
@@ -402,8 +465,7 @@ def push_flow(
     """Sign on, download and commit ``table``, check the status, make the test sale."""
     signed = yield from conversation.sign_on()
     into.signed_on = signed
-    if serial is not None and signed.info.serial != serial:
-        raise CheckError(f"the terminal answers as serial {signed.info.serial}, not {serial}")
+    _check_serial(signed, serial)
     into.result = yield from conversation.push(table, signed_on=signed)
     status = yield from conversation.status()
     into.status = status
@@ -422,14 +484,15 @@ def push_flow(
 def push_job(
     url: str,
     tid: str,
-    key: bytes,
+    key: JobKey,
     table: PreparedTable,
     *,
     serial: str | None = None,
     sale: VerifySale | None = None,
     tag: Any = None,
 ) -> Job:
-    """A :class:`Job` that pushes ``table`` to one terminal (:func:`push_flow`).
+    """A :class:`Job` that pushes ``table`` to one terminal (:func:`push_flow`), signed
+    with ``key`` (:data:`JobKey`: with several versions, the one the terminal reports).
 
     Its :attr:`Job.state` is the :class:`PushOutcome` the flow fills in: the outcome's
     ``value`` when it succeeds, what was learnt before the failure when it does not.
@@ -437,6 +500,108 @@ def push_job(
     into = PushOutcome()
 
     def flow() -> Flow[PushOutcome]:
-        return push_flow(Conversation(tid, key), table, into, serial=serial, sale=sale)
+        return push_flow(conversation(tid, key), table, into, serial=serial, sale=sale)
+
+    return Job(url, flow, tag, into)
+
+
+# -- the health poll -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HealthOutcome:
+    """What a health poll learnt: the sign-on (when the serial was checked) and the health."""
+
+    signed_on: SignOn | None = None
+    health: HealthInfo | None = None
+
+
+def health_flow(
+    conversation: Conversation, into: HealthOutcome, *, serial: str | None = None
+) -> Flow[HealthOutcome]:
+    """0800/303; with ``serial``, a sign-on instead (it checks the serial and carries the
+    same health tags), then 303 only if the sign-on carried none."""
+    if serial is not None:
+        signed = yield from conversation.sign_on()
+        into.signed_on = signed
+        _check_serial(signed, serial)
+        if signed.health is not None:
+            into.health = signed.health
+            return into
+    into.health = yield from conversation.health()
+    return into
+
+
+def health_job(url: str, tid: str, *, serial: str | None = None, tag: Any = None) -> Job:
+    """A :class:`Job` that polls one terminal's health (:func:`health_flow`); unsigned, no
+    key needed. A v1 terminal answers 303 with ``30``: a :class:`RefusedError` saying it
+    does not support it. Its :attr:`Job.state` is the :class:`HealthOutcome`."""
+    into = HealthOutcome()
+
+    def flow() -> Flow[HealthOutcome]:
+        return health_flow(Conversation(tid), into, serial=serial)
+
+    return Job(url, flow, tag, into)
+
+
+# -- the key rotation ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RotateOutcome:
+    """What a key rotation learnt, step by step (a failed one keeps what it got)."""
+
+    signed_on: SignOn | None = None
+    steps: list[RotationStep] = field(default_factory=list)
+    """The steps done in this attempt (:class:`~protocols.flows.RotationStep`)."""
+    rotation: KeyRotation | None = None
+    versions: KeyVersions | None = None
+    """The key versions the terminal reported last (after the confirmation: the new one)."""
+
+
+def rotate_flow(
+    conversation: Conversation,
+    new: TerminalKey,
+    into: RotateOutcome,
+    *,
+    serial: str | None = None,
+) -> Flow[RotateOutcome]:
+    """Sign on (check the serial), then rotate to ``new`` from where the terminal stands;
+    the terminal must report ``new`` as its current key at the end."""
+    signed = yield from conversation.sign_on()
+    into.signed_on = signed
+    into.versions = signed.keys
+    _check_serial(signed, serial)
+    into.rotation = yield from conversation.rotate_key(new, into.steps.append, signed_on=signed)
+    into.versions = held = conversation.terminal_keys
+    if held is None or held.current != new.version:
+        raise CheckError(
+            f"after the rotation the terminal reports key versions {held}, not {new.version}"
+        )
+    return into
+
+
+def rotate_job(
+    url: str,
+    tid: str,
+    keys: JobKey,
+    new: TerminalKey,
+    *,
+    serial: str | None = None,
+    tag: Any = None,
+) -> Job:
+    """A :class:`Job` that moves one terminal to key ``new`` (:func:`rotate_flow`).
+
+    ``keys``: the terminal's current key — usually a ring of every version the fleet holds
+    (:data:`JobKey`), so that a terminal on any of them, or halfway through this rotation,
+    is signed for. Resumable: after a :class:`LinkError` (the terminal or the host died
+    mid-way) submit it again; the sign-on says whether to change, only confirm, or nothing.
+    Its :attr:`Job.state` is the :class:`RotateOutcome`.
+    """
+    into = RotateOutcome()
+
+    def flow() -> Flow[RotateOutcome]:
+        into.steps.clear()
+        return rotate_flow(conversation(tid, keys), new, into, serial=serial)
 
     return Job(url, flow, tag, into)

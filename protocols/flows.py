@@ -287,7 +287,8 @@ class Conversation:
         else:
             self.key, self.key_version = key, None
         self.terminal_keys: KeyVersions | None = None
-        """The key versions the terminal reported at the last sign-on."""
+        """The key versions the terminal reported last (sign-on, key change or
+        confirmation)."""
         self.stan = stan or m.StanCounter(secrets.randbelow(_MAX_STAN) + 1)
         self._avoid: range = range(0)
 
@@ -520,7 +521,8 @@ class Conversation:
         req = m.key_change(self.next_stan(), self.tid, change.to_tlv())
         what = f"key change to version {new.version}"
         rsp = yield from self.ok(req, signed=True, key=current, what=what, addition=True)
-        return KeyVersions.from_tlv(_binary(rsp, 62))
+        self.terminal_keys = KeyVersions.from_tlv(_binary(rsp, 62))
+        return self.terminal_keys
 
     def confirm_key(self, new: TerminalKey) -> Flow[KeyVersions]:
         """0800/162, signed with ``new``: the terminal switches to it and drops the old
@@ -528,9 +530,9 @@ class Conversation:
         req = m.key_confirm(self.next_stan(), self.tid, KeyConfirm(new.version).to_tlv())
         what = f"key confirmation of {new.version}"
         rsp = yield from self.ok(req, signed=True, key=new.key, what=what, addition=True)
-        versions = KeyVersions.from_tlv(_binary(rsp, 62))
+        self.terminal_keys = KeyVersions.from_tlv(_binary(rsp, 62))
         self._now_using(new)
-        return versions
+        return self.terminal_keys
 
     def _now_using(self, new: TerminalKey) -> None:
         self.ring.add(new)

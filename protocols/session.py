@@ -104,7 +104,8 @@ class HostSession:
 
     @property
     def terminal_keys(self) -> KeyVersions | None:
-        """The key versions the terminal reported at the last sign-on."""
+        """The key versions the terminal reported last (sign-on, key change or
+        confirmation)."""
         return self.conversation.terminal_keys
 
     @property
