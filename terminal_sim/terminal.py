@@ -145,6 +145,13 @@ class Terminal:
         self._reply_key: bytes | None = None
         self._tables: dict[int, FeeTable] = {}
 
+    def release(self) -> None:
+        """Close the state file while nobody talks to the terminal (``possim fleet`` does
+        when a host goes: 10,000 terminals never hold 10,000 SQLite connections). The
+        terminal keeps running: the next request reopens the file, and a kill after a
+        release is still a power loss, not an orderly shutdown."""
+        self.store.close()
+
     def close(self) -> None:
         """Shut down: the next start reports an orderly restart (a kill: a power loss)."""
         if self._booted:
@@ -285,6 +292,7 @@ class Terminal:
         with self.store.transaction() as conn:
             reason = self.store.boot(conn, initial or InitialWear(Wear.fresh(self.profile)), info)
         self._booted = True
+        self._initial = None  # the store has it now
         log.info("%s: booted (%s)", self.config.serial, reason.name.lower())
 
     def health(self) -> HealthInfo:
