@@ -6,6 +6,12 @@ decoded message that does not encode back to itself, a frame decoder that raises
 parsers get ``data`` decoded as UTF-8 (invalid bytes replaced); file readers get it as a
 file's bytes. ``tests/test_fuzz_targets.py`` runs each target on its corpus and a few
 hundred mutations, so that none can rot.
+
+The wire additions (docs/protocol.md) are in: the codec, TLV and terminal targets have
+seeds of the health poll, the key change and the confirmation and of answers carrying
+health and key tags; the ``host`` target feeds any answers to the host's own flows
+(sign-on, health, status, sale, download, key change, confirmation, rotation): what a
+hostile terminal or a noisy line can send back.
 """
 
 from __future__ import annotations
@@ -17,21 +23,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from protocols import messages as m
 from protocols.codec import decode, encode
 from protocols.errors import DecodeError, FeeError, ProtocolError, TLVError
 from protocols.feetable import FeeRule, FeeTable, compute_fee
+from protocols.flows import Conversation, Flow, PreparedTable, run
 from protocols.framing import BadFrame, Control, Frame, FrameDecoder, encode_frame
+from protocols.health import HealthInfo
+from protocols.keys import KeyChange, KeyConfirm, KeyVersions
 from protocols.linkstate import LinkMachine
-from protocols.mac import derive_terminal_key
+from protocols.mac import MasterKey, derive_terminal_key
 from protocols.tlv import DownloadStatus, SaleRequest, SaleResult, SignOnInfo, decode_tlv
 from protocols.values import CardType
 
 __all__ = ["TARGETS", "Target"]
 
 TID = "TERM0001"
-KEY = derive_terminal_key(bytes(range(16)), "PF00000001")
+SERIAL = "PF00000001"
+KEY = derive_terminal_key(bytes(range(16)), SERIAL)
+CURRENT = MasterKey(1, bytes(range(16))).terminal_key(SERIAL)
+NEXT = MasterKey(2, bytes(range(100, 116))).terminal_key(SERIAL)
+CLOCK = 1_790_000_000.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,14 @@ def _requests() -> dict[str, bytes]:
         "block": encode(m.sign(m.block(5, TID, 7, 0, 2, table.blocks()[0]), KEY)),
         "commit": encode(m.sign(m.commit(6, TID, 7, 2, table.digest()), KEY)),
         "response": encode(m.response_to(m.sign_on(1, TID), m.ResponseCode.APPROVED)),
+        # additions to v1: the health poll, the key change and its confirmation
+        "health": encode(m.health(7, TID)),
+        "key-change": encode(
+            m.sign(m.key_change(8, TID, KeyChange.build(CURRENT, NEXT).to_tlv()), KEY)
+        ),
+        "key-confirm": encode(m.sign(m.key_confirm(9, TID, KeyConfirm(2).to_tlv()), NEXT.key)),
+        "sign-on-answer": _first_answer("sign-on"),
+        "key-change-answer": _first_answer("key-change"),
     }
 
 
@@ -115,16 +137,26 @@ def check_link(data: bytes) -> None:
 
 
 def check_tlv(data: bytes) -> None:
-    """Every TLV reader raises TLVError (a DecodeError) or gives a value."""
+    """Every TLV reader raises TLVError (a DecodeError) or gives a value; a health or key
+    value read writes back to TLV that reads the same."""
     for parse in (
         decode_tlv,
         SignOnInfo.from_tlv,
         DownloadStatus.from_tlv,
         SaleRequest.from_tlv,
         SaleResult.from_tlv,
+        HealthInfo.from_tlv_optional,
+        KeyVersions.from_tlv_optional,
+        KeyChange.from_tlv,
+        KeyConfirm.from_tlv,
     ):
-        with contextlib.suppress(TLVError, DecodeError):
-            parse(data)
+        try:
+            value: Any = parse(data)
+        except (TLVError, DecodeError):
+            continue
+        if isinstance(value, HealthInfo | KeyVersions | KeyChange | KeyConfirm):
+            again = type(value).from_tlv(value.to_tlv())
+            assert again == value, f"{type(value).__name__} written back reads differently"
 
 
 def check_feetable(data: bytes) -> None:
@@ -158,6 +190,107 @@ def check_terminal(data: bytes) -> None:
     response = _terminal().handle(data)  # type: ignore[attr-defined]
     if response is not None:
         decode(response)
+
+
+@functools.cache
+def _prepared() -> PreparedTable:
+    return PreparedTable(_table(rules=60), base=500)
+
+
+# The host's flows: what each asks, from a conversation that has signed on to a terminal
+# holding key version 1 (so that a key change or a push signs with it).
+_HOST_FLOWS: tuple[tuple[str, Callable[[Conversation], Flow[Any]]], ...] = (
+    ("sign-on", lambda c: c.sign_on()),
+    ("health", lambda c: c.health()),
+    ("status", lambda c: c.status()),
+    ("sale", lambda c: c.sale(10_000, CardType.CREDIT)),
+    ("push", lambda c: c.push(_prepared())),
+    ("key-change", lambda c: c.change_key(NEXT)),
+    ("key-confirm", lambda c: c.confirm_key(NEXT)),
+    ("rotate", lambda c: c.rotate_key(NEXT)),
+)
+
+
+def _host_conversation() -> Conversation:
+    conversation = Conversation(TID, keys=[CURRENT, NEXT], stan=m.StanCounter(1))
+    conversation.use_key(KeyVersions(1))
+    return conversation
+
+
+def _answers_of(data: bytes) -> list[bytes]:
+    """Answer bodies, each after a 2-byte big-endian length (the last one may be cut)."""
+    out, pos = [], 0
+    while pos + 2 <= len(data):
+        size = int.from_bytes(data[pos : pos + 2], "big")
+        out.append(data[pos + 2 : pos + 2 + size])
+        pos += 2 + size
+    return out
+
+
+def _handled(terminal: Any, answers: list[bytes] | None = None) -> Callable[[bytes], bytes]:
+    """``terminal.handle`` as a flow's request function (recording its answers)."""
+
+    def handle(body: bytes) -> bytes:
+        response: bytes | None = terminal.handle(body)
+        assert response is not None
+        if answers is not None:
+            answers.append(response)
+        return response
+
+    return handle
+
+
+def _first_answer(flow: str) -> bytes:
+    return _answers_of(_answers()[flow][1:])[0]
+
+
+def check_host(data: bytes) -> None:
+    """The host's flows take any answers: a result, or a ProtocolError (DecodeError,
+    MacError, RefusedError and its kinds, KeyVersionError...). ``data``: the flow
+    (first byte) and the answers (:func:`_answers_of`)."""
+    if not data:
+        return
+    _, make = _HOST_FLOWS[data[0] % len(_HOST_FLOWS)]
+    flow = make(_host_conversation())
+    try:
+        next(flow)
+        for answer in _answers_of(data[1:]):
+            flow.send(answer)
+    except (StopIteration, ProtocolError):
+        return
+    finally:
+        flow.close()
+
+
+@functools.cache
+def _answers() -> dict[str, bytes]:
+    """Seeds of the host target: each flow run against a fresh emulated terminal (fixed
+    clock: the same bytes every time), its answers recorded; a sale approved by hand
+    (a terminal's approval code is random)."""
+    from terminal_sim.terminal import Terminal, TerminalConfig  # noqa: PLC0415
+
+    config = TerminalConfig(SERIAL, "VX-680", "1.0.0", TID, "MERCHANT0000001", 5411, KEY)
+    seeds = {}
+    for index, (label, make) in enumerate(_HOST_FLOWS):
+        with tempfile.TemporaryDirectory(prefix="posfleet-fuzz-seed-") as state:
+            terminal = Terminal(config, Path(state), clock=lambda: CLOCK)
+            answers: list[bytes] = []
+            answer = _handled(terminal, answers)
+            try:
+                if label == "key-confirm":  # a change first, for a confirmation to confirm
+                    run(_host_conversation().change_key(NEXT), _handled(terminal))
+                run(make(_host_conversation()), answer)
+            finally:
+                terminal.close()
+        seeds[label] = bytes([index]) + b"".join(len(a).to_bytes(2, "big") + a for a in answers)
+    sale = m.sale(1, TID, 10_000, SaleRequest(CardType.CREDIT).to_tlv())
+    approved = m.response_to(sale, m.ResponseCode.APPROVED, {
+        4: sale[4], 49: sale[49], 28: m.fee_field(60), 38: "A1B2C3",
+        62: SaleResult(7, 9_940).to_tlv(),
+    })  # fmt: skip
+    body = encode(approved)
+    seeds["sale-approved"] = bytes([3]) + len(body).to_bytes(2, "big") + body
+    return seeds
 
 
 # -- fleet text parsers (through fuzz.fleet_paths) ----------------------------------------
@@ -231,6 +364,17 @@ def _frame_seeds() -> dict[str, bytes]:
     return {"good": good, "bad-lrc": bytes(bad), "noise-ack": b"\x06xx\x15" + good[:9]}
 
 
+def _tlv_seeds() -> dict[str, bytes]:
+    sign_on = decode(_first_answer("sign-on"))
+    return {
+        "sale": SaleResult(7, 9_940).to_tlv(),
+        "card": b"\x01\x01\x02",
+        "sign-on": bytes(sign_on.binary(62)),  # v1 tags, health 0x10-0x16, keys 0x20
+        "key-change": KeyChange.build(CURRENT, NEXT).to_tlv(),
+        "key-confirm": KeyConfirm(2).to_tlv(),
+    }
+
+
 def _fee_toml_seed() -> bytes:
     return b"""name = "seed"
 currency = "CNY"
@@ -273,12 +417,7 @@ TARGETS: dict[str, Target] = {
         Target("frame", check_frame, _frame_seeds, "link-layer frame decoder"),
         Target("codec", check_codec, _requests, "ISO 8583 message decoder"),
         Target("link", check_link, _frame_seeds, "link state machine, host and terminal"),
-        Target(
-            "tlv",
-            check_tlv,
-            lambda: {"sale": SaleResult(7, 9_940).to_tlv(), "card": b"\x01\x01\x02"},
-            "TLV of field 62",
-        ),
+        Target("tlv", check_tlv, _tlv_seeds, "TLV of field 62 (v1 tags, health, keys)"),
         Target(
             "feetable",
             check_feetable,
@@ -286,6 +425,7 @@ TARGETS: dict[str, Target] = {
             "fee-table file (FEE1)",
         ),
         Target("terminal", check_terminal, _requests, "the emulated terminal's handler"),
+        Target("host", check_host, _answers, "the host's flows reading a terminal's answers"),
         Target("fee_toml", check_fee_toml, lambda: {"table": _fee_toml_seed()}, "fee-table TOML"),
         Target("policy", check_policy, lambda: {"default": _policy_seed()}, "policy file"),
         Target(

@@ -82,3 +82,21 @@ def test_unknown_target_is_bad_usage() -> None:
 def test_corpus_is_small() -> None:
     total = sum(p.stat().st_size for p in Path(CORPUS).rglob("*") if p.is_file())
     assert total < 256 * 1024
+
+
+def test_the_host_seeds_reach_the_end_of_every_flow() -> None:
+    """The host target starts from answers that take each flow (health, key change,
+    confirmation, rotation, push...) to its end, so fuzzing starts deep in them."""
+    from fuzz import targets as t  # noqa: PLC0415
+
+    seeds = t.TARGETS["host"].seeds()
+    assert {label for label, _ in t._HOST_FLOWS} <= set(seeds)
+    for label, data in seeds.items():
+        _, make = t._HOST_FLOWS[data[0]]
+        flow = make(t._host_conversation())
+        next(flow)
+        answers = t._answers_of(data[1:])
+        with pytest.raises(StopIteration) as done:
+            for answer in answers:
+                flow.send(answer)
+        assert done.value.value is not None, label
