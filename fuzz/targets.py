@@ -27,14 +27,14 @@ from typing import Any
 
 from protocols import messages as m
 from protocols.codec import decode, encode
-from protocols.errors import DecodeError, FeeError, ProtocolError, TLVError
+from protocols.errors import DecodeError, FeeError, MacError, ProtocolError, TLVError
 from protocols.feetable import FeeRule, FeeTable, compute_fee
 from protocols.flows import Conversation, Flow, PreparedTable, run
 from protocols.framing import BadFrame, Control, Frame, FrameDecoder, encode_frame
 from protocols.health import HealthInfo
 from protocols.keys import KeyChange, KeyConfirm, KeyVersions
 from protocols.linkstate import LinkMachine
-from protocols.mac import MasterKey, derive_terminal_key
+from protocols.mac import MasterKey, derive_terminal_key, master_key_text, read_master_key
 from protocols.tlv import DownloadStatus, SaleRequest, SaleResult, SignOnInfo, decode_tlv
 from protocols.values import CardType
 
@@ -173,6 +173,21 @@ def check_feetable(data: bytes) -> None:
         except FeeError:
             continue
         assert 0 <= fee <= amount, f"fee {fee} of amount {amount}"
+
+
+def check_master_key(data: bytes) -> None:
+    """A master key file reads as a key and version (and writes back to a file that reads
+    the same), or raises MacError naming the file."""
+    path = _scratch() / "master.key"
+    path.write_bytes(data)
+    try:
+        master = read_master_key(path)
+    except MacError as exc:
+        text = str(exc)
+        assert str(path) in text, "the error does not name the file"
+        return
+    path.write_text(master_key_text(master))
+    assert read_master_key(path) == master, "a key file written back reads differently"
 
 
 @functools.cache
@@ -375,6 +390,15 @@ def _tlv_seeds() -> dict[str, bytes]:
     }
 
 
+def _master_key_seeds() -> dict[str, bytes]:
+    return {
+        "v1": bytes(range(16)).hex().encode() + b"\n",
+        "v2": b"# the second master key\n"
+        + bytes(range(100, 116)).hex().upper().encode()
+        + b"\nversion = 2\n",
+    }
+
+
 def _fee_toml_seed() -> bytes:
     return b"""name = "seed"
 currency = "CNY"
@@ -425,6 +449,7 @@ TARGETS: dict[str, Target] = {
             "fee-table file (FEE1)",
         ),
         Target("terminal", check_terminal, _requests, "the emulated terminal's handler"),
+        Target("master_key", check_master_key, _master_key_seeds, "master key file (versioned)"),
         Target("host", check_host, _answers, "the host's flows reading a terminal's answers"),
         Target("fee_toml", check_fee_toml, lambda: {"table": _fee_toml_seed()}, "fee-table TOML"),
         Target("policy", check_policy, lambda: {"default": _policy_seed()}, "policy file"),
