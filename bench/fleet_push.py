@@ -10,6 +10,10 @@ A push whose link broke is submitted again at once (it resumes), at most 5 attem
 terminals/s, host CPU per terminal (this process) beside the terminal side's (possim),
 the possim process's memory, resends.
 
+At the first point (1,000), after the push, the engine rotates every terminal's key
+(:func:`protocols.engine.rotate_job`: sign-on, 0800/161 change, 0800/162 confirmation),
+beside the push's time (issue 17's target: rotation ≤ 0.5× the push).
+
 Side by side in the same run, at 1,000 terminals: the reference host path of today's
 rollout worker without its database — 32 threads, each a blocking ``Link`` +
 ``HostSession`` per terminal — against the same ``possim fleet``. Ratios are also given
@@ -28,10 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.possim_proc import Fleet, memory_mib
-from protocols.engine import Engine, Job, Outcome, VerifySale, push_job
+from protocols.engine import Engine, Job, Outcome, VerifySale, push_job, rotate_job
 from protocols.feetable import FeeRule, FeeTable
 from protocols.flows import PreparedTable
+from protocols.keys import TerminalKeyRing
 from protocols.link import Link
+from protocols.mac import MasterKey
 from protocols.session import HostSession
 from protocols.values import CardType, utc_datetime
 
@@ -52,12 +58,30 @@ def table_8k(version: int = 7) -> FeeTable:
 
 
 def _push(fleet: Fleet, table: PreparedTable) -> dict[str, float]:
-    """Every terminal once; a push whose link broke is submitted again at once (it resumes),
-    at most ``ATTEMPTS`` times in all."""
-    jobs: list[Job] = [
-        push_job(url, tid, key, table, serial=serial, sale=SALE)
-        for serial, tid, key, url in fleet.terminals
-    ]
+    """Every terminal once (:func:`_run`)."""
+    return _run(
+        fleet,
+        [
+            push_job(url, tid, key, table, serial=serial, sale=SALE)
+            for serial, tid, key, url in fleet.terminals
+        ],
+    )
+
+
+def _rotate(fleet: Fleet, new: MasterKey) -> dict[str, float]:
+    """Every terminal to key ``new`` (0800/161 + 162 after a sign-on), signed by the
+    version each reports (:func:`_run`)."""
+    masters = [fleet.master, new]
+    jobs = []
+    for serial, tid, _, url in fleet.terminals:
+        ring = TerminalKeyRing.derived(masters, serial)
+        jobs.append(rotate_job(url, tid, ring, new.terminal_key(serial), serial=serial))
+    return _run(fleet, jobs)
+
+
+def _run(fleet: Fleet, jobs: list[Job]) -> dict[str, float]:
+    """Run ``jobs``; a job whose link broke is submitted again at once (it resumes), at
+    most ``ATTEMPTS`` times in all."""
     lock = threading.Lock()
     all_done = threading.Event()
     tally = {"done": 0, "failed": 0, "retried": 0, "open": len(jobs)}
@@ -164,6 +188,8 @@ def run(counts: tuple[int, ...] = COUNTS) -> list[str]:
                 if not drop and count == counts[0]:
                     # the same terminals again, a new version, the reference host path
                     ref = _reference(fleet, table_8k(8))
+                    # then a key rotation of every terminal (issue 17: ≤ 0.5x the push)
+                    rot = _rotate(fleet, MasterKey(2, bytes(range(100, 116))))
             results[(count, drop)] = r
             lines.append(
                 _line(f"engine, {count:,}", r)
@@ -176,6 +202,12 @@ def run(counts: tuple[int, ...] = COUNTS) -> list[str]:
                 lines.append(
                     f"  engine vs reference at {count:,}: {r['rate'] / ref['rate']:.2f}x the "
                     f"rate, {r['host_ms'] / ref['host_ms']:.2f}x the host CPU per push"
+                )
+                ratio = rot["wall"] / r["wall"]
+                lines.append(
+                    _line(f"key rotation, {count:,}", rot).replace("per push", "per rotation")
+                    + f"; {rot['failed']:.0f} failed; {ratio:.2f}x the push's time (target "
+                    f"≤ 0.5x: {'meets' if ratio <= 0.5 else 'MISSES'})"
                 )
     clean = results[(counts[-1], 0.0)]
     lossy = results[(counts[-1], DROP)]

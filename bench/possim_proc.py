@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from protocols.mac import derive_terminal_key, generate_master_key_file, load_master_key
+from protocols.mac import MasterKey, generate_master_key_file, read_master_key
 
 __all__ = ["Fleet", "cpu_seconds", "memory_mib"]
 
@@ -31,13 +31,14 @@ def memory_mib(pid: int, what: str = "VmRSS") -> float:
 class Fleet:
     """``possim fleet --count N`` in ``tmp`` (``extra``: more options, e.g. ``--drop``).
 
-    ``terminals`` lists (serial, tid, key, url); ``ready_s`` is the time to ``READY ALL``.
+    ``terminals`` lists (serial, tid, key, url); ``ready_s`` is the time to ``READY ALL``;
+    ``master`` is the fleet's master key (version 1), for a key rotation.
     """
 
     def __init__(self, tmp: Path, count: int, extra: list[str] | None = None) -> None:
         key_file = tmp / "master.key"
         generate_master_key_file(key_file, overwrite=True)
-        master = load_master_key(key_file)
+        self.master: MasterKey = read_master_key(key_file)
         possim = str(Path(sys.executable).with_name("possim"))
         self.log = tmp / "fleet.log"
         start = time.perf_counter()
@@ -55,7 +56,7 @@ class Fleet:
                 break
             serial, url = words[1], words[2]
             tid = f"T{number:07d}"  # what `possim fleet --count` gives terminal n
-            self.terminals.append((serial, tid, derive_terminal_key(master, serial), url))
+            self.terminals.append((serial, tid, self.master.terminal_key(serial).key, url))
         self.ready_s = time.perf_counter() - start
         if len(self.terminals) != count:
             self.stop()
