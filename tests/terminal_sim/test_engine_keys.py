@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +44,7 @@ from protocols.values import CardType
 from terminal_sim.serve import FleetServer
 from terminal_sim.terminal import Terminal
 from terminal_sim.wear import PROFILES, InitialWear, Wear
-from tests.terminal_sim.conftest import MASTER, TID, config, make_table
+from tests.terminal_sim.conftest import MASTER, TID, config, fleet_serving, make_table
 
 pytestmark = pytest.mark.timeout(120)
 M1 = MasterKey(1, MASTER)
@@ -71,16 +70,8 @@ def fleet(tmp_path: Path) -> Iterator[FleetServer]:
         Terminal(config(serial(n)), tmp_path / f"t{n}", wear=lambda n=n: worn(n))
         for n in range(COUNT)
     ]
-    server = FleetServer(terminals, "127.0.0.1", 0, 115200)
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop,))
-    thread.start()
-    try:
+    with fleet_serving(terminals) as server:
         yield server
-    finally:
-        stop.set()
-        thread.join(10)
-        server.close()
 
 
 def ring(n: int, *masters: MasterKey) -> TerminalKeyRing:

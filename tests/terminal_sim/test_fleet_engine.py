@@ -23,7 +23,7 @@ from protocols.values import CardType
 from terminal_sim.serve import FleetServer
 from terminal_sim.state import StateStore
 from terminal_sim.terminal import Terminal
-from tests.terminal_sim.conftest import MASTER, TID, config, make_table
+from tests.terminal_sim.conftest import MASTER, TID, config, fleet_serving, make_table
 
 pytestmark = pytest.mark.timeout(120)
 POSSIM = str(Path(sys.executable).with_name("possim"))
@@ -32,16 +32,8 @@ SALE = VerifySale(10_000, CardType.CREDIT)
 
 def serving(tmp_path: Path, count: int, **kw: float) -> Iterator[FleetServer]:
     terminals = [Terminal(config(f"PF{n:08d}"), tmp_path / f"t{n}") for n in range(count)]
-    server = FleetServer(terminals, "127.0.0.1", 0, 115200, seed=7, **kw)  # type: ignore[arg-type]
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop,))
-    thread.start()
-    try:
+    with fleet_serving(terminals, seed=7, **kw) as server:
         yield server
-    finally:
-        stop.set()
-        thread.join(10)
-        server.close()
 
 
 @pytest.fixture

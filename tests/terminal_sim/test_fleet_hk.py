@@ -28,10 +28,9 @@ from protocols.keys import KeyVersions, TerminalKeyRing
 from protocols.link import Link
 from protocols.mac import MasterKey, TerminalKey
 from protocols.session import HostSession
-from terminal_sim.serve import FleetServer
 from terminal_sim.state import StateStore
 from terminal_sim.terminal import Terminal
-from tests.terminal_sim.conftest import MASTER, TID, config, make_table
+from tests.terminal_sim.conftest import MASTER, TID, config, fleet_serving, make_table
 
 pytestmark = pytest.mark.timeout(240)
 POSSIM = str(Path(sys.executable).with_name("possim"))
@@ -86,11 +85,7 @@ def tid(n: int) -> str:
 
 def test_a_host_leaving_releases_the_state_file_but_does_not_shut_down(tmp_path: Path) -> None:
     terminal = Terminal(config(), tmp_path / "t")
-    server = FleetServer([terminal], "127.0.0.1", 0, 115200)
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop,))
-    thread.start()
-    try:
+    with fleet_serving([terminal]) as server:
         with Link(server.slots[0].url, 115200) as link:
             assert HostSession(link, TID, keys=[M1.terminal_key(config().serial)]).health()
         deadline = time.monotonic() + 30
@@ -100,10 +95,6 @@ def test_a_host_leaving_releases_the_state_file_but_does_not_shut_down(tmp_path:
         store = StateStore(tmp_path / "t")
         assert store.running()  # released, still running: a kill now is a power loss
         store.close()
-    finally:
-        stop.set()
-        thread.join(10)
-        server.close()
     store = StateStore(tmp_path / "t")
     assert not store.running()  # closing the server shuts every terminal down
     store.close()
