@@ -55,7 +55,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from time import monotonic
 from typing import Any, Final, TypeAlias
 from urllib.parse import urlsplit
@@ -90,7 +90,7 @@ __all__ = [
     "PushOutcome",
     "RotateOutcome",
     "VerifySale",
-    "conversation",
+    "conversation_for",
     "health_job",
     "push_job",
     "rotate_job",
@@ -442,11 +442,18 @@ terminal's keys of several versions (a :class:`~protocols.keys.TerminalKeyRing`,
 keys, or a lookup ``version -> TerminalKey | None``); None for a job that signs nothing."""
 
 
-def conversation(tid: str, key: JobKey) -> Conversation:
+def conversation_for(tid: str, key: JobKey) -> Conversation:
     """A :class:`~protocols.flows.Conversation` with terminal ``tid`` signing with ``key``."""
     if key is None or isinstance(key, bytes | TerminalKey):
         return Conversation(tid, key)
     return Conversation(tid, keys=key)
+
+
+def _fresh(state: PushOutcome | HealthOutcome | RotateOutcome) -> None:
+    """Empty a job's state for a new attempt (a resubmitted job keeps nothing stale)."""
+    for item in fields(state):
+        default = item.default_factory() if item.default_factory is not MISSING else item.default
+        setattr(state, item.name, default)
 
 
 def _check_serial(signed: SignOn, serial: str | None) -> None:
@@ -500,7 +507,8 @@ def push_job(
     into = PushOutcome()
 
     def flow() -> Flow[PushOutcome]:
-        return push_flow(conversation(tid, key), table, into, serial=serial, sale=sale)
+        _fresh(into)
+        return push_flow(conversation_for(tid, key), table, into, serial=serial, sale=sale)
 
     return Job(url, flow, tag, into)
 
@@ -539,6 +547,7 @@ def health_job(url: str, tid: str, *, serial: str | None = None, tag: Any = None
     into = HealthOutcome()
 
     def flow() -> Flow[HealthOutcome]:
+        _fresh(into)
         return health_flow(Conversation(tid), into, serial=serial)
 
     return Job(url, flow, tag, into)
@@ -601,7 +610,7 @@ def rotate_job(
     into = RotateOutcome()
 
     def flow() -> Flow[RotateOutcome]:
-        into.steps.clear()
-        return rotate_flow(conversation(tid, keys), new, into, serial=serial)
+        _fresh(into)
+        return rotate_flow(conversation_for(tid, keys), new, into, serial=serial)
 
     return Job(url, flow, tag, into)

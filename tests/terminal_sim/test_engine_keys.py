@@ -120,7 +120,8 @@ def test_rotate_jobs_then_pushes_sign_with_the_new_key(fleet: FleetServer) -> No
     live = range(1, COUNT)  # terminal 0 is tampered
     urls = {n: fleet.slots[n].url for n in live}
     table = PreparedTable(make_table(4, rules=120))
-    done = run(*(rotate_job(urls[n], TID, ring(n), M2.terminal_key(serial(n))) for n in live))
+    rotations = [rotate_job(urls[n], TID, ring(n), M2.terminal_key(serial(n))) for n in live]
+    done = run(*rotations)
     for outcome in done:
         assert outcome.ok, outcome.error
         rotated: RotateOutcome = outcome.value
@@ -132,9 +133,10 @@ def test_rotate_jobs_then_pushes_sign_with_the_new_key(fleet: FleetServer) -> No
         assert rotated.rotation is not None and rotated.rotation.changed
         assert rotated.versions == KeyVersions(2, 0)
         assert rotated.signed_on is not None and rotated.signed_on.keys == KeyVersions(1, 0)
-    again = run(*(rotate_job(urls[n], TID, ring(n), M2.terminal_key(serial(n))) for n in live))
+    again = run(*rotations)  # the same jobs again: their state starts afresh
     assert all(o.ok and o.value.rotation.already for o in again)
     assert all(o.value.steps == [RotationStep.SIGNED_ON] for o in again)
+    assert all(o.value.versions == o.value.signed_on.keys == KeyVersions(2, 0) for o in again)
     # pushes with the ring sign with the version each terminal reports: 2 now
     pushed = run(*(push_job(urls[n], TID, ring(n), table, serial=serial(n)) for n in live))
     assert all(o.ok for o in pushed), [o.error for o in pushed]
