@@ -582,7 +582,7 @@ def rotate_flow(
     into.versions = signed.keys
     _check_serial(signed, serial)
     into.rotation = yield from conversation.rotate_key(new, into.steps.append, signed_on=signed)
-    into.versions = held = conversation.terminal_keys
+    into.versions = held = into.rotation.keys
     if held is None or held.current != new.version:
         raise CheckError(
             f"after the rotation the terminal reports key versions {held}, not {new.version}"

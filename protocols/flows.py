@@ -43,7 +43,7 @@ from __future__ import annotations
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final, TypeVar
 
@@ -153,6 +153,10 @@ class KeyRotation:
     terminal already held the new key as its next one: only the confirmation was sent)."""
     already: bool
     """The terminal already used the new key: nothing was sent."""
+    keys: KeyVersions | None = field(default=None, compare=False)
+    """The key versions the terminal holds afterwards, as it reported them (tag 0x20 of the
+    confirmation; of the sign-on when ``already``). Not compared: a report, not the
+    outcome."""
 
 
 def run(flow: Flow[T], request: Callable[[bytes], bytes]) -> T:
@@ -569,7 +573,7 @@ class Conversation:
             )
         if held.current == new.version:
             self._now_using(new)
-            return KeyRotation(new.version, held.current, changed=False, already=True)
+            return KeyRotation(new.version, held.current, changed=False, already=True, keys=held)
         if held.current > new.version:
             raise KeyVersionError(
                 f"{self.tid}: the terminal holds key version {held.current}, newer than "
@@ -590,7 +594,7 @@ class Conversation:
             yield from self.change_key(new)
             if progress is not None:
                 progress(RotationStep.CHANGED)
-        yield from self.confirm_key(new)
+        after = yield from self.confirm_key(new)
         if progress is not None:
             progress(RotationStep.CONFIRMED)
-        return KeyRotation(new.version, held.current, changed=changed, already=False)
+        return KeyRotation(new.version, held.current, changed=changed, already=False, keys=after)
