@@ -2,12 +2,13 @@
 #   make demo   create .venv, install, run the end-to-end demo
 #   make test   create/update .venv, lint, type-check and run the whole suite
 #   make bench  run the benchmarks (figures and ratios beside the references)
+#   make fuzz   coverage-guided fuzzing of every parser, FUZZ_SECONDS each (default 60)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install demo test lint typecheck pytest bench lock clean
+.PHONY: all install demo test lint typecheck pytest bench fuzz lock clean
 
 all: test
 
@@ -39,6 +40,10 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz --seconds $(FUZZ_SECONDS)
 
 # Re-pin every dependency (needs network to the package index).
 lock:

@@ -12,6 +12,7 @@ MODULES = [
     "bench.codec",
     "bench.link_throughput",
     "bench.possim_fleet",
+    "bench.fleet_push",
     "bench.line_push",
     "bench.health_keys",
     "bench.rollout_fleet",

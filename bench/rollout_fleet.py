@@ -116,7 +116,6 @@ def one_run(count: int, drop: float) -> list[str]:
                 policy=policy,
                 actor="bench",
                 name="bench",
-                t1_margin=0.15,
             )
             cpu_sim0, cpu_me0 = _cpu(proc.pid), time.process_time()
             start = time.perf_counter()

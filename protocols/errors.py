@@ -37,6 +37,18 @@ class ProtocolError(Exception):
         return (_rebuild, (type(self), self.reason, self.field, self.offset))
 
 
+def shown(value: int) -> str:
+    """An integer as an error message shows it: in full up to 30 digits, else its size
+    (formatting a 5,000-digit integer raises ``ValueError`` in Python ≥ 3.11).
+
+    >>> shown(4_294_967_296), shown(10**6666)
+    ('4294967296', 'a 22144-bit number')
+    """
+    if -(10**30) < value < 10**30:
+        return str(value)
+    return f"a {value.bit_length()}-bit {'negative ' if value < 0 else ''}number"
+
+
 def _rebuild(
     cls: type[ProtocolError], reason: str, field: int | str | None, offset: int | None
 ) -> ProtocolError:
@@ -73,7 +85,31 @@ class MacError(ProtocolError):
 
 class KeyVersionError(MacError):
     """The host has no key of the version a terminal holds, or the terminal holds a newer
-    one than the host asks it to change to (key rotation, docs/protocol.md)."""
+    one than the host asks it to change to (key rotation, docs/protocol.md).
+
+    ``held``: the key versions the terminal reported (current, next; ``None`` when it has
+    not said), so that a caller can tell a key it lacks from a key it never issued.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        held: tuple[int, int] | None = None,
+        field: int | str | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.held = held
+        super().__init__(reason, field=field, offset=offset)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_key_version, (self.reason, self.held, self.field, self.offset))
+
+
+def _rebuild_key_version(
+    reason: str, held: tuple[int, int] | None, field: int | str | None, offset: int | None
+) -> KeyVersionError:
+    return KeyVersionError(reason, held=held, field=field, offset=offset)
 
 
 class LinkError(ProtocolError):
@@ -95,10 +131,44 @@ class RefusedError(ProtocolError):
         super().__init__(reason, field=field, offset=offset)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_refused, (self.reason, self.code, self.field, self.offset))
+        return (_rebuild_refused, (type(self), self.reason, self.code, self.field, self.offset))
+
+
+class TamperedError(RefusedError):
+    """``66``: the terminal's tamper switch tripped; it refuses downloads and key changes
+    until it is replaced. Never worth retrying."""
+
+
+class ReplayedError(RefusedError):
+    """``94``: the terminal already processed these exact bytes of a key request (a
+    replay). Retrying the same bytes cannot pass; a new rotation signs on and resumes."""
+
+
+class KeyCheckError(RefusedError):
+    """``F2``: the terminal could not unwrap the new key, or its check value differs (the
+    host wrapped it under a key the terminal does not hold as current)."""
+
+
+REFUSALS: dict[str, type[RefusedError]] = {
+    "66": TamperedError,
+    "94": ReplayedError,
+    "F2": KeyCheckError,
+}
+"""Response codes with an error class of their own (any other code: :class:`RefusedError`)."""
+
+
+def refused_error(reason: str, *, code: str, field: int | str | None = 39) -> RefusedError:
+    """The typed refusal for response ``code``.
+
+    >>> type(refused_error("block 0 of 9 refused", code="66")).__name__
+    'TamperedError'
+    >>> isinstance(refused_error("x", code="F2"), RefusedError)
+    True
+    """
+    return REFUSALS.get(code, RefusedError)(reason, code=code, field=field)
 
 
 def _rebuild_refused(
-    reason: str, code: str, field: int | str | None, offset: int | None
+    cls: type[RefusedError], reason: str, code: str, field: int | str | None, offset: int | None
 ) -> RefusedError:
-    return RefusedError(reason, code=code, field=field, offset=offset)
+    return cls(reason, code=code, field=field, offset=offset)

@@ -56,7 +56,7 @@ from typing import Any, ClassVar, Final, Self
 
 import construct as cs
 
-from protocols.errors import EncodeError, FeeError, FeeTableError
+from protocols.errors import EncodeError, FeeError, FeeTableError, shown
 from protocols.values import MAX_UNIX_SECONDS, CardType, unix_seconds, utc_datetime
 
 __all__ = [
@@ -213,7 +213,7 @@ def _check_uint(value: object, bits: int, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EncodeError(f"must be an int, not {type(value).__name__}", field=field)
     if not 0 <= value < 1 << bits:
-        raise EncodeError(f"{value} does not fit u{bits}", field=field)
+        raise EncodeError(f"{shown(value)} does not fit u{bits}", field=field)
     return value
 
 

@@ -15,6 +15,8 @@ tag    name              value    in
 
 :class:`KeyVersions`, :class:`KeyChange` and :class:`KeyConfirm` are their typed values;
 decoding is strict (:class:`~protocols.errors.TLVError` with tag and offset).
+:class:`TerminalKeyRing` holds one terminal's keys by version, for a host that signs with
+the key of whatever version the terminal reports.
 
 >>> from protocols.mac import TerminalKey
 >>> current, new = TerminalKey(1, bytes(16)), TerminalKey(2, bytes(range(16)))
@@ -31,14 +33,16 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Self
+from typing import Self, TypeAlias
 
-from protocols.errors import EncodeError, MacError
+from protocols.errors import EncodeError, KeyVersionError, MacError
 from protocols.mac import (
     KCV_SIZE,
     MAX_KEY_VERSION,
     WRAPPED_SIZE,
+    MasterKey,
     TerminalKey,
     key_check_value,
     unwrap_key,
@@ -46,7 +50,7 @@ from protocols.mac import (
 )
 from protocols.tlv import Tag, TLVReader, build_value, check_uint, encode_tlv, tag_field
 
-__all__ = ["KeyChange", "KeyConfirm", "KeyVersions"]
+__all__ = ["KeyChange", "KeyConfirm", "KeyLookup", "KeySource", "KeyVersions", "TerminalKeyRing"]
 
 
 def _version(tag: Tag, value: int, *, zero: bool = False) -> int:
@@ -205,3 +209,108 @@ class KeyConfirm:
     def from_tlv(cls, data: bytes) -> Self:
         """Read field 62 of a 0800/162; TLVError if tag 0x21 is missing or 0."""
         return cls(_new_version(TLVReader(data)))
+
+
+KeyLookup: TypeAlias = Callable[[int], TerminalKey | None]
+"""A terminal's key of a version, or None when the host has none (e.g. derived on demand
+from the fleet's master key of that version)."""
+
+KeySource: TypeAlias = "TerminalKeyRing | Iterable[TerminalKey] | KeyLookup"
+"""What a host can be given for a terminal's versioned keys."""
+
+
+class TerminalKeyRing:
+    """One terminal's MAC keys by version: those given, and those ``lookup`` gives on
+    demand (each looked up once). :meth:`pick` chooses the key for the versions a
+    terminal reports: its current key, else its next one (a terminal accepts both until
+    it confirms the next).
+
+    >>> k1, k2 = TerminalKey(1, bytes(16)), TerminalKey(2, bytes(range(16)))
+    >>> ring = TerminalKeyRing([k1, k2])
+    >>> ring, ring.pick(KeyVersions(1, 2)), TerminalKeyRing([k2]).pick(KeyVersions(1, 2))
+    (TerminalKeyRing(versions=[1, 2]), TerminalKey(version=1), TerminalKey(version=2))
+    >>> print(ring.pick(KeyVersions(3)))
+    None
+    >>> masters = {2: MasterKey(2, bytes(range(16)))}
+    >>> lazy = TerminalKeyRing.derived(masters.values(), "PF00000001")
+    >>> lazy.get(2), lazy.get(1), lazy
+    (TerminalKey(version=2), None, TerminalKeyRing(versions=[2], lookup))
+
+    A ring never shows a key (its repr names versions).
+    """
+
+    __slots__ = ("_keys", "_lookup", "_missing")
+
+    def __init__(self, keys: Iterable[TerminalKey] = (), lookup: KeyLookup | None = None) -> None:
+        self._keys: dict[int, TerminalKey] = {}
+        self._lookup = lookup
+        self._missing: set[int] = set()
+        for key in keys:
+            self.add(key)
+
+    @classmethod
+    def of(cls, source: KeySource) -> TerminalKeyRing:
+        """A ring from a ring (itself), terminal keys, or a per-version lookup."""
+        if isinstance(source, TerminalKeyRing):
+            return source
+        if callable(source):
+            return cls(lookup=source)
+        return cls(source)
+
+    @classmethod
+    def derived(cls, masters: Iterable[MasterKey], serial: str) -> TerminalKeyRing:
+        """Terminal ``serial``'s keys, derived from these master keys when first needed."""
+        by_version = {master.version: master for master in masters}
+
+        def lookup(version: int) -> TerminalKey | None:
+            master = by_version.get(version)
+            return None if master is None else master.terminal_key(serial)
+
+        return cls(lookup=lookup)
+
+    def add(self, key: TerminalKey) -> None:
+        """Hold ``key`` (replacing a key of its version)."""
+        if not isinstance(key, TerminalKey):
+            raise KeyVersionError(f"a key ring holds TerminalKeys, not {type(key).__name__}")
+        self._keys[key.version] = key
+        self._missing.discard(key.version)
+
+    def get(self, version: int) -> TerminalKey | None:
+        """The key of ``version``, or None."""
+        key = self._keys.get(version)
+        if key is None and self._lookup is not None and version not in self._missing:
+            key = self._lookup(version)
+            if key is None:
+                self._missing.add(version)
+                return None
+            if not isinstance(key, TerminalKey) or key.version != version:
+                got = getattr(key, "version", type(key).__name__)
+                raise KeyVersionError(f"the key lookup gave {got} when asked for version {version}")
+            self._keys[version] = key
+        return key
+
+    def pick(self, versions: KeyVersions) -> TerminalKey | None:
+        """The key for a terminal holding ``versions``: current, else next; None if neither."""
+        for version in (versions.current, versions.next):
+            if version:
+                key = self.get(version)
+                if key is not None:
+                    return key
+        return None
+
+    @property
+    def versions(self) -> list[int]:
+        """Versions held (or looked up so far)."""
+        return sorted(self._keys)
+
+    def described(self) -> str:
+        """What the ring holds, for an error message (versions, never keys)."""
+        held = f"key versions {self.versions}" if self._keys else "no key"
+        return held + (" (and a lookup of others)" if self._lookup is not None else "")
+
+    def __bool__(self) -> bool:
+        return bool(self._keys) or self._lookup is not None
+
+    def __repr__(self) -> str:
+        lookup = ", lookup" if self._lookup is not None else ""
+        return f"TerminalKeyRing(versions={self.versions}{lookup})"

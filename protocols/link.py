@@ -23,6 +23,10 @@ Bad frames from one burst are answered with a single NAK, sent once the line is 
 after a damaged length the decoder resyncs inside the damaged frame and may report
 several bad frames for it, and one NAK per fragment would burn the sender's resends.
 
+Every one of these rules lives in :class:`protocols.linkstate.LinkMachine` (sans I/O);
+:class:`Link` is its blocking driver over one port, as the selector loops of
+:mod:`protocols.engine` and ``possim fleet`` are its drivers over thousands.
+
 Reading never blocks for more than ``poll`` seconds: it asks for ``in_waiting or 1``
 bytes, never a large count (pyserial's ``read(n)`` waits for all n). Modem-control lines
 are never touched (they raise on a pty).
@@ -40,19 +44,22 @@ protocols.errors.LinkError: cannot open '/dev/no-such-tty': ... No such file or 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import socket
 import threading
-from collections import deque
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, fields
 from time import monotonic
 from types import TracebackType
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from protocols.errors import LinkError, ProtocolError
-from protocols.framing import ACK, NAK, BadFrame, Control, Event, Frame, FrameDecoder, encode_frame
+from protocols.errors import LinkError
+from protocols.linkstate import (
+    BITS_PER_BYTE,
+    LinkMachine,
+    LinkStats,
+    default_request_key,
+    default_response_check,
+)
 from protocols.ports import open_port
 
 __all__ = [
@@ -63,9 +70,6 @@ __all__ = [
     "default_response_check",
 ]
 
-_BITS_PER_BYTE: Final = 10  # 8N1: start + 8 data + stop
-_ACK_BYTE: Final = bytes((ACK,))
-_NAK_BYTE: Final = bytes((NAK,))
 _DRAIN_LIMIT: Final = 1 << 20
 
 
@@ -82,79 +86,6 @@ class SerialPort(Protocol):
     def write(self, data: bytes, /) -> int | None: ...
 
     def close(self) -> None: ...
-
-
-@dataclass(slots=True)
-class LinkStats:
-    """Counters of one :class:`Link`, for protocol-overhead reports.
-
-    ``bytes_sent``/``bytes_received`` count every byte on the wire (frames, ACK/NAK,
-    noise); ``frames_sent`` includes resends.
-    """
-
-    frames_sent: int = 0
-    resends: int = 0
-    frames_received: int = 0
-    bad_frames: int = 0
-    acks_sent: int = 0
-    acks_received: int = 0
-    naks_sent: int = 0
-    naks_received: int = 0
-    duplicates: int = 0
-    """Requests answered from the response cache (terminal side)."""
-    stale_frames: int = 0
-    """Frames the host ACKed but rejected as not answering its request."""
-    bytes_sent: int = 0
-    bytes_received: int = 0
-    noise_bytes: int = 0
-    """Bytes outside frames that were neither ACK nor NAK."""
-    discarded_bytes: int = 0
-    """Stale bytes dropped before a new request."""
-
-    def as_dict(self) -> dict[str, int]:
-        """The counters by name.
-
-        >>> LinkStats(frames_sent=2).as_dict()["frames_sent"]
-        2
-        """
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _codec_decode(body: bytes) -> Any:
-    """``protocols.codec.decode(body)``, or None when it cannot decode (or is missing)."""
-    try:
-        codec = importlib.import_module("protocols.codec")
-        return codec.decode(body)
-    except (ImportError, ProtocolError):
-        return None
-
-
-def default_request_key(body: bytes) -> Hashable:
-    """``(MTI, STAN)`` of a request via :mod:`protocols.codec`; the raw body if undecodable.
-
-    >>> default_request_key(b"not ISO 8583")
-    b'not ISO 8583'
-    """
-    msg = _codec_decode(body)
-    if msg is None:
-        return body
-    return (msg.mti, msg.fields.get(11))
-
-
-def default_response_check(request: bytes, response: bytes) -> bool:
-    """Whether ``response`` can answer ``request``: same STAN (field 11) when both decode.
-
-    Used by the host to reject a stale response (a resend of the previous exchange's
-    response) that arrives while it waits for the current one. Undecodable bodies pass.
-
-    >>> default_response_check(b"x", b"y")
-    True
-    """
-    req, resp = _codec_decode(request), _codec_decode(response)
-    if req is None or resp is None:
-        return True
-    stan_req, stan_resp = req.fields.get(11), resp.fields.get(11)
-    return stan_req is None or stan_resp is None or bool(stan_req == stan_resp)
 
 
 def _no_delay(port: object) -> None:
@@ -206,30 +137,24 @@ class Link:
         poll: float = 0.02,
         interbyte_timeout: float | None = None,
     ) -> None:
-        if baud <= 0:
-            raise LinkError(f"baud must be positive, got {baud}")
-        self.baud = baud
-        self.t1_margin = t1_margin
-        self.t2 = t2
-        self.resends = resends
-        self.poll = poll
-        self.interbyte_timeout = (
-            interbyte_timeout if interbyte_timeout is not None else 0.1 + 20 * _BITS_PER_BYTE / baud
+        self.machine = LinkMachine(
+            baud,
+            t1_margin=t1_margin,
+            t2=t2,
+            resends=resends,
+            request_key=request_key,
+            response_check=response_check,
+            interbyte_timeout=interbyte_timeout,
+            sink=self._write,
         )
-        self._request_key = request_key or default_request_key
-        self._response_check = response_check or default_response_check
-        self.stats = LinkStats()
-        self._decoder = FrameDecoder()
-        self._events: deque[Event] = deque()
-        self._nak_due = False
-        self._last_rx = monotonic()
-        self._cache: tuple[Hashable, bytes | None] | None = None
+        """The link's rules and state (:class:`~protocols.linkstate.LinkMachine`)."""
+        self.poll = poll
         self._closed = False
         self._broken: str | None = None
         if isinstance(port, str):
             self.name = port
             self._owns_port = True
-            max_frame_time = 10004 * _BITS_PER_BYTE / baud
+            max_frame_time = 10004 * BITS_PER_BYTE / baud
             self._port: SerialPort = open_port(port, baud, poll, max_frame_time + 5.0)
             _no_delay(self._port)
         else:
@@ -237,12 +162,48 @@ class Link:
             self._owns_port = False
             self._port = port
             port.timeout = poll
+        self.machine.name = self.name
+
+    # -- settings, kept by the machine ----------------------------------------------------
+
+    @property
+    def baud(self) -> int:
+        return self.machine.baud
+
+    @property
+    def t1_margin(self) -> float:
+        return self.machine.t1_margin
+
+    @t1_margin.setter
+    def t1_margin(self, value: float) -> None:
+        self.machine.t1_margin = value
+
+    @property
+    def t2(self) -> float:
+        return self.machine.t2
+
+    @t2.setter
+    def t2(self, value: float) -> None:
+        self.machine.t2 = value
+
+    @property
+    def resends(self) -> int:
+        return self.machine.resends
+
+    @property
+    def interbyte_timeout(self) -> float:
+        return self.machine.interbyte_timeout
+
+    @property
+    def stats(self) -> LinkStats:
+        """The link's counters."""
+        return self.machine.stats
 
     # -- public -------------------------------------------------------------------------
 
     def t1(self, frame_len: int) -> float:
         """T1 for a frame of ``frame_len`` bytes: its time on the wire + ``t1_margin``."""
-        return frame_len * _BITS_PER_BYTE / self.baud + self.t1_margin
+        return self.machine.t1(frame_len)
 
     @property
     def closed(self) -> bool:
@@ -284,32 +245,16 @@ class Link:
             EncodeError: ``body`` is empty or longer than 9999 bytes.
         """
         self._check_open()
-        frame = encode_frame(body)
+        machine = self.machine
+        machine.serve(None)
         self._drain()
-        answer: list[bytes] = []
-
-        def on_frame(got: bytes) -> bool:
-            self._send_control(ACK)
-            if self._response_check(body, got):
-                answer.append(got)
-                return True
-            self.stats.stale_frames += 1
-            return False
-
-        self._deliver(frame, f"request of {len(body)} bytes", on_frame)
-        if answer:  # the response came before (instead of) the ACK
-            return answer[0]
-        deadline = monotonic() + self.t2
+        machine.start_request(body, monotonic())
         while True:
-            event = self._next_event(deadline)
-            if event is None:
-                raise LinkError(
-                    f"{self.name}: no response within T2 = {self.t2} s after the request "
-                    f"of {len(body)} bytes was ACKed"
-                )
-            if isinstance(event, Frame) and on_frame(event.body):
-                return answer[0]
-            # an ACK/NAK byte here is stale: ignore it
+            if machine.response is not None:
+                return machine.response
+            if machine.error is not None:
+                raise machine.error
+            self._step()
 
     def serve_once(
         self, handler: Callable[[bytes], bytes | None], timeout: float | None = None
@@ -325,15 +270,20 @@ class Link:
                 port failed.
         """
         self._check_open()
+        machine = self.machine
+        machine.serve(handler)
         deadline = math.inf if timeout is None else monotonic() + timeout
+        handled, given_up = machine.handled, machine.given_up
         while True:
-            event = self._next_event(deadline)
-            if event is None:
+            if machine.given_up != given_up:
+                assert machine.error is not None
+                raise machine.error
+            if machine.handled != handled:
+                if not machine.busy:
+                    return True
+            elif monotonic() >= deadline:
                 return False
-            if isinstance(event, Frame):
-                self._answer(event.body, handler)
-                return True
-            # a stray ACK/NAK (e.g. a late answer to an earlier response): ignore it
+            self._step()
 
     def serve_forever(
         self, handler: Callable[[bytes], bytes | None], stop: threading.Event
@@ -371,18 +321,11 @@ class Link:
         return LinkError(f"{self.name}: {self._broken}")
 
     def _write(self, data: bytes) -> None:
+        """The machine's sink: one frame or ACK/NAK byte per write, at once."""
         try:
             self._port.write(data)
         except (OSError, ValueError, LinkError) as exc:
             raise self._lost("writing", exc) from exc
-        self.stats.bytes_sent += len(data)
-
-    def _send_control(self, code: int) -> None:
-        self._write(_ACK_BYTE if code == ACK else _NAK_BYTE)
-        if code == ACK:
-            self.stats.acks_sent += 1
-        else:
-            self.stats.naks_sent += 1
 
     def _in_waiting(self) -> int:
         try:
@@ -397,111 +340,20 @@ class Link:
             raise self._lost("reading", exc) from exc
 
     def _drain(self) -> None:
-        """Drop what is left of earlier exchanges: queued events and waiting bytes."""
-        self._events.clear()
-        self._nak_due = False
-        dropped = self._decoder.pending
-        self._decoder.reset()
+        """Drop what is left of earlier exchanges: bytes waiting on the port."""
+        dropped = 0
         while dropped < _DRAIN_LIMIT and self._in_waiting():
             data = self._read()
-            self.stats.bytes_received += len(data)
+            self.machine.discard(len(data))
             dropped += len(data)
-        self.stats.discarded_bytes += dropped
 
-    def _fill(self) -> None:
-        """One bounded read (at most ``poll`` seconds); queue the events it completes."""
+    def _step(self) -> None:
+        """Act on the time, then one bounded read (at most ``poll`` seconds) and its bytes."""
+        machine = self.machine
+        error = machine.error
+        machine.poll(monotonic())
+        if machine.error is not error:  # T1 or T2 ran out: the caller decides
+            return
         data = self._read()
-        now = monotonic()
         if data:
-            self._last_rx = now
-            self.stats.bytes_received += len(data)
-            events = self._decoder.feed(data)
-        elif self._decoder.pending and now - self._last_rx >= self.interbyte_timeout:
-            events = self._decoder.flush()
-        else:
-            return
-        self.stats.noise_bytes = self._decoder.skipped
-        for event in events:
-            if isinstance(event, Frame):
-                self.stats.frames_received += 1
-            elif isinstance(event, BadFrame):
-                self.stats.bad_frames += 1
-            elif event.is_ack:
-                self.stats.acks_received += 1
-            else:
-                self.stats.naks_received += 1
-        self._events.extend(events)
-
-    def _next_event(self, deadline: float) -> Frame | Control | None:
-        """Next good frame or control byte before ``deadline`` (None once it passes).
-
-        Bad frames are answered here: one NAK per burst, once the line is quiet, and none
-        if a good frame follows them (that frame gets the ACK instead).
-        """
-        while True:
-            while self._events:
-                event = self._events.popleft()
-                if isinstance(event, BadFrame):
-                    self._nak_due = True
-                    continue
-                if isinstance(event, Frame):
-                    self._nak_due = False
-                return event
-            if self._nak_due and not self._decoder.pending and not self._in_waiting():
-                self._nak_due = False
-                self._send_control(NAK)
-            if monotonic() >= deadline:
-                return None
-            self._fill()
-
-    def _deliver(self, frame: bytes, what: str, on_frame: Callable[[bytes], bool]) -> None:
-        """Send ``frame`` until ACKed: resend on NAK or T1, at most ``resends`` times.
-
-        ``on_frame(body)`` decides about a good frame that arrives meanwhile: True means
-        "implicit ACK" (stop waiting), False means "ignore it and keep waiting".
-        """
-        t1 = self.t1(len(frame))
-        for attempt in range(1 + self.resends):
-            if attempt:
-                self.stats.resends += 1
-            self._write(frame)
-            self.stats.frames_sent += 1
-            deadline = monotonic() + t1
-            while True:
-                event = self._next_event(deadline)
-                if event is None:
-                    break  # T1 expired: resend
-                if isinstance(event, Control):
-                    if event.is_ack:
-                        return
-                    break  # NAK: resend
-                if on_frame(event.body):
-                    return
-        raise LinkError(
-            f"{self.name}: no ACK for {what} after {1 + self.resends} sends "
-            f"(1 + {self.resends} resends, T1 = {t1:.3f} s)"
-        )
-
-    def _answer(self, body: bytes, handler: Callable[[bytes], bytes | None]) -> None:
-        self._send_control(ACK)
-        key = self._request_key(body)
-        if self._cache is not None and self._cache[0] == key:
-            self.stats.duplicates += 1
-            response = self._cache[1]
-        else:
-            response = handler(body)
-            self._cache = (key, response)
-        if response is None:
-            return
-
-        def on_frame(got: bytes) -> bool:
-            if self._request_key(got) == key:
-                # the host resent the request (our ACK of it was slow or lost): ACK again;
-                # the response it needs is the one being sent
-                self._send_control(ACK)
-                self.stats.duplicates += 1
-                return False
-            self._events.appendleft(Frame(got))  # a new request: the host got our answer
-            return True
-
-        self._deliver(encode_frame(response), f"response of {len(response)} bytes", on_frame)
+            machine.receive(data, monotonic())

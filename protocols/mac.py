@@ -279,7 +279,9 @@ def read_master_key(path: str | os.PathLike[str]) -> MasterKey:
             if version is not None:
                 raise MacError(f"{where}: line {number}: a second version line")
             value = stripped[7:].strip().removeprefix("=").removeprefix(":").strip()
-            if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_KEY_VERSION:
+            # (int() of a 5,000-digit string raises ValueError: look at the length first)
+            number_ok = value.isascii() and value.isdigit() and len(value.lstrip("0")) <= 10
+            if not number_ok or not 1 <= int(value) <= MAX_KEY_VERSION:
                 raise MacError(
                     f"{where}: line {number}: version is not a number 1..{MAX_KEY_VERSION}"
                 )

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from protocols.codec import Message, Value, mac_input
-from protocols.errors import DecodeError, EncodeError, MacError
+from protocols.errors import DecodeError, EncodeError, MacError, shown
 from protocols.mac import cmac8, verify_cmac8
 
 __all__ = [
@@ -162,7 +162,7 @@ def _digits(value: int, width: int, field: int, what: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EncodeError(f"{what} must be an integer, got {type(value).__name__}", field=field)
     if not 0 <= value < 10**width:
-        raise EncodeError(f"{what} {value} does not fit in {width} digits", field=field)
+        raise EncodeError(f"{what} {shown(value)} does not fit in {width} digits", field=field)
     return f"{value:0{width}d}"
 
 

@@ -8,12 +8,19 @@ One terminal (``possim serve``):
   One host at a time, as on a serial line: the next connection is served when the first
   one closes.
 
-Many terminals in one process (``possim fleet``): one listening socket each, watched by a
-single selector thread; a connection gets a serving thread for as long as it lasts. Idle
-terminals cost a socket and nothing else (no thread, no open state file), which is how
-1,000 of them fit in one process on two cores.
+Many terminals in one process (``possim fleet``): one listening socket each, all served
+by **one loop thread**: a :class:`protocols.netloop.NetLoop` selector loop drives every
+connection's :class:`~protocols.linkstate.LinkMachine` (the rules :class:`Link` follows,
+shared code). The loop ACKs a request at once and hands it to a small pool of handler
+threads (``handlers``, default 16): a terminal's handler writes its SQLite store, and a
+commit, a checkpoint or a new file waits on the disk; in the loop that wait would stall
+every other link past T1. A terminal handles one request at a time (its link hands the
+next one over only after the answer). Idle terminals cost a listening socket and a few
+objects; a terminal's state file is open only while a host is connected (it is closed,
+in a handler thread, when the host goes, so 10,000 terminals never hold 10,000 SQLite
+connections), which is how 10,000 of them fit in one process.
 
-Every terminal speaks through :class:`protocols.link.Link`, the same link the host uses.
+A single terminal (``possim serve``) speaks through :class:`protocols.link.Link`.
 """
 
 from __future__ import annotations
@@ -22,20 +29,21 @@ import contextlib
 import errno
 import logging
 import random
-import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from protocols.errors import LinkError
 from protocols.link import Link
+from protocols.linkstate import LinkMachine
+from protocols.netloop import Channel, NetLoop
 from protocols.ports import SocketPort
 from protocols.pty import FdPort, open_pty
-from terminal_sim.faults import LossyPort
+from terminal_sim.faults import FaultInjector
 from terminal_sim.terminal import Terminal
 
 __all__ = ["FleetServer", "parse_tcp", "serve_terminal"]
@@ -133,6 +141,55 @@ class _Slot:
     busy: bool = False
 
 
+class _TerminalChannel(Channel):
+    """One host connection to one terminal of the fleet."""
+
+    __slots__ = ("fleet", "slot")
+
+    def __init__(self, fleet: FleetServer, slot: _Slot, conn: socket.socket, now: float) -> None:
+        faults = fleet.faults_for_connection()
+        machine = LinkMachine(fleet.baud, request_key=_same_bytes, name=slot.terminal.config.serial)
+        machine.serve_deferred(self._dispatch)
+        super().__init__(
+            fleet.loop,
+            conn,
+            machine,
+            inbound=faults.inbound if faults else None,
+            outbound=faults.outbound if faults else None,
+            immediate=True,
+        )
+        self.fleet = fleet
+        self.slot = slot
+
+    def _dispatch(self, body: bytes) -> None:
+        self.fleet.pool.submit(self._handle, body)
+
+    def _handle(self, body: bytes) -> None:
+        """In a handler thread: answer, then hand the answer back to the loop."""
+        try:
+            response = self.slot.terminal.handle(body)
+        except Exception:  # a bug must not take the other 9,999 terminals down
+            log.exception("%s: terminal failed: closing the connection", self.machine.name)
+            self.loop.call_soon_threadsafe(lambda: self.close("terminal failed"))
+            return
+        self.loop.call_soon_threadsafe(lambda: self._respond(response))
+
+    def _respond(self, response: bytes | None) -> None:
+        if not self.is_closed:
+            now = time.monotonic()
+            self.machine.respond(response, now)
+            self.flush(now)
+
+    def closed(self, reason: str | None) -> None:
+        self.fleet.connection_ended(self)
+
+
+def _same_bytes(body: bytes) -> bytes:
+    # Duplicates are recognised by identical bytes: same MTI and STAN *and* same content
+    # (a restarted host that reuses a STAN for a new request is not answered from cache).
+    return body
+
+
 class FleetServer:
     """Many terminals in one process, one TCP port each (see the module docstring)."""
 
@@ -146,20 +203,22 @@ class FleetServer:
         drop: float = 0.0,
         corrupt: float = 0.0,
         seed: int | None = None,
+        handlers: int = 16,
     ):
+        if not (0 <= drop < 1 and 0 <= corrupt < 1):
+            raise ValueError("drop and corrupt are probabilities in [0, 1)")
         self.baud = baud
         self.drop = drop
         self.corrupt = corrupt
         self._rng = random.Random(seed)
-        self.lossy_ports: list[LossyPort] = []
+        self.injectors: list[FaultInjector] = []
+        """The fault injectors of every connection so far (their dropped/corrupted counts)."""
         self.slots: list[_Slot] = []
-        self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)  # one unread wake byte is enough: never block on it
-        self._done: list[_Slot] = []
-        self._lock = threading.Lock()
-        self._threads: set[threading.Thread] = set()
+        self.loop = NetLoop()
+        self.pool = ThreadPoolExecutor(handlers, thread_name_prefix="possim-handler")
+        self.channels: set[_TerminalChannel] = set()
+        self.served = 0
+        """Connections served to their end."""
         try:
             for offset, terminal in enumerate(terminals):
                 number = base_port + offset if base_port else 0
@@ -170,81 +229,72 @@ class FleetServer:
                         f"{terminal.config.serial}: cannot listen on {host}:{number}: "
                         f"{exc.strerror or exc}"
                     ) from exc
-                server.setblocking(False)
                 url = f"socket://{host}:{server.getsockname()[1]}"
                 slot = _Slot(terminal, server, url)
                 self.slots.append(slot)
-                self._selector.register(server, selectors.EVENT_READ, slot)
+                self.loop.listen(server, self._acceptor(slot))
         except BaseException:
             self.close()
             raise
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+
+    def faults_for_connection(self) -> FaultInjector | None:
+        """A fault injector with its own dice for a new connection (None on a clean line)."""
+        if not (self.drop or self.corrupt):
+            return None
+        rng = random.Random(self._rng.getrandbits(64))
+        injector = FaultInjector(drop=self.drop, corrupt=self.corrupt, rng=rng)
+        self.injectors.append(injector)
+        return injector
 
     def run(self, stop: threading.Event) -> None:
-        """Accept and serve until ``stop`` is set; then wait for open connections to end."""
+        """Accept and serve until ``stop`` is set; then close open connections."""
         while not stop.is_set():
-            for key, _ in self._selector.select(timeout=0.2):
-                slot = key.data
-                if slot is None:
-                    with contextlib.suppress(BlockingIOError):
-                        self._wake_r.recv(4096)
-                    continue
-                self._accept(slot, stop)
-            self._rearm()
-        deadline = time.monotonic() + 10
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
+            self.loop.run_once(0.2)
+        for channel in list(self.channels):
+            channel.close()
 
-    def _accept(self, slot: _Slot, stop: threading.Event) -> None:
+    def _acceptor(self, slot: _Slot) -> Callable[[object], None]:
+        def accept(_: object) -> None:
+            self._accept(slot)
+
+        return accept
+
+    def _accept(self, slot: _Slot) -> None:
         try:
             conn, _ = slot.server.accept()
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                 log.warning("%s: accept failed: %s", slot.terminal.config.serial, exc)
             return
-        conn.setblocking(True)
         # one host at a time, as on a serial line: stop listening until this one ends
-        self._selector.unregister(slot.server)
+        self.loop.forget(slot.server)
         slot.busy = True
-        thread = threading.Thread(
-            target=self._serve, args=(slot, conn, stop), name=slot.terminal.config.serial
-        )
-        self._threads.add(thread)
-        thread.start()
+        channel = _TerminalChannel(self, slot, conn, time.monotonic())
+        self.channels.add(channel)
+        self.loop.add(channel)
 
-    def _serve(self, slot: _Slot, conn: socket.socket, stop: threading.Event) -> None:
-        port: Any = SocketPort(conn, timeout=POLL)
-        if self.drop or self.corrupt:
-            with self._lock:
-                rng = random.Random(self._rng.getrandbits(64))
-            port = LossyPort(port, drop=self.drop, corrupt=self.corrupt, rng=rng)
-            with self._lock:
-                self.lossy_ports.append(port)
-        try:
-            serve_connection(slot.terminal, port, self.baud, stop)
-        except Exception:
-            log.exception("%s: terminal failed", slot.terminal.config.serial)
-        finally:
-            port.close()
-            with self._lock:
-                self._done.append(slot)
-                self._threads.discard(threading.current_thread())
-            with contextlib.suppress(OSError):  # BlockingIOError: a wake is already pending
-                self._wake_w.send(b"\0")
-
-    def _rearm(self) -> None:
-        with self._lock:
-            done, self._done = self._done, []
-        for slot in done:
-            slot.busy = False
-            self._selector.register(slot.server, selectors.EVENT_READ, slot)
+    def connection_ended(self, channel: _TerminalChannel) -> None:
+        """A host went away: release the terminal's state file, listen again."""
+        self.channels.discard(channel)
+        self.served += 1
+        slot = channel.slot
+        # the store reopens on the next request; closing checkpoints it (disk): not here.
+        # Released, not shut down: a kill after this is a power loss (terminal.release).
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: close() does it
+            self.pool.submit(slot.terminal.release)
+        slot.busy = False
+        with contextlib.suppress(OSError, ValueError):
+            self.loop.listen(slot.server, self._acceptor(slot))
 
     def close(self) -> None:
+        """Stop serving and shut every terminal down (each records an orderly shutdown, in
+        the handler threads: a disk write per terminal that ever booted)."""
+        for channel in list(self.channels):
+            channel.close()
         for slot in self.slots:
             with contextlib.suppress(OSError):
                 slot.server.close()
-            slot.terminal.close()
-        with contextlib.suppress(OSError):
-            self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+            with contextlib.suppress(RuntimeError):  # the pool is already shut down
+                self.pool.submit(slot.terminal.close)
+        self.pool.shutdown(wait=True)
+        self.loop.close()

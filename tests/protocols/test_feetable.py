@@ -711,3 +711,12 @@ def test_rounding_matches_decimal_style_half_up(amount: int, rate_ppm: int) -> N
     expected = q + (1 if 2 * r >= PPM else 0)
     rule = FeeRule(CardType.ANY, 0, MAX_MCC, rate_ppm)
     assert rule.fee(amount) == expected
+
+
+def test_a_huge_number_is_refused_with_a_typed_error() -> None:
+    """Fuzz find (fuzz/corpus/fee_toml/find-huge-min): a 6,667-digit minimum fee made the
+    error message itself fail (Python refuses to format ints over 4,300 digits)."""
+    from protocols.errors import EncodeError  # noqa: PLC0415
+
+    with pytest.raises(EncodeError, match="a 22144-bit number does not fit u32"):
+        FeeRule(CardType.CREDIT, 0, 9999, 6000, min_fee=10**6666)

@@ -5,15 +5,26 @@ value, and the TLV of key versions, key change and confirmation."""
 from __future__ import annotations
 
 import contextlib
+import pickle
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols.errors import EncodeError, MacError, TLVError
-from protocols.keys import KeyChange, KeyConfirm, KeyVersions
-from protocols.mac import TerminalKey, key_check_value, unwrap_key, wrap_key
+from protocols.errors import (
+    EncodeError,
+    KeyCheckError,
+    KeyVersionError,
+    MacError,
+    RefusedError,
+    ReplayedError,
+    TamperedError,
+    TLVError,
+    refused_error,
+)
+from protocols.keys import KeyChange, KeyConfirm, KeyVersions, TerminalKeyRing
+from protocols.mac import MasterKey, TerminalKey, key_check_value, unwrap_key, wrap_key
 from tests.protocols.catalog import KEY, KEY_CHANGE_TLV, KEY_CONFIRM_TLV, KEY_VERSIONS_TLV
 
 # RFC 3394 section 4, verbatim: (KEK, key data, ciphertext)
@@ -221,3 +232,54 @@ def test_random_key_versions_round_trip(current: int, nxt: int) -> None:
     nxt = 0 if nxt <= current else nxt
     versions = KeyVersions(current, nxt)
     assert KeyVersions.from_tlv(versions.to_tlv()) == versions
+
+
+# --- the host's key ring ----------------------------------------------------------------------
+
+KEY_V1 = TerminalKey(1, KEY)
+
+
+def test_a_key_ring_picks_current_else_next_and_looks_each_version_up_once() -> None:
+    masters = {v: MasterKey(v, bytes([v]) * 16) for v in (1, 3)}
+    asked: list[int] = []
+
+    def lookup(version: int) -> TerminalKey | None:
+        asked.append(version)
+        master = masters.get(version)
+        return None if master is None else master.terminal_key("PF00000001")
+
+    ring = TerminalKeyRing(lookup=lookup)
+    assert ring and ring.versions == []
+    assert ring.pick(KeyVersions(1, 3)) == masters[1].terminal_key("PF00000001")  # current
+    assert ring.pick(KeyVersions(2, 3)) == masters[3].terminal_key("PF00000001")  # else next
+    assert ring.pick(KeyVersions(4)) is None and ring.pick(KeyVersions(4, 5)) is None
+    for _ in range(3):
+        ring.pick(KeyVersions(2, 4))
+    assert sorted(asked) == [1, 2, 3, 4, 5]  # each version once, a missing one too
+    assert ring.versions == [1, 3]
+    assert not TerminalKeyRing()
+    assert TerminalKeyRing.of(ring) is ring
+    assert TerminalKeyRing.of([KEY_V1]).versions == [1]
+    derived = TerminalKeyRing.derived(masters.values(), "PF00000001")
+    assert derived.get(3) == ring.get(3) and derived.get(5) is None
+    liar = TerminalKeyRing(lookup=lambda version: KEY_V1)
+    with pytest.raises(KeyVersionError, match="gave 1 when asked for version 2"):
+        liar.get(2)
+    with pytest.raises(KeyVersionError, match="TerminalKeys, not bytes"):
+        TerminalKeyRing([KEY])  # type: ignore[list-item]
+    for text in (repr(ring), str(ring), ring.described()):
+        for key in (masters[1].key, masters[3].key, ring.get(1).key):  # type: ignore[union-attr]
+            assert key.hex() not in text.lower()
+    assert ring.described() == "key versions [1, 3] (and a lookup of others)"
+
+
+def test_typed_refusals_keep_their_class_and_code_across_processes() -> None:
+    for code, cls in (("66", TamperedError), ("94", ReplayedError), ("F2", KeyCheckError),
+                      ("A0", RefusedError), ("76", RefusedError)):  # fmt: skip
+        error = refused_error(f"block 0 of 9 refused: {code}", code=code)
+        assert type(error) is cls and error.code == code and error.field == 39
+        back = pickle.loads(pickle.dumps(error))
+        assert type(back) is cls and back.code == code and str(back) == str(error)
+    held = KeyVersionError("no key", held=(3, 4))
+    back = pickle.loads(pickle.dumps(held))
+    assert type(back) is KeyVersionError and back.held == (3, 4) and str(back) == "no key"

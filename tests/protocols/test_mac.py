@@ -310,6 +310,7 @@ def test_read_master_key_versions(tmp_path: Path, text: str, version: int) -> No
         ("000102030405060708090a0b0c0d0e0f\nversion 4294967296\n", "not a number 1..4294967295"),
         ("version 2\n000102030405060708090a0b0c0d0e0f\nversion 3\n", "line 3: a second version"),
         ("000102030405060708090a0b0c0d0e0f\nversion -1\n", "line 2"),
+        ("000102030405060708090a0b0c0d0e0f\nversion " + "1" * 5000, "line 2: version is not"),
         ("version 2\n000102030405060708090a0b0c0d0e\n", "expected 32 hex digits, got 30"),
     ],
 )

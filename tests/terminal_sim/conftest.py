@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +18,7 @@ from protocols.link import Link
 from protocols.mac import derive_terminal_key, generate_master_key_file
 from protocols.session import HostSession
 from protocols.values import CardType
-from terminal_sim.serve import serve_terminal
+from terminal_sim.serve import FleetServer, serve_terminal
 from terminal_sim.terminal import Terminal, TerminalConfig
 
 SERIAL = "PF00000042"
@@ -84,6 +86,21 @@ def served(tmp_path: Path) -> Iterator[Served]:
         terminal.close()
 
 
+@contextlib.contextmanager
+def fleet_serving(terminals: list[Terminal], **kw: Any) -> Iterator[FleetServer]:
+    """``terminals`` served by a FleetServer (loop thread + handler pool) on 127.0.0.1."""
+    server = FleetServer(terminals, "127.0.0.1", 0, 115200, **kw)
+    stop = threading.Event()
+    thread = threading.Thread(target=server.run, args=(stop,))
+    thread.start()
+    try:
+        yield server
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close()
+
+
 @pytest.fixture
 def master_key_file(tmp_path: Path) -> Path:
     path = tmp_path / "master.key"
@@ -91,4 +108,13 @@ def master_key_file(tmp_path: Path) -> Path:
     return path
 
 
-__all__ = ["KEY", "MID", "SERIAL", "TID", "Served", "generate_master_key_file", "make_table"]
+__all__ = [
+    "KEY",
+    "MID",
+    "SERIAL",
+    "TID",
+    "Served",
+    "fleet_serving",
+    "generate_master_key_file",
+    "make_table",
+]

@@ -18,7 +18,7 @@ from protocols.session import HostSession
 from protocols.values import CardType
 from terminal_sim.serve import FleetServer
 from terminal_sim.terminal import Terminal
-from tests.terminal_sim.conftest import MASTER, config, make_table
+from tests.terminal_sim.conftest import MASTER, config, fleet_serving, make_table
 
 POSSIM = str(Path(sys.executable).with_name("possim"))
 pytestmark = pytest.mark.timeout(120)
@@ -27,16 +27,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[FleetServer]:
     terminals = [Terminal(config(f"PF{n:08d}"), tmp_path / f"t{n}") for n in range(20)]
-    server = FleetServer(terminals, "127.0.0.1", 0, 115200)
-    stop = threading.Event()
-    thread = threading.Thread(target=server.run, args=(stop,))
-    thread.start()
-    try:
+    with fleet_serving(terminals) as server:
         yield server
-    finally:
-        stop.set()
-        thread.join(10)
-        server.close()
 
 
 def _session(url: str, serial: str) -> HostSession:

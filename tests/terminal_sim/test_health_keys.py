@@ -128,6 +128,7 @@ def test_rotation_then_the_old_key_is_refused(endpoint: Endpoint) -> None:
     steps: list[RotationStep] = []
     result = host.rotate_key(K2, steps.append)
     assert result == KeyRotation(version=2, previous=1, changed=True, already=False)
+    assert result.keys == KeyVersions(2, 0)  # what the confirmation's answer reported
     assert steps == [RotationStep.SIGNED_ON, RotationStep.CHANGED, RotationStep.CONFIRMED]
     assert host.sign_on().keys == KeyVersions(2, 0) and host.key_version == 2
     assert endpoint.terminal.key_slots() == KeySlots(K2)
@@ -141,7 +142,9 @@ def test_rotation_then_the_old_key_is_refused(endpoint: Endpoint) -> None:
     # the new key works for everything
     host.push(make_table(4))
     assert host.sale(10_000, CardType.CREDIT).table_version == 4
-    assert host.rotate_key(K2) == KeyRotation(2, 2, changed=False, already=True)
+    again = host.rotate_key(K2)
+    assert again == KeyRotation(2, 2, changed=False, already=True)
+    assert again.keys == KeyVersions(2, 0)  # what the sign-on reported
     assert host.rotate_key(K3).version == 3
     with pytest.raises(KeyVersionError, match="holds key version 3, newer than 2"):
         host.rotate_key(K2)
