@@ -19,10 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from fleet.core import db
-from fleet.core.models import ATTEMPTS, JOBS
+from fleet.core.models import ATTEMPTS, JOBS, MERCHANTS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
 from fleet.inventory import import_catalog, import_merchants, import_terminals, set_links
@@ -69,6 +69,8 @@ def served_fleet(
     import_catalog(engine, sample.catalog, actor="bench")
     import_merchants(engine, sample.merchants, actor="bench")
     import_terminals(engine, sample.terminals, actor="bench")
+    with engine.begin() as conn:  # the bench's table is in CNY: every merchant is in China
+        conn.execute(update(MERCHANTS).values(country="CN"))
     key = tmp / "master.key"
     generate_master_key_file(key)
     manifest = tmp / "manifest.csv"

@@ -3,6 +3,7 @@
 Modules, from the bytes up:
 
 * :mod:`protocols.framing` - STX/LEN/BODY/ETX/LRC frames: encoder and incremental decoder (pure).
+* :mod:`protocols.linkurl` - the allow-list of link URLs (devices, socket://, rfc2217://).
 * :mod:`protocols.link` - ACK/NAK, T1/T2, resends and duplicate handling over pyserial.
 * :mod:`protocols.pty` - virtual serial ports (one pty, or a null-modem pair) with no tool.
 * :mod:`protocols.spec` - the ISO 8583 field table, declared once.

@@ -83,6 +83,11 @@ class MacError(ProtocolError):
     """A MAC is missing or wrong, or a key is malformed."""
 
 
+class KeyFileModeError(MacError):
+    """A master key file others can read (group or world permission bits): refused as ssh
+    refuses such a private key, unless the caller allows it."""
+
+
 class KeyVersionError(MacError):
     """The host has no key of the version a terminal holds, or the terminal holds a newer
     one than the host asks it to change to (key rotation, docs/protocol.md).

@@ -1,9 +1,10 @@
 """The link layer of the wire protocol (section 1) over any pyserial port.
 
-:class:`Link` opens its port with :func:`serial.serial_for_url`, so one code path serves
+:class:`Link` opens its port with :func:`protocols.ports.open_port`, so one code path serves
 ``/dev/pts/N``, ``/dev/ttyUSB0``, ``socket://127.0.0.1:9000``, ``rfc2217://host:port`` and
-``loop://``; it also accepts an already-open port (a ``serial.Serial`` or a
-:class:`protocols.pty.FdPort`).
+``loop://`` — only those forms (:func:`protocols.linkurl.check_url`: pyserial's ``spy://``,
+``hwgrep://``, ``alt://`` and other files are refused); it also accepts an already-open port
+(a ``serial.Serial`` or a :class:`protocols.pty.FdPort`).
 
 Discipline (both directions):
 
@@ -35,10 +36,10 @@ are never touched (they raise on a pty).
 >>> link.t1(1000)  # 1000 bytes at 115200 baud + 50 ms
 0.13680555555555557
 >>> link.close(); link.close()
->>> Link("/dev/no-such-tty")  # doctest: +ELLIPSIS
+>>> Link("/dev/ttyNOSUCH9")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-protocols.errors.LinkError: cannot open '/dev/no-such-tty': ... No such file or directory...
+protocols.errors.LinkError: cannot open '/dev/ttyNOSUCH9': ... No such file or directory...
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@
   NIST SP 800-108 counter-mode KDF over AES-CMAC, one iteration, i.e.
   ``AES-CMAC(master, 00000001 ‖ "POS-MAC" ‖ 00 ‖ serial ‖ 00000080)``.
 * :func:`load_master_key` / :func:`generate_master_key_file` - the master key file: the
-  16 bytes as 32 hex digits.
+  16 bytes as 32 hex digits, readable by its owner only (mode 0600): a file that grants
+  its group or others any permission is refused, as ssh refuses such a private key
+  (:class:`~protocols.errors.KeyFileModeError`), unless the reader passes
+  ``allow_open=True`` (the command lines' ``--allow-open-key-file``).
 * Key versions (an addition to v1, docs/protocol.md): :class:`MasterKey` and
   :class:`TerminalKey` pair a key with its version; :func:`read_master_key` reads a
   master key file with its version (a file without a ``version`` line, i.e. every v1
@@ -42,6 +45,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import stat
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +55,7 @@ from cryptography.hazmat.primitives import cmac, keywrap
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.kbkdf import KBKDFCMAC, CounterLocation, Mode
 
-from protocols.errors import MacError
+from protocols.errors import KeyFileModeError, MacError
 
 __all__ = [
     "KCV_SIZE",
@@ -234,7 +238,7 @@ class MasterKey:
         return key_check_value(self.key).hex().upper()
 
 
-def read_master_key(path: str | os.PathLike[str]) -> MasterKey:
+def read_master_key(path: str | os.PathLike[str], *, allow_open: bool = False) -> MasterKey:
     """Read a master key file with its version.
 
     The file holds the key as 32 hex digits (either case; whitespace anywhere is ignored)
@@ -244,12 +248,21 @@ def read_master_key(path: str | os.PathLike[str]) -> MasterKey:
 
     Anything else (missing or unreadable file, wrong digit count, a non-hex character, a
     bad or repeated version line) raises MacError naming the file and the problem, never
-    the key.
+    the key. A file its group or others may read, write or run is refused
+    (:class:`~protocols.errors.KeyFileModeError`) unless ``allow_open``: the key of every
+    terminal derives from it.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "master.key"
     >>> _ = p.write_text("000102030405060708090a0b0c0d0e0f\\nversion 3\\n")
-    >>> read_master_key(p)
+    >>> p.chmod(0o644); read_master_key(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    protocols.errors.KeyFileModeError: master key file .../master.key: permissions 0644 are \
+too open: only its owner may read it (chmod 600)
+    >>> read_master_key(p, allow_open=True)
+    MasterKey(version=3)
+    >>> p.chmod(0o600); read_master_key(p)
     MasterKey(version=3)
     >>> _ = p.write_text("000102030405060708090a0b0c0d0e0f\\nversion 0\\n")
     >>> read_master_key(p)  # doctest: +ELLIPSIS
@@ -260,7 +273,14 @@ def read_master_key(path: str | os.PathLike[str]) -> MasterKey:
     """
     where = f"master key file {os.fspath(path)}"
     try:
-        raw = Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not allow_open and mode & 0o077:
+                raise KeyFileModeError(
+                    f"{where}: permissions {stat.S_IMODE(mode):04o} are too open: only its "
+                    "owner may read it (chmod 600)"
+                )
+            raw = handle.read()
     except OSError as exc:
         raise MacError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     try:
@@ -296,12 +316,12 @@ def read_master_key(path: str | os.PathLike[str]) -> MasterKey:
     return MasterKey(1 if version is None else version, bytes.fromhex(digits))
 
 
-def load_master_key(path: str | os.PathLike[str]) -> bytes:
+def load_master_key(path: str | os.PathLike[str], *, allow_open: bool = False) -> bytes:
     """The 16 bytes of a master key file, whatever its version (see :func:`read_master_key`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "master.key"
-    >>> _ = p.write_text("000102030405060708090a0b0c0d0e0f\\n")
+    >>> _ = p.write_text("000102030405060708090a0b0c0d0e0f\\n"); p.chmod(0o600)
     >>> load_master_key(p).hex()
     '000102030405060708090a0b0c0d0e0f'
     >>> _ = p.write_text("000102030405060708090a0b0c0d0e0\\n")
@@ -310,7 +330,7 @@ def load_master_key(path: str | os.PathLike[str]) -> bytes:
     ...
     protocols.errors.MacError: master key file .../master.key: expected 32 hex digits, got 31
     """
-    return read_master_key(path).key
+    return read_master_key(path, allow_open=allow_open).key
 
 
 def master_key_text(master: MasterKey) -> str:

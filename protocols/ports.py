@@ -20,6 +20,8 @@ Traceback (most recent call last):
 ...
 protocols.errors.LinkError: socket://127.0.0.1:...: the peer closed the connection
 >>> port.close(); server.close()
+
+Every URL is checked against the allow-list of :mod:`protocols.linkurl` first.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 import serial
 
 from protocols.errors import LinkError
+from protocols.linkurl import check_url
 
 __all__ = ["SocketPort", "open_port"]
 
@@ -100,8 +103,10 @@ class SocketPort:
 
 
 def open_port(url: str, baud: int, timeout: float, write_timeout: float | None = None) -> Any:
-    """Open ``url``: ``socket://HOST:PORT`` as a :class:`SocketPort`, the rest with
+    """Open ``url``, an allowed link (:func:`protocols.linkurl.check_url`):
+    ``socket://HOST:PORT`` as a :class:`SocketPort`, the rest with
     :func:`serial.serial_for_url`. Raises :class:`~protocols.errors.LinkError`."""
+    check_url(url)
     if url.startswith("socket://"):
         parts = urlsplit(url)
         if not parts.hostname or parts.port is None:

@@ -1,8 +1,10 @@
 """Values the wire carries that the fee table, the TLV list and the fleet all name.
 
 Card types (TLV tag 0x01 of a sale, ``card_type`` of a fee rule), terminal capabilities
-(tag 0x08) and the wire's time: whole Unix seconds, u64, UTC (tag 0x0A, the fee table's
-``effective``). Pure, no I/O; imports nothing of ours but the errors.
+(tag 0x08), the wire's time: whole Unix seconds, u64, UTC (tag 0x0A, the fee table's
+``effective``), and what a terminal's serial may be (tag 0x03; the fleet's inventory and
+``possim`` both check serials with :func:`check_serial`, and both name files and folders
+after them). Pure, no I/O; imports nothing of ours but the errors.
 
 >>> CardType.CREDIT.name, int(Capability.CHIP | Capability.CONTACTLESS)
 ('CREDIT', 3)
@@ -12,6 +14,7 @@ datetime.datetime(2027, 1, 1, 8, 0, tzinfo=datetime.timezone.utc)
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, IntFlag
 from typing import Final
@@ -19,15 +22,21 @@ from typing import Final
 from protocols.errors import EncodeError
 
 __all__ = [
+    "MAX_SERIAL",
     "MAX_UNIX_SECONDS",
     "Capability",
     "CardType",
+    "check_serial",
     "unix_seconds",
     "utc_datetime",
 ]
 
 MAX_UNIX_SECONDS: Final = 253_402_300_799
 """9999-12-31T23:59:59Z, the last second a :class:`~datetime.datetime` can hold."""
+
+MAX_SERIAL: Final = 40
+"""The longest serial, in characters."""
+_SERIAL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND: Final = timedelta(seconds=1)
@@ -95,3 +104,25 @@ def utc_datetime(seconds: int) -> datetime:
     if not 0 <= seconds <= MAX_UNIX_SECONDS:
         raise ValueError(f"{seconds} Unix seconds is outside 1970..9999")
     return _EPOCH + seconds * _SECOND
+
+
+def check_serial(text: str) -> str:
+    """``text`` if it is a terminal serial: 1 to 40 ASCII letters, digits, ``.``, ``_`` or
+    ``-``, starting with a letter or digit — so never a path (``/``, ``..``) nor anything a
+    shell or a screen would read differently. ``ValueError`` says why not.
+
+    >>> check_serial("PS00000001")
+    'PS00000001'
+    >>> check_serial("../../x")
+    Traceback (most recent call last):
+    ValueError: not a valid serial: '../../x' (letters, digits, '.', '_', '-'; a letter or \
+digit first)
+    """
+    if not isinstance(text, str) or not _SERIAL.fullmatch(text) or not text.isascii():
+        raise ValueError(
+            f"not a valid serial: {text!r} (letters, digits, '.', '_', '-'; a letter or digit "
+            "first)"
+        )
+    if len(text) > MAX_SERIAL:
+        raise ValueError(f"serial {text!r} is longer than {MAX_SERIAL} characters")
+    return text

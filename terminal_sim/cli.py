@@ -107,6 +107,13 @@ WearOption = Annotated[
     ),
 ]
 WearSeedOption = Annotated[int, typer.Option(help="Seed of the wear profile.")]
+AllowOpenKeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-open-key-file",
+        help="Use a master key file others can read (refused by default, as ssh does).",
+    ),
+]
 
 
 def _wear(
@@ -152,6 +159,7 @@ def serve(
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 9600,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
+    allow_open_key_file: AllowOpenKeyOpt = False,
 ) -> None:
     """Serve one emulated terminal. Prints `READY <url>` first, then logs to stderr."""
     try:
@@ -164,6 +172,7 @@ def serve(
             mid=mid,
             mcc=mcc,
             capabilities=_capabilities(capabilities),
+            allow_open=allow_open_key_file,
         )
         if port.startswith("tcp://"):
             parse_tcp(port)
@@ -185,9 +194,11 @@ def serve(
 MANIFEST_COLUMNS = ("serial", "model", "firmware", "tid", "mid", "mcc")
 
 
-def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
-    """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``."""
-    master = read_master_key(key_file)
+def read_manifest(path: Path, key_file: Path, *, allow_open: bool = False) -> list[TerminalConfig]:
+    """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``.
+    Serials follow the fleet's rule (:func:`protocols.values.check_serial`): each names its
+    terminal's folder under ``--state-dir``, so ``../x`` or ``/tmp/x`` is a bad row."""
+    master = read_master_key(key_file, allow_open=allow_open)
     configs: list[TerminalConfig] = []
     problems: list[str] = []
     seen: dict[str, int] = {}
@@ -231,9 +242,9 @@ def read_manifest(path: Path, key_file: Path) -> list[TerminalConfig]:
 
 
 def generated_fleet(
-    count: int, key_file: Path, model: str, firmware: str, mcc: int
+    count: int, key_file: Path, model: str, firmware: str, mcc: int, *, allow_open: bool = False
 ) -> list[TerminalConfig]:
-    master = read_master_key(key_file)
+    master = read_master_key(key_file, allow_open=allow_open)
     return [
         TerminalConfig(
             serial=f"PS{i:08d}",
@@ -272,6 +283,7 @@ def fleet(
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
+    allow_open_key_file: AllowOpenKeyOpt = False,
 ) -> None:
     """Serve many terminals from one process, one TCP port each.
 
@@ -284,12 +296,14 @@ def fleet(
     try:
         host, base = parse_tcp(tcp)
         if manifest is not None:
-            configs = read_manifest(manifest, key_file)
+            configs = read_manifest(manifest, key_file, allow_open=allow_open_key_file)
         else:
             assert count is not None
             if count < 1:
                 raise ValueError("--count must be at least 1")
-            configs = generated_fleet(count, key_file, model, firmware, mcc)
+            configs = generated_fleet(
+                count, key_file, model, firmware, mcc, allow_open=allow_open_key_file
+            )
     except (ValueError, OSError, ProtocolError) as exc:
         raise fail(str(exc), 2) from None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -52,7 +52,7 @@ from protocols.tlv import (
     SaleResult,
     SignOnInfo,
 )
-from protocols.values import Capability
+from protocols.values import Capability, check_serial
 from terminal_sim.rekey import KeySlots, decide_change, decide_confirm
 from terminal_sim.state import BootInfo, SaleRecord, StateStore
 from terminal_sim.wear import InitialWear, Wear, after_sale, health_info, profile_for
@@ -86,7 +86,11 @@ class TerminalConfig:
         for name, value, size in (("tid", self.tid, 8), ("mid", self.mid, 15)):
             if len(value) != size or not value.isascii() or not value.isprintable():
                 problems.append(f"{name} {value!r} must be {size} printable ASCII characters")
-        for name in ("serial", "model", "firmware"):
+        try:  # the fleet's rule: the state of a fleet lives in a folder per serial
+            check_serial(self.serial)
+        except ValueError as exc:
+            problems.append(str(exc))
+        for name in ("model", "firmware"):
             value = getattr(self, name)
             if not value or len(value) > 255 or not value.isascii() or not value.isprintable():
                 problems.append(f"{name} {value!r} must be 1..255 printable ASCII characters")
@@ -111,10 +115,12 @@ class TerminalConfig:
         mid: str,
         mcc: int,
         capabilities: Capability | None = None,
+        allow_open: bool = False,
     ) -> TerminalConfig:
         """Derive the terminal's MAC key from the fleet master key file (wire page §5); its
-        version is the master key's."""
-        key = read_master_key(key_file).terminal_key(serial)
+        version is the master key's. A file others can read is refused unless
+        ``allow_open`` (:func:`protocols.mac.read_master_key`)."""
+        key = read_master_key(key_file, allow_open=allow_open).terminal_key(serial)
         caps = DEFAULT_CAPABILITIES if capabilities is None else capabilities
         return cls(serial, model, firmware, tid, mid, mcc, key.key, caps, key.version)
 

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from fleet.cli.common import State, err_console, exit_code_for
+from fleet.cli.common import State, exit_code_for, fail
 from fleet.core.actor import default_actor
 from fleet.core.errors import FleetError
 from protocols.errors import ProtocolError
@@ -146,8 +146,7 @@ class _Root(TyperGroup):
             usage = _usage_line(exc)
             if usage is None:
                 raise
-            err_console.print(f"[bold red]error:[/] {usage}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise fail(usage, 2) from None
 
 
 _NOT_ONE_OF = re.compile(r"(?:Value error, )?(?P<value>.*) is not one of (?P<choices>.*)\.")

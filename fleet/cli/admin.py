@@ -12,7 +12,17 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.common import Format, FormatOpt, OutOpt, emit, err_console, fail, out, state
+from fleet.cli.common import (
+    ForceOpt,
+    Format,
+    FormatOpt,
+    OutOpt,
+    emit,
+    err_console,
+    fail,
+    out,
+    state,
+)
 from fleet.core.actor import ACTIONS
 
 db_app = typer.Typer(help="The database: schema migrations (Alembic).", no_args_is_help=True)
@@ -70,12 +80,12 @@ def policy_init(
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
 ) -> None:
     """Write the default policy to a file to edit."""
+    from fleet.cli.outfile import atomic_text  # noqa: PLC0415
     from fleet.core.policy import DEFAULT_POLICY_FILE, Policy  # noqa: PLC0415
 
     path = path or state(ctx).policy_path or Path(DEFAULT_POLICY_FILE)
-    if path.exists() and not force:
-        raise fail(f"{path} exists; pass --force to replace it", 2)
-    path.write_text(Policy().to_toml(), encoding="utf-8")
+    with atomic_text(path, force=force, db=state(ctx).db) as fh:
+        fh.write(Policy().to_toml())
     out.print(f"wrote {path}", highlight=False)
 
 
@@ -107,6 +117,7 @@ def audit_list(
     ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Audit entries, oldest first; `--format csv --out FILE` for auditors."""
     from fleet.core import audit  # noqa: PLC0415
@@ -128,6 +139,6 @@ def audit_list(
     else:
         rows = (audit.as_row(e) for e in found)
         columns = list(audit.CSV_COLUMNS)
-    count = emit(rows, columns, fmt, title="Audit log", out_file=out_file)
+    count = emit(rows, columns, fmt, title="Audit log", out_file=out_file, force=force)
     if out_file is not None:
         err_console.print(f"wrote {count} entries to {out_file}", highlight=False)

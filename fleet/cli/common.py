@@ -10,14 +10,16 @@ so commands catch no typed error; what to do about one, in the CLI's words (the 
 never name a flag), is declared on the command with :func:`hints`.
 
 This module is imported by every command, so it imports only the standard library, Typer,
-Rich's console (its tables when one is printed) and :mod:`fleet.core.errors`: the
-database (SQLAlchemy, Alembic) is imported when a command first asks :meth:`State.engine`
-for it.
+Rich's console (its tables when one is printed), :mod:`fleet.core.errors` and
+:mod:`fleet.core.escaping`: the database (SQLAlchemy, Alembic) is imported when a command
+first asks :meth:`State.engine` for it. (Over 400 lines so that everything every command
+shares — options, the safe console, output, errors — is this one light module, which is
+all ``posfleet --help`` loads of the CLI; writing ``--out`` files is :mod:`fleet.cli.outfile`,
+loaded when a command has one.)
 """
 
 from __future__ import annotations
 
-import csv
 import enum
 import functools
 import json
@@ -30,9 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
+from rich.segment import Segment
+from rich.text import Span, Text
 
 from fleet.core.errors import FleetError
+from fleet.core.escaping import CsvWriter, terminal_text
 from protocols.errors import ProtocolError
 
 if TYPE_CHECKING:
@@ -43,13 +48,16 @@ if TYPE_CHECKING:
     from fleet.inventory import ImportResult
 
 __all__ = [
+    "AllowOpenKeyOpt",
     "CsvJson",
     "FileFormat",
+    "ForceOpt",
     "Format",
     "ImportOutput",
     "KeyFileOpt",
     "OptionalKeyFileOpt",
     "OutOpt",
+    "SafeConsole",
     "State",
     "TableJson",
     "check_format",
@@ -67,10 +75,59 @@ __all__ = [
     "print_import",
     "show_record",
     "state",
+    "write_out",
 ]
 
-err_console = Console(stderr=True)
-out = Console()
+
+class SafeConsole(Console):
+    """A Rich console that never lets text from data drive the terminal: every string and
+    :class:`~rich.text.Text` it renders has its control characters (ESC, BEL, C1…) and bidi
+    overrides shown as ``\\uXXXX`` (:func:`fleet.core.escaping.terminal_text`), and markup
+    is off unless a call asks for it (``markup=True``, with data escaped) — so a merchant
+    named ``[link=…]`` or ``\\x1b]0;…`` prints as those characters, in tables, one-line
+    messages and errors alike. Every console of ``posfleet`` is one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)
+        super().__init__(**kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(terminal_text(text), **kwargs)
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterable[Segment]:
+        if isinstance(renderable, Text):
+            renderable = _safe_text(renderable)
+        return super().render(renderable, options)
+
+
+def _safe_text(text: Text) -> Text:
+    """``text`` with :func:`terminal_text` applied, its styled spans kept in place."""
+    plain = text.plain
+    if terminal_text(plain) == plain:
+        return text
+    moved = [0] * (len(plain) + 1)
+    pieces = []
+    for i, char in enumerate(plain):
+        moved[i + 1] = moved[i] + len(piece := terminal_text(char))
+        pieces.append(piece)
+    safe = text.copy()
+    safe.plain = "".join(pieces)
+    safe.spans = [Span(moved[s.start], moved[s.end], s.style) for s in text.spans]
+    return safe
+
+
+err_console = SafeConsole(stderr=True)
+out = SafeConsole()
+
+
+def write_out(text: str) -> None:
+    """Text a command prints as is (CSV, HTML on stdout): made safe for a terminal when
+    stdout is one (a pipe or a file gets it unchanged). JSON is always escaped: inside a
+    JSON string ``\\uXXXX`` is the same text."""
+    sys.stdout.write(terminal_text(text) if sys.stdout.isatty() else text)
+
 
 FORMATS = ("table", "csv", "json")
 
@@ -129,9 +186,15 @@ ImportOutputOpt = Annotated[
 ]
 
 
-def _writable(path: Path | None) -> Path | None:
+def _writable(ctx: typer.Context, path: Path | None) -> Path | None:
+    """``--out``, checked before the command works: its directory exists, and it is not
+    the database, a directory or (without ``--force``) an existing file."""
     if path is not None and not path.parent.is_dir():
         raise typer.BadParameter(f"directory {path.parent} does not exist")
+    if path is not None:
+        from fleet.cli.outfile import check_target  # noqa: PLC0415
+
+        check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
     return path
 
 
@@ -143,6 +206,11 @@ _KEY_FILES_HELP = (
     "Master key file, or a directory of *.key files; repeat for each key version in use "
     "(POSFLEET_KEY_FILE: ':'-separated)"
 )
+
+ForceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace an existing --out file", is_eager=True),
+]
 KeyFileOpt = Annotated[
     list[Path],
     typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help=_KEY_FILES_HELP),
@@ -151,15 +219,26 @@ OptionalKeyFileOpt = Annotated[
     list[Path] | None,
     typer.Option("--key-file", envvar="POSFLEET_KEY_FILE", help=_KEY_FILES_HELP),
 ]
+AllowOpenKeyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-open-key-file",
+        help="Use a master key file others can read (refused by default, as ssh does)",
+    ),
+]
 
 
-def load_keys(paths: list[Path]) -> KeyRing:
+def load_keys(paths: list[Path], *, allow_open: bool = False) -> KeyRing:
     """The key ring of ``--key-file`` (files and directories); a bad file fails the command
-    (naming the file, never a key)."""
+    (naming the file, never a key), and so does one others can read, unless ``allow_open``
+    (``--allow-open-key-file``)."""
     from fleet.device.keyring import KeyRing  # noqa: PLC0415 - cryptography when needed
+    from protocols.errors import KeyFileModeError  # noqa: PLC0415
 
     try:
-        return KeyRing.read(paths)
+        return KeyRing.read(paths, allow_open=allow_open)
+    except KeyFileModeError as exc:
+        raise fail(f"{exc} (or pass --allow-open-key-file)", 2) from None
     except OSError as exc:
         raise fail(f"{exc.filename}: {exc.strerror}", 2) from None
 
@@ -212,7 +291,7 @@ def state(ctx: typer.Context) -> State:
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one readable error line and return the Exit to raise."""
     err_console.print(
-        f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True, markup=True
+        Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True
     )
     return typer.Exit(code)
 
@@ -332,12 +411,40 @@ def emit(
     *,
     title: str = "",
     out_file: Path | None = None,
+    force: bool = False,
     json_doc: Callable[[list[dict[str, Any]]], Any] | None = None,
 ) -> int:
     """Write rows as a Rich table, CSV or JSON (to ``out_file`` or stdout); returns the count.
 
     ``json_doc`` replaces the plain list of rows for JSON output (e.g. rows + a summary).
+    CSV cells are escaped against formula injection (:func:`fleet.core.escaping.csv_cell`:
+    posfleet's one CSV writer); a file is written atomically, and replaces an existing one
+    only with ``force`` (:mod:`fleet.cli.outfile`).
     """
+    if out_file is None:
+        return _emit(rows, columns, fmt, title, json_doc, _Stdout())
+    from fleet.cli.outfile import atomic_text  # noqa: PLC0415
+
+    with atomic_text(out_file, force=force, newline="" if fmt == "csv" else None) as stream:
+        return _emit(rows, columns, fmt, title, json_doc, stream)
+
+
+class _Stdout:
+    """stdout for :func:`emit`, through :func:`write_out`."""
+
+    def write(self, text: str) -> int:
+        write_out(text)
+        return len(text)
+
+
+def _emit(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    title: str,
+    json_doc: Callable[[list[dict[str, Any]]], Any] | None,
+    stream: Any,
+) -> int:
     count = 0
     if fmt == "table":
         from rich.table import Table  # noqa: PLC0415 - a table only when one is printed
@@ -348,30 +455,20 @@ def emit(
         for row in rows:
             table.add_row(*(_text(row.get(c)) for c in columns))
             count += 1
-        if out_file is not None:
-            with out_file.open("w", encoding="utf-8") as fh:
-                Console(file=fh, width=200).print(table)
-        else:
-            out.print(table)
-        return count
-    sink = out_file.open("w", encoding="utf-8", newline="") if out_file else None
-    stream: Any = sink or sys.stdout
-    try:
-        if fmt == "csv":
-            writer = csv.writer(stream, lineterminator="\n")
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow([_text(row.get(c)) for c in columns])
-                count += 1
-        else:
-            listed = list(rows)
-            count = len(listed)
-            doc = json_doc(listed) if json_doc is not None else listed
-            json.dump(doc, stream, indent=2, ensure_ascii=False, default=_text)
-            stream.write("\n")
-    finally:
-        if sink:
-            sink.close()
+        console = out if isinstance(stream, _Stdout) else SafeConsole(file=stream, width=200)
+        console.print(table)
+    elif fmt == "csv":
+        writer = CsvWriter(stream)
+        writer.header(columns)
+        for row in rows:
+            writer.row([_text(row.get(c)) for c in columns])
+            count += 1
+    else:
+        listed = list(rows)
+        count = len(listed)
+        doc = json_doc(listed) if json_doc is not None else listed
+        text = json.dumps(doc, indent=2, ensure_ascii=False, default=_text)
+        stream.write(terminal_text(text) + "\n")  # in a JSON string, \uXXXX is the same text
     return count
 
 

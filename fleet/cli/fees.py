@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from fleet.cli.common import (
     Format,
@@ -82,7 +83,9 @@ def fees_check(
         highlight=False,
     )
     for warning in parsed.shadowed():
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(
+            Text.assemble(("warning:", "yellow"), f" {warning}"), highlight=False, soft_wrap=True
+        )
 
 
 @fees_app.command("publish")
@@ -127,7 +130,8 @@ def fees_publish(
         "merchants": len(p.impacts),
         "raised": len(p.raises),
         "lowered": len(p.lowered),
-        "notices": len(p.notices()) if not dry_run else 0,
+        "notices": len(p.notices()),  # what the publication queues (would queue)
+        "left_out_other_currency": len(p.foreign),
         "notice_ok": p.notice_ok,
         "earliest_effective_for_a_raise": p.earliest_effective.isoformat(),
     }
@@ -143,9 +147,17 @@ def fees_publish(
     out.print(
         f"{summary['merchants']} merchants: {summary['raised']} pay more, "
         f"{summary['lowered']} pay less on the typical basket; "
-        f"{summary['notices']} fee-change notices queued",
+        f"{summary['notices']} fee-change notices {'would be ' if dry_run else ''}queued",
         highlight=False,
     )
+    if p.foreign:
+        countries = sorted({c for _, c in p.foreign})
+        out.print(
+            f"{len(p.foreign)} merchants of the group pay in another currency than "
+            f"{p.parsed.currency_alpha} ({', '.join(countries)}): the table does not apply "
+            f"to them (e.g. {', '.join(m for m, _ in p.foreign[:3])})",
+            highlight=False,
+        )
     if p.raises and not p.notice_ok:
         err_console.print(f"notice period overridden: {reason}", highlight=False)
 
@@ -244,9 +256,11 @@ def fees_diff(
         out.print_json(json.dumps(doc))
         return
     emit(d.rules, ["rule", "change", "old", "new"], "table", title=f"Rules v{old} → v{new}")
-    up = sum(1 for m in d.merchants if m.change >= 0)
+    up = sum(1 for m in d.merchants if m.direction == "up")
+    first = sum(1 for m in d.merchants if m.direction == "new")
     out.print(
-        f"typical basket ({basket}): {len(impact)} merchants change, {up} pay more",
+        f"typical basket ({basket}): {len(impact)} merchants change, {up} pay more"
+        + (f", {first} get their first table" if first else ""),
         highlight=False,
     )
     columns = ["merchant", "name", "mcc", "before", "after", "change"]

@@ -27,27 +27,31 @@ KeyPathArg = Annotated[Path, typer.Argument(help="Master key file")]
 NoteOpt = Annotated[str, typer.Option(help="Why (audited)")]
 
 
-def _read(path: Path) -> Any:
-    """The master key in ``path`` (a bad file: one line naming it, exit 2)."""
+def _read(path: Path, *, allow_open: bool = False) -> Any:
+    """The master key in ``path`` (a bad file, or one others can read unless
+    ``allow_open``: one line naming it, exit 2)."""
     from protocols.errors import MacError  # noqa: PLC0415
     from protocols.mac import read_master_key  # noqa: PLC0415
 
     try:
-        return read_master_key(path)
+        return read_master_key(path, allow_open=allow_open)
     except MacError as exc:
         raise fail(str(exc), 2) from None
 
 
 @keys_app.command("new")
 def keys_new(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Where to write the key file (mode 0600)")],
     version: Annotated[int, typer.Option(help="The key's version (1..4294967295)")] = 1,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Write a new random master key file of a version. Never over an existing file."""
+    from fleet.cli.outfile import check_target  # noqa: PLC0415
     from protocols.errors import MacError  # noqa: PLC0415
     from protocols.mac import MasterKey, generate_master_key_file  # noqa: PLC0415
 
+    check_target(path, force=True, db=state(ctx).db)  # never the database, never a directory
     if path.exists() or path.is_symlink():
         raise fail(f"{path} exists: a master key file is never overwritten", 2)
     try:
@@ -80,7 +84,7 @@ def keys_show(
     """Each key file's version and check value (never the key), and who may read it."""
     rows = []
     for path in paths:
-        master = _read(path)
+        master = _read(path, allow_open=True)  # shown, with who may read it
         mode = path.stat().st_mode & 0o777
         rows.append(
             {

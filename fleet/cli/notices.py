@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.text import Text
 
 from fleet.cli.common import (
     Format,
@@ -53,7 +54,8 @@ class _Shown:
         self.waiting_messages = waiting_messages
         self.progress = Progress(
             TextColumn("notices"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=err_console,
+            TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+            console=err_console,
             disable=fmt == TableJson.JSON,
         )  # fmt: skip
         self.task = self.progress.add_task(
@@ -143,16 +145,22 @@ def notices_verify(
         emit([doc], [], "json", json_doc=lambda rows: rows[0])
     elif not found.genuine:
         out.print(
-            f"[bold red]NOT GENUINE[/]: no notice of ours has reference {found.code}. "
-            "Tell the merchant not to act on it, and record a report.",
+            Text.assemble(
+                ("NOT GENUINE", "bold red"),
+                f": no notice of ours has reference {found.code}. "
+                "Tell the merchant not to act on it, and record a report.",
+            ),
             highlight=False,
             soft_wrap=True,
         )
     else:
         out.print(
-            f"[bold green]GENUINE[/]: reference {found.code}, {doc['channel']} to "
-            f"{doc['merchant']} ({doc['merchant_id']}) at {doc['to']}; composed "
-            f"{doc['composed_at']}, sent {doc['sent_at'] or '(not yet: ' + doc['status'] + ')'}",
+            Text.assemble(
+                ("GENUINE", "bold green"),
+                f": reference {found.code}, {doc['channel']} to {doc['merchant']} "
+                f"({doc['merchant_id']}) at {doc['to']}; composed {doc['composed_at']}, sent "
+                f"{doc['sent_at'] or '(not yet: ' + doc['status'] + ')'}",
+            ),
             highlight=False,
             soft_wrap=True,
         )

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from fleet.cli.common import (
+    AllowOpenKeyOpt,
     KeyFileOpt,
     TableJson,
     TableJsonOpt,
@@ -43,7 +44,7 @@ def push_progress() -> Progress:
         TextColumn("{task.fields[serial]}", style="bold"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
+        TextColumn("{task.fields[note]}", markup=False),
         TimeElapsedColumn(),
         console=err_console,
     )
@@ -53,6 +54,7 @@ def push_command(
     ctx: typer.Context,
     table: Annotated[int, typer.Option("--table", help="Published version to push")],
     key_file: KeyFileOpt,
+    allow_open_key_file: AllowOpenKeyOpt = False,
     terminal: Annotated[str | None, typer.Option("--terminal", "-t", help="One terminal")] = None,
     group: Annotated[
         str | None, typer.Option(help="all, mcc=…, region=…, tag=… (';' joins)")
@@ -73,7 +75,7 @@ def push_command(
     if port and group is not None:
         raise fail("--port works with --terminal only", 2)
     st = state(ctx)
-    keys = load_keys(key_file)
+    keys = load_keys(key_file, allow_open=allow_open_key_file)
     engine = st.engine()
     policy = st.policy().fees
     serials = (
@@ -98,7 +100,7 @@ def push_command(
             port=port, baud=baud, t2=timeout, retries=retries,
             progress=lambda s, done, n: progress.update(bar(s), completed=done, total=n),
             failed_attempt=lambda s, n, e: progress.update(
-                bar(s), note=f"[red]attempt {n}: {e}[/]"
+                bar(s), note=f"attempt {n}: {e}"
             ),
             finished=lambda r: finished(r, bar(r.serial), overall),
         )  # fmt: skip
@@ -114,6 +116,6 @@ def push_command(
         )
     for r in failed:
         error = (r.error or "").removeprefix(f"{r.serial}: ")
-        err_console.print(f"[bold red]error:[/] {r.serial}: {error}", highlight=False)
+        fail(f"{r.serial}: {error}")
     if failed:
         raise typer.Exit(1)

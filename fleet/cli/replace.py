@@ -5,14 +5,15 @@ The domain is imported inside the commands (see :mod:`fleet.cli`).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from fleet.cli.common import (
+    ForceOpt,
     Format,
     FormatOpt,
     OutOpt,
@@ -48,6 +49,7 @@ def replacements(
     ] = False,
     limit: Annotated[int, typer.Option(help="Table: show the first N by priority")] = 50,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Terminals that need replacing: every reason, a priority, a replace-by date, and the
     forecast of units and cost per quarter."""
@@ -60,15 +62,14 @@ def replacements(
     found = assess(st.engine(), st.policy().replacement, day, days)
     if forecast_only:
         rows = found.forecast.rows()
-        emit(rows, FORECAST_COLUMNS, fmt, title="Replacement forecast", out_file=out_file)
+        emit(
+            rows, FORECAST_COLUMNS, fmt, title="Replacement forecast", out_file=out_file,
+            force=force,
+        )  # fmt: skip
     elif fmt == Format.CSV:
-        emit(map(flat_row, found.replacements), CSV_COLUMNS, fmt, out_file=out_file)
+        emit(map(flat_row, found.replacements), CSV_COLUMNS, fmt, out_file=out_file, force=force)
     elif fmt == Format.JSON:
-        text = json.dumps(found.as_dict(), indent=2, ensure_ascii=False)
-        if out_file:
-            out_file.write_text(text + "\n", encoding="utf-8")
-        else:
-            print(text)
+        emit([found.as_dict()], [], fmt, out_file=out_file, force=force, json_doc=lambda r: r[0])
     else:
         _table(found, found.replacements[:limit])
 
@@ -91,7 +92,7 @@ def _table(found: Assessment, shown: list[Replacement]) -> None:
     styles = {1: "bold red", 2: "yellow", 3: "default"}
     for r in shown:
         table.add_row(
-            f"[{styles[r.priority]}]P{r.priority}[/]",
+            Text(f"P{r.priority}", style=styles[r.priority]),
             r.serial,
             f"{r.model} {r.firmware}",
             r.replace_by.isoformat(),
@@ -156,7 +157,7 @@ def sync_command(
         except SyncError as exc:
             failures += 1
             results.append({"serial": serial, "error": str(exc), "reason": exc.reason})
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            fail(str(exc))
             continue
         results.append(result.as_dict())
     if fmt == TableJson.JSON:

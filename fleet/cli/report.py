@@ -14,13 +14,14 @@ import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from fleet.cli.common import (
+    ForceOpt,
     OutOpt,
+    SafeConsole,
     emit,
     err_console,
     fail,
@@ -28,7 +29,9 @@ from fleet.cli.common import (
     option_days,
     out,
     state,
+    write_out,
 )
+from fleet.core.escaping import terminal_text
 from fleet.core.values import CHANNELS
 
 if TYPE_CHECKING:
@@ -64,25 +67,30 @@ def _day(as_of: str | None) -> date:
     return option_date(as_of, "--as-of") or datetime.now(UTC).date()
 
 
-def _write(report: Report, fmt: str, out_file: Path | None) -> None:
+def _json(render: Any, report: Report) -> str:
+    """The report's JSON, control and bidi characters as JSON escapes (the same text)."""
+    return terminal_text(render.json_text(report))
+
+
+def _write(report: Report, fmt: str, out_file: Path | None, force: bool) -> None:
     from fleet.reports import render  # noqa: PLC0415
 
     try:
         if fmt == "csv":
             keys, rows = render.csv_rows(report)
-            emit(rows, keys, "csv", out_file=out_file)
-        elif fmt == "table":
-            if out_file is None:
-                render.table(report, out)
-            else:
-                with out_file.open("w", encoding="utf-8") as fh:
-                    render.table(report, Console(file=fh, width=160, no_color=True))
+            emit(rows, keys, "csv", out_file=out_file, force=force)
+        elif fmt == "table" and out_file is None:
+            render.table(report, out)
+        elif out_file is None:
+            write_out(_json(render, report) if fmt == "json" else render.html(report))
         else:
-            text = render.json_text(report) if fmt == "json" else render.html(report)
-            if out_file is None:
-                sys.stdout.write(text)
-            else:
-                out_file.write_text(text, encoding="utf-8")
+            from fleet.cli.outfile import atomic_text  # noqa: PLC0415
+
+            with atomic_text(out_file, force=force) as fh:
+                if fmt == "table":
+                    render.table(report, SafeConsole(file=fh, width=160, no_color=True))
+                else:
+                    fh.write(_json(render, report) if fmt == "json" else render.html(report))
     except BrokenPipeError:
         if out_file is not None:
             raise fail(f"{out_file}: broken pipe") from None
@@ -103,12 +111,13 @@ def report_fleet(
     ctx: typer.Context,
     fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
     as_of: AsOfOpt = None,
 ) -> None:
     """Terminals by model and status, by firmware (supported or not), an age histogram."""
     from fleet.reports import fleet_report  # noqa: PLC0415
 
-    _write(fleet_report(state(ctx).engine(), _day(as_of)), fmt, out_file)
+    _write(fleet_report(state(ctx).engine(), _day(as_of)), fmt, out_file, force)
 
 
 @report_app.command("replacements")
@@ -116,6 +125,7 @@ def report_replacements(
     ctx: typer.Context,
     fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
     as_of: AsOfOpt = None,
     horizon: Annotated[
         str | None, typer.Option(help="Look-ahead, e.g. 180d, 26w, 6m (default: policy)")
@@ -139,7 +149,7 @@ def report_replacements(
         days,
         limit=limit if fmt in (ReportFormat.TABLE, ReportFormat.HTML) else None,
     )
-    _write(report, fmt, out_file)
+    _write(report, fmt, out_file, force)
 
 
 @report_app.command("rollout")
@@ -147,6 +157,7 @@ def report_rollout(
     ctx: typer.Context,
     fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
     as_of: AsOfOpt = None,
     rollout: Annotated[
         list[int] | None,
@@ -157,7 +168,8 @@ def report_rollout(
     failures grouped by last error."""
     from fleet.reports import rollout_report  # noqa: PLC0415
 
-    _write(rollout_report(state(ctx).engine(), _day(as_of), tuple(rollout or ())), fmt, out_file)
+    report = rollout_report(state(ctx).engine(), _day(as_of), tuple(rollout or ()))
+    _write(report, fmt, out_file, force)
 
 
 def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -173,6 +185,7 @@ def report_notices(
     ctx: typer.Context,
     fmt: FormatOpt = ReportFormat.TABLE,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
     as_of: Annotated[
         str | None,
         typer.Option(
@@ -209,4 +222,4 @@ def report_notices(
         _choices(kind, KINDS, "--kind"),
         _choices(channel, CHANNELS, "--channel"),
     )
-    _write(notices_report(state(ctx).engine(), where), fmt, out_file)
+    _write(notices_report(state(ctx).engine(), where), fmt, out_file, force)

@@ -9,8 +9,19 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.text import Text
 
-from fleet.cli.common import KeyFileOpt, TableJson, TableJsonOpt, emit, fail, load_keys, out, state
+from fleet.cli.common import (
+    AllowOpenKeyOpt,
+    KeyFileOpt,
+    TableJson,
+    TableJsonOpt,
+    emit,
+    fail,
+    load_keys,
+    out,
+    state,
+)
 from fleet.cli.push import push_progress
 
 if TYPE_CHECKING:
@@ -105,12 +116,15 @@ class _Display:
                     p.advance(self.overall)
                 if kind == "failed":
                     error = (event.error or "").removeprefix(f"{event.serial}: ")
-                    p.console.print(f"[red]failed[/] {event.serial}: {error}", highlight=False)
+                    p.console.print(Text.assemble(("failed", "red"), f" {event.serial}: {error}"))
             elif isinstance(event, WaveOpened):
                 p.console.print(f"rollout {rid}: wave {event.wave} opened")
             elif isinstance(event, Halted):
                 p.console.print(
-                    f"[red]rollout {rid}: halted[/], {event.failed} of {event.of} terminals failed"
+                    Text.assemble(
+                        (f"rollout {rid}: halted", "red"),
+                        f", {event.failed} of {event.of} terminals failed",
+                    )
                 )
             elif isinstance(event, RolloutDone):
                 p.console.print(f"rollout {rid}: every wave done")
@@ -121,6 +135,7 @@ def rollout_run(
     ctx: typer.Context,
     rollout_id: Annotated[int, typer.Argument(help="Rollout id")],
     key_file: KeyFileOpt,
+    allow_open_key_file: AllowOpenKeyOpt = False,
     workers: Annotated[int, typer.Option(help="Pushers in this process")] = 4,
     name: Annotated[str | None, typer.Option(help="Worker name in leases [host:pid]")] = None,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
@@ -134,7 +149,7 @@ def rollout_run(
     from fleet.rollout import RolloutState, Worker, status  # noqa: PLC0415
 
     st = state(ctx)
-    keys = load_keys(key_file)
+    keys = load_keys(key_file, allow_open=allow_open_key_file)
     engine = st.engine()
     info = status(engine, rollout_id)
     progress = push_progress()

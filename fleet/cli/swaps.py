@@ -11,6 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from fleet.cli.common import (
+    AllowOpenKeyOpt,
     Format,
     FormatOpt,
     OptionalKeyFileOpt,
@@ -78,9 +79,7 @@ def _provision(ctx: typer.Context, result: SwapResult, port: str, key: KeyRing) 
         provision(st.engine(), result, port, keys=key, policy=st.policy(), actor=st.actor)
     except FleetError as exc:
         err_console.print(f"swap {result.id} is done, but provisioning failed: {exc}")
-        err_console.print(
-            f"[bold red]error:[/] provision {result.new} on {port}: {exc}", highlight=False
-        )
+        fail(f"provision {result.new} on {port}: {exc}")
         return False
     return True
 
@@ -96,6 +95,7 @@ def swap_do(
         str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
     ] = None,
     key_file: OptionalKeyFileOpt = None,
+    allow_open_key_file: AllowOpenKeyOpt = False,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Swap OLD for NEW in one transaction: OLD swapped out, NEW takes its TID, MID,
@@ -104,7 +104,9 @@ def swap_do(
 
     if port and not key_file:
         raise fail(_NEEDS_KEY, 2)
-    key = load_keys(key_file) if port and key_file else None  # before anything changes
+    key = (
+        load_keys(key_file, allow_open=allow_open_key_file) if port and key_file else None
+    )  # before anything changes
     st = state(ctx)
     result = swap(
         st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
@@ -144,13 +146,16 @@ def swap_sheet(
     path: Annotated[Path, typer.Argument(help="CSV/JSON: old_serial,new_serial,reason[,…]")],
     engineer: EngineerOpt = "",
     key_file: OptionalKeyFileOpt = None,
+    allow_open_key_file: AllowOpenKeyOpt = False,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """A field engineer's day sheet: all swaps or none (a bad row rejects the file), then
     provision the rows that give a port (which needs --key-file)."""
     from fleet.swaps import day_sheet  # noqa: PLC0415
 
-    key = load_keys(key_file) if key_file else None  # before anything changes
+    key = (
+        load_keys(key_file, allow_open=allow_open_key_file) if key_file else None
+    )  # before anything changes
     st = state(ctx)
     done = day_sheet(
         st.engine(), path, actor=st.actor, policy=st.policy(), engineer=engineer,

@@ -15,6 +15,7 @@ from fleet.cli.common import (
     CsvJson,
     CsvJsonOpt,
     FileFormatOpt,
+    ForceOpt,
     Format,
     FormatOpt,
     ImportOutput,
@@ -221,12 +222,13 @@ def terminals_export(
     ctx: typer.Context,
     fmt: CsvJsonOpt = CsvJson.CSV,
     out_file: OutOpt = None,
+    force: ForceOpt = False,
     status: StatusOpt = None,
 ) -> None:
     """Every terminal in the import's shape (`terminals import` reads it back)."""
     from fleet.inventory import TERMINAL_COLUMNS, iter_terminals, terminal_cells  # noqa: PLC0415
 
     rows = (terminal_cells(r) for r in iter_terminals(state(ctx).engine(), status=status))
-    count = emit(rows, TERMINAL_COLUMNS, fmt, out_file=out_file)
+    count = emit(rows, TERMINAL_COLUMNS, fmt, out_file=out_file, force=force)
     if out_file is not None:
         err_console.print(f"wrote {count} terminals to {out_file}", highlight=False)

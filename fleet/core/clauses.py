@@ -22,6 +22,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, DateTime, Dialect, Integer, String, Text, TypeDecorator
 from sqlalchemy.sql import column, table
 
+from fleet.core.clock import now
+
 __all__ = [
     "AUDIT_CLAUSE",
     "EVENT_CLAUSE",
@@ -57,11 +59,6 @@ class UTCDateTime(TypeDecorator[datetime]):
             value = datetime.fromisoformat(value)
         assert isinstance(value, datetime)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def now() -> datetime:
-    """The current instant, timezone-aware."""
-    return datetime.now(UTC)
 
 
 AUDIT_CLAUSE = table(

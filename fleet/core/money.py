@@ -72,6 +72,8 @@ from fleet.core.errors import InputError
 __all__ = [
     "MoneyError",
     "alpha_code",
+    "countries_using",
+    "country_currencies",
     "currencies",
     "format_minor",
     "format_money",
@@ -137,6 +139,43 @@ def alpha_code(numeric: int) -> str:
         return _iso()[1][numeric]
     except KeyError:
         raise MoneyError(f"not an ISO 4217 numeric currency code: {numeric:03d}") from None
+
+
+@cache
+def _tender() -> dict[str, tuple[str, ...]]:
+    """ISO 3166 country → the currencies that are legal tender there today (CLDR, Babel)."""
+    from babel import Locale  # noqa: PLC0415
+    from babel.numbers import get_territory_currencies  # noqa: PLC0415
+
+    found: dict[str, tuple[str, ...]] = {}
+    for territory in map(str, Locale("en").territories):
+        if len(territory) == 2 and territory.isalpha():
+            tender = get_territory_currencies(territory, tender=True)
+            if tender:
+                found[territory] = tuple(tender)
+    return found
+
+
+def country_currencies(country: str) -> tuple[str, ...]:
+    """The currencies a merchant in ``country`` (ISO 3166 alpha-2) is paid in: what is legal
+    tender there today, by CLDR (via Babel); empty for a code CLDR does not know.
+
+    >>> country_currencies("IE"), country_currencies("CN"), country_currencies("PA")
+    (('EUR',), ('CNY',), ('PAB', 'USD'))
+    """
+    return _tender().get(country.upper(), ())
+
+
+@cache
+def countries_using(currency: str | int) -> tuple[str, ...]:
+    """The countries (ISO 3166 alpha-2, sorted) where ``currency`` is legal tender today:
+    the merchants a fee table in that currency may apply to.
+
+    >>> countries_using("CNY"), "IE" in countries_using(978), "SG" in countries_using("EUR")
+    (('CN',), True, False)
+    """
+    alpha = _alpha(currency)
+    return tuple(sorted(c for c, tender in _tender().items() if alpha in tender))
 
 
 def _alpha(currency: str | int) -> str:

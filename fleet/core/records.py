@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.core.errors import InputError
+from fleet.core.escaping import csv_uncell
 
 __all__ = [
     "Column",
@@ -234,6 +235,7 @@ def _csv_rows(path: Path) -> tuple[list[str], Iterator[Row]]:
                     msg = f"{len(cells)} cells, the header has {width}"
                     yield Row(name, reader.line_num, {"\0error": msg})
                     continue
+                cells = [csv_uncell(c) for c in cells]  # what posfleet's CSV writer escaped
                 yield Row(name, reader.line_num, dict(zip(header, cells, strict=True)))
 
     return header, rows()

@@ -45,6 +45,7 @@ __all__ = [
     "parse_mcc",
     "parse_money",
     "parse_phone",
+    "parse_serial",
     "parse_timezone",
     "parse_token",
 ]
@@ -55,7 +56,6 @@ CHANNELS = ("sms", "email", "call")
 _TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _EMAIL = re.compile(r"[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _LANGUAGE = re.compile(r"([a-zA-Z]{2,3})(?:-([a-zA-Z]{4}))?(?:-([a-zA-Z]{2}|[0-9]{3}))?")
-_LINK_SCHEMES = ("socket", "rfc2217", "loop", "spy", "hwgrep", "alt", "cp2110")
 _DURATION = re.compile(r"(\d+)\s*([dwmy])")
 _DAYS = {"d": 1, "w": 7, "m": 30.4375, "y": 365.25}
 
@@ -125,6 +125,14 @@ def parse_token(text: str, *, max_len: int, what: str = "identifier") -> str:
     if len(value) > max_len:
         raise ValueError(f"{what} {value!r} is longer than {max_len} characters")
     return value
+
+
+def parse_serial(text: str) -> str:
+    """A terminal's serial: the rule of :func:`protocols.values.check_serial`, which
+    ``possim`` applies too (both name files after serials: never a path)."""
+    from protocols.values import check_serial  # noqa: PLC0415
+
+    return check_serial(text.strip())
 
 
 def parse_mcc(text: str) -> int:
@@ -228,21 +236,25 @@ def parse_channels(text: str) -> list[str]:
 
 
 def parse_link(text: str) -> str:
-    """Where the host reaches a terminal: ``socket://host:port``, ``rfc2217://…``, a device."""
-    value = text.strip()
-    if value.startswith("/"):
-        return value
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme not in _LINK_SCHEMES:
-        raise ValueError(
-            f"not a serial URL: {text!r} (want a device path or "
-            f"{', '.join(s + '://' for s in _LINK_SCHEMES)})"
-        )
-    if scheme in ("socket", "rfc2217"):
-        host, colon, port = rest.split("?")[0].rpartition(":")
-        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{value!r} needs host:port")
-    return value
+    """Where the host reaches a terminal: a serial device (``/dev/ttyUSB0``, ``/dev/pts/N``,
+    ``/dev/serial/by-id/…``), ``socket://host:port`` or ``rfc2217://host:port`` — the
+    allow-list of :func:`protocols.linkurl.check_url`, without ``loop://`` (the fleet's one
+    rule: checked on import, update and sync, and again when a link is opened).
+
+    >>> parse_link(" socket://10.0.0.9:9000 ")
+    'socket://10.0.0.9:9000'
+    >>> parse_link("spy:///dev/pts/3?file=/tmp/x")
+    Traceback (most recent call last):
+    ValueError: not an allowed link: 'spy:///dev/pts/3?file=/tmp/x' (want a serial device \
+/dev/tty…, /dev/pts/N, /dev/serial/by-id/…, or socket://HOST:PORT, rfc2217://HOST:PORT)
+    """
+    from protocols.errors import LinkError  # noqa: PLC0415 - pyserial only for a link
+    from protocols.linkurl import check_url  # noqa: PLC0415
+
+    try:
+        return check_url(text.strip(), loop=False)
+    except LinkError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def parse_duration_days(text: str) -> int:

@@ -10,7 +10,7 @@ reports show it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,10 +27,11 @@ from protocols.errors import LinkError, ProtocolError
 __all__ = ["Attempt", "recorded"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
     """One attempt: on ``serial``, of ``kind`` (``fees``: table ``version``; ``key``: key
-    ``version``), by ``worker`` for rollout job ``job_id``."""
+    ``version``), by ``worker`` for rollout job ``job_id``; for a download, the block it
+    started at and the blocks it sent so far (what a failed attempt records)."""
 
     engine: Engine
     serial: str
@@ -39,6 +40,23 @@ class Attempt:
     job_id: int | None = None
     kind: str = "fees"
     started: datetime = field(default_factory=now)
+    resumed_from: int | None = None
+    """The block the download started at (None: nothing sent yet)."""
+    sent: int = 0
+    """Blocks sent so far."""
+
+    def progress(self, then: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+        """A download progress callback that counts the blocks sent, then calls ``then``."""
+
+        def seen(stored: int, count: int) -> None:
+            if self.resumed_from is None:
+                self.resumed_from = stored  # the first call: where the download starts
+            else:
+                self.sent += 1
+            if then is not None:
+                then(stored, count)
+
+        return seen
 
     def row(self, finished: datetime, **values: Any) -> dict[str, Any]:
         return {
@@ -57,10 +75,13 @@ class Attempt:
         conn.execute(insert(ATTEMPTS).values(self.row(finished, **values)))
 
     def record_failure(self, error: str) -> None:
+        """Keep a failed attempt with the blocks it sent before it failed."""
+        row = self.row(
+            now(), outcome="error", error=error[:500],
+            resumed_from=self.resumed_from or 0, blocks_sent=self.sent,
+        )  # fmt: skip
         with writer(self.engine).begin() as conn:
-            conn.execute(
-                insert(ATTEMPTS).values(self.row(now(), outcome="error", error=error[:500]))
-            )
+            conn.execute(insert(ATTEMPTS).values(row))
 
 
 def _record_unissued(attempt: Attempt, exc: UnissuedKeyError) -> None:

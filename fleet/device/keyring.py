@@ -34,7 +34,7 @@ from pathlib import Path
 
 from fleet.core.errors import InputError
 from fleet.device.session import DeviceError
-from protocols.errors import MacError
+from protocols.errors import KeyFileModeError, MacError
 from protocols.keys import KeyVersions
 from protocols.mac import MasterKey, TerminalKey, read_master_key
 
@@ -99,15 +99,19 @@ class KeyRing:
         return cls(by_version, {v: f"key v{v}" for v in by_version})
 
     @classmethod
-    def read(cls, paths: Iterable[str | os.PathLike[str]]) -> KeyRing:
-        """The keys in ``paths``: master key files, or directories of ``*.key`` files."""
+    def read(cls, paths: Iterable[str | os.PathLike[str]], *, allow_open: bool = False) -> KeyRing:
+        """The keys in ``paths``: master key files, or directories of ``*.key`` files. A
+        file others can read raises :class:`~protocols.errors.KeyFileModeError` unless
+        ``allow_open``."""
         masters: dict[int, MasterKey] = {}
         files: dict[int, str] = {}
         for given in paths:
             path = Path(given)
             for file in _key_files(path):
                 try:
-                    master = read_master_key(file)
+                    master = read_master_key(file, allow_open=allow_open)
+                except KeyFileModeError:
+                    raise
                 except MacError as exc:
                     raise KeyFileError(str(exc), where=str(file)) from None
                 seen = masters.get(master.version)

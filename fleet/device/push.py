@@ -4,7 +4,8 @@ Over a :class:`~fleet.device.session.DeviceSession` (signed on, identity checked
 terminal that already has the version, send the blocks (resuming from the block the
 terminal reports), commit, then **verify**: a status query must show the version active
 or pending, and a test sale's fee must equal the fleet's own computation with the table
-the terminal says it priced with. Every attempt is kept (``push_attempt``); a success
+the terminal says it priced with and the MCC of its merchant in the fleet (never the MCC
+the terminal reports: a mismatch is a failure). Every attempt is kept (``push_attempt``); a success
 updates the terminal's versions and ``last_seen`` and writes an audit entry.
 
 :func:`push_terminal` opens its own session; :func:`push_on` pushes over one the caller
@@ -14,14 +15,14 @@ holds (provisioning: one link, one sign-on for the sync and the push).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from fleet.core import audit
 from fleet.core.db import writer
-from fleet.core.models import TERMINALS, now
+from fleet.core.models import ATTEMPTS, TERMINALS, now
 from fleet.core.money import parse_minor
 from fleet.core.policy import FeePolicy
 from fleet.device.attempts import Attempt, recorded
@@ -53,9 +54,12 @@ class PushOutcome:
     blocks: int
     resumed_from: int
     sent: int
+    """Blocks sent by this push, its failed attempts before included."""
     test_fee: int | None
     active_version: int
     pending_version: int
+    attempts: int = 1
+    """Attempts this push took (the failed ones before it, and this one)."""
 
     def describe(self) -> str:
         """What happened, in a few words (progress notes, swap provisioning)."""
@@ -78,6 +82,7 @@ class PushOutcome:
             "test_fee": self.test_fee,
             "active_version": self.active_version,
             "pending_version": self.pending_version,
+            "attempts": self.attempts,
         }
 
 
@@ -105,9 +110,8 @@ def push_terminal(
         recorded(attempt, PushFailedError),
         DeviceSession(ref, keys=keys, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
     ):
-        outcome = _push(dev, version, tables, policy, progress)
-    _record_success(attempt, outcome, dev, actor=actor, url=ref.url)
-    return outcome
+        outcome = _push(dev, version, tables, policy, attempt.progress(progress))
+    return _record_success(attempt, outcome, dev, actor=actor, url=ref.url)
 
 
 def push_on(
@@ -125,9 +129,8 @@ def push_on(
     published(tables, version)
     attempt = Attempt(engine, dev.ref.serial, version, worker)
     with recorded(attempt, PushFailedError):
-        outcome = _push(dev, version, tables, policy, progress)
-    _record_success(attempt, outcome, dev, actor=actor, url=dev.ref.url)
-    return outcome
+        outcome = _push(dev, version, tables, policy, attempt.progress(progress))
+    return _record_success(attempt, outcome, dev, actor=actor, url=dev.ref.url)
 
 
 def _push(
@@ -150,7 +153,11 @@ def _push(
     amount = parse_minor(policy.test_amount, table.currency)
     card = CardType[policy.test_card.upper()]
     sale = session.sale(amount, card, currency=table.currency)
-    _verify_sale(sale, status.active_version, tables, amount, card, dev.signed.info.mcc)
+    # the fee is checked with the merchant's MCC in the fleet, never the one the terminal
+    # reports (the session refuses a terminal whose MCC disagrees; without a merchant, the
+    # terminal's is all there is)
+    mcc = dev.ref.mcc if dev.ref.mcc is not None else dev.signed.info.mcc
+    _verify_sale(sale, status.active_version, tables, amount, card, mcc)
     return PushOutcome(
         dev.ref.serial,
         version,
@@ -200,11 +207,48 @@ def _verify_sale(
         )
 
 
+def _earlier_failures(conn: Connection, attempt: Attempt) -> tuple[int, int]:
+    """(failed attempts, blocks they sent) of this push of the version before this attempt:
+    the failures since the terminal's last finished attempt at it."""
+    last_done = (
+        select(func.max(ATTEMPTS.c.id))
+        .where(
+            ATTEMPTS.c.serial == attempt.serial,
+            ATTEMPTS.c.kind == attempt.kind,
+            ATTEMPTS.c.version == attempt.version,
+            ATTEMPTS.c.outcome != "error",
+        )
+        .scalar_subquery()
+    )
+    failed, sent = conn.execute(
+        select(func.count(), func.coalesce(func.sum(ATTEMPTS.c.blocks_sent), 0)).where(
+            ATTEMPTS.c.serial == attempt.serial,
+            ATTEMPTS.c.kind == attempt.kind,
+            ATTEMPTS.c.version == attempt.version,
+            ATTEMPTS.c.outcome == "error",
+            ATTEMPTS.c.id > func.coalesce(last_done, 0),
+        )
+    ).one()
+    return int(failed), int(sent)
+
+
 def _record_success(
     attempt: Attempt, outcome: PushOutcome, dev: DeviceSession, *, actor: str, url: str
-) -> None:
+) -> PushOutcome:
+    """Keep the attempt (what it did itself) and audit the push (what all its attempts did:
+    a download committed by an attempt whose link broke, then found in place by the next,
+    was pushed, not "already" there). Returns the push's outcome."""
     finished = now()
     with writer(attempt.engine).begin() as conn:
+        failed, sent_before = _earlier_failures(conn, attempt)
+        whole = outcome
+        if failed:
+            whole = replace(
+                outcome,
+                outcome="pushed" if outcome.outcome == "pushed" or sent_before else "already",
+                sent=outcome.sent + sent_before,
+                attempts=failed + 1,
+            )
         conn.execute(
             update(TERMINALS)
             .where(TERMINALS.c.serial == attempt.serial)
@@ -224,6 +268,7 @@ def _record_success(
             actor=actor,
             action="push",
             target=f"terminal:{attempt.serial}",
-            details=outcome.as_dict() | {"url": url, "worker": attempt.worker},
+            details=whole.as_dict() | {"url": url, "worker": attempt.worker},
             at=finished,
         )
+    return whole

@@ -5,9 +5,12 @@ who answers. Sync, push, provisioning and verification all run over it.
 >>> # with DeviceSession(ref, keys=ring) as dev: dev.signed.info.firmware, dev.host.status()
 
 :func:`resolve` is the one lookup of "which terminal, reached how": by serial (its
-recorded link, or a given one) or by link alone. :class:`DeviceSession` opens the link,
-signs on (0800/001) and checks identity: the terminal must answer with the serial asked
-for and, when the inventory has one, the same MID (:class:`IdentityError` otherwise).
+recorded link, or a given one) or by link alone; the link must be an allowed one
+(:func:`protocols.linkurl.check_url`, without ``loop://``), whatever the database holds.
+:class:`DeviceSession` opens the link, signs on (0800/001) and checks identity: the
+terminal must answer with the serial asked for and, when the inventory has them, the same
+MID and its merchant's MCC (the fleet's MCC, never the terminal's, is what fees are checked
+with: :class:`IdentityError` otherwise).
 It signs with the key of the version the terminal reports, from the session's key ring
 (:mod:`fleet.device.keyring`): the terminal's current key, or its next one while a key
 change awaits confirmation.
@@ -24,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 
 from fleet.core.errors import InputError, JobError, NotFoundError
-from fleet.core.models import TERMINALS
+from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.inventory import get_terminal
+from protocols.errors import LinkError
 from protocols.keys import KeyVersions
 from protocols.link import Link
+from protocols.linkurl import check_url
 from protocols.session import HostSession, SignOn
 
 if TYPE_CHECKING:
@@ -74,6 +79,8 @@ class TerminalRef:
     mid: str | None
     url: str
     row: dict[str, Any]
+    mcc: int | None = None
+    """Its merchant's MCC in the fleet (None: no merchant)."""
 
 
 def resolve(conn: Connection, serial: str | None = None, port: str | None = None) -> TerminalRef:
@@ -98,9 +105,18 @@ def resolve(conn: Connection, serial: str | None = None, port: str | None = None
     url = port or row["link"]
     if not url:
         raise InputError(f"terminal {row['serial']} has no link URL recorded: give its link")
+    try:  # a link recorded before the allow-list, or given now: refused before it is opened
+        check_url(url, loop=False)
+    except LinkError as exc:
+        raise InputError(str(exc), where=row["serial"]) from None
     if not row["tid"]:
         raise DeviceError(f"terminal {row['serial']} has no TID: it can't be signed on to")
-    return TerminalRef(row["serial"], row["tid"], row["mid"] or None, url, row)
+    mcc = None
+    if row.get("merchant_id"):
+        mcc = conn.execute(
+            select(MERCHANTS.c.mcc).where(MERCHANTS.c.id == row["merchant_id"])
+        ).scalar()
+    return TerminalRef(row["serial"], row["tid"], row["mid"] or None, url, row, mcc)
 
 
 class DeviceSession:
@@ -176,4 +192,10 @@ class DeviceSession:
         if ref.mid and self.signed.mid != ref.mid:
             raise IdentityError(
                 f"{ref.serial} reports MID {self.signed.mid}, the inventory has {ref.mid}"
+            )
+        if ref.mcc is not None and info.mcc != ref.mcc:
+            raise IdentityError(
+                f"{ref.serial} reports MCC {info.mcc:04d}, its merchant "
+                f"{ref.row.get('merchant_id')} has MCC {ref.mcc:04d} in the fleet: "
+                "configure the terminal"
             )

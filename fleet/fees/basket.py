@@ -19,7 +19,7 @@ from fleet.fees.errors import FeeFileError
 from protocols.feetable import FeeTable, NoFeeRuleError, compute_fee
 from protocols.values import CardType
 
-__all__ = ["DEFAULT_BASKET", "BasketItem", "Impact", "basket_fees", "parse_basket"]
+__all__ = ["DEFAULT_BASKET", "BasketItem", "Impact", "basket_fees", "fee_direction", "parse_basket"]
 
 _CARDS = {c.name.lower(): c for c in CardType}
 
@@ -70,6 +70,24 @@ def basket_fees(table: FeeTable | None, mcc: int, basket: Sequence[BasketItem]) 
     return total
 
 
+def fee_direction(before: int | None, after: int | None) -> str:
+    """How a merchant's basket fee moves — the one rule ``fees publish``, ``fees diff`` and
+    the notices count by: ``up`` and ``down`` compare two fees; a merchant getting its first
+    table is ``new`` (not a raise: it paid no table's fee before), one a table stops
+    covering is ``gone``, and ``same`` is no change.
+
+    >>> [fee_direction(*p) for p in [(100, 120), (120, 100), (None, 90), (90, None), (5, 5)]]
+    ['up', 'down', 'new', 'gone', 'same']
+    """
+    if before == after:
+        return "same"
+    if before is None:
+        return "new"
+    if after is None:
+        return "gone"
+    return "up" if after > before else "down"
+
+
 @dataclass(frozen=True, slots=True)
 class Impact:
     """One merchant's fee on the basket before (its current target) and after a table."""
@@ -81,12 +99,16 @@ class Impact:
     new_fee: int
 
     @property
+    def direction(self) -> str:
+        return fee_direction(self.old_fee, self.new_fee)
+
+    @property
     def raised(self) -> bool:
-        return self.old_fee is not None and self.new_fee > self.old_fee
+        return self.direction == "up"
 
     @property
     def lowered(self) -> bool:
-        return self.old_fee is not None and self.new_fee < self.old_fee
+        return self.direction == "down"
 
     @property
     def changed(self) -> bool:

@@ -11,10 +11,10 @@ from sqlalchemy import Connection, or_, select
 from fleet.core.models import MERCHANTS
 from fleet.core.money import format_minor
 from fleet.core.policy import FeePolicy
-from fleet.fees.basket import BasketItem, basket_fees, parse_basket
+from fleet.fees.basket import BasketItem, basket_fees, fee_direction, parse_basket
 from fleet.fees.describe import rule_diff
 from fleet.fees.tables import load_tables, published
-from fleet.fees.targets import group_clause
+from fleet.fees.targets import covers
 
 __all__ = ["FeeDiff", "MerchantChange", "fee_diff"]
 
@@ -32,6 +32,16 @@ class MerchantChange:
     @property
     def change(self) -> int:
         return (self.after or 0) - (self.before or 0)
+
+    @property
+    def direction(self) -> str:
+        """``up``, ``down``, ``new`` (its first table), ``gone`` or ``same``
+        (:func:`fleet.fees.basket.fee_direction`, the rule ``fees publish`` counts by)."""
+        return fee_direction(self.before, self.after)
+
+    @property
+    def raised(self) -> bool:
+        return self.direction == "up"
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,8 @@ def fee_diff(conn: Connection, old: int, new: int, policy: FeePolicy) -> FeeDiff
     a, b = published(tables, old), published(tables, new)
     basket = parse_basket(policy.basket, b.table.currency)
     dialect = conn.dialect.name
-    in_a, in_b = group_clause(a.group, dialect), group_clause(b.group, dialect)
+    in_a = covers(a.group, a.table.currency, dialect)
+    in_b = covers(b.group, b.table.currency, dialect)
     changes = []
     for row in conn.execute(
         select(

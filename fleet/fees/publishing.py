@@ -28,7 +28,7 @@ from fleet.fees.basket import BasketItem, Impact, basket_fees, parse_basket
 from fleet.fees.errors import FeeFileError, NoticePeriodError
 from fleet.fees.tablefile import ParsedTable, parse_fee_toml, sha256
 from fleet.fees.tables import load_tables
-from fleet.fees.targets import merchants_in
+from fleet.fees.targets import foreign_merchants, merchants_in
 from fleet.notices import FeeChange, queue_many
 from protocols.feetable import FeeTable
 
@@ -46,6 +46,8 @@ class Plan:
     basket: tuple[BasketItem, ...]
     notice_days: int
     published_at: datetime
+    foreign: tuple[tuple[str, str], ...] = ()
+    """Merchants of the group the table leaves out, paid in another currency (id, country)."""
 
     @property
     def raises(self) -> list[Impact]:
@@ -80,7 +82,7 @@ class Plan:
                     currency=self.parsed.currency_alpha,
                     basket_old=i.old_fee,
                     basket_new=i.new_fee,
-                    direction="up" if i.raised else "down" if i.old_fee is not None else "new",
+                    direction="up" if i.raised else "new" if i.old_fee is None else "down",
                     reason=reason,
                     sales=len(self.basket),
                     basket_total=sum(b.amount for b in self.basket),
@@ -116,14 +118,17 @@ def plan(
     table = parsed.table(number)
     basket = parse_basket(policy.basket, parsed.currency)
     impacts = []
-    for row in merchants_in(conn, parsed.group, tables):
+    for row in merchants_in(conn, parsed.group, tables, currency=parsed.currency):
         old = tables[row.target].table if row.target is not None else None
         new_fee = basket_fees(table, row.mcc, basket)
         assert new_fee is not None
         impacts.append(
             Impact(row.id, row.mcc, row.target, basket_fees(old, row.mcc, basket), new_fee)
         )
-    return Plan(number, parsed, table, impacts, basket, policy.notice_days, at or now())
+    foreign = tuple(
+        (r.id, r.country) for r in foreign_merchants(conn, parsed.group, parsed.currency)
+    )
+    return Plan(number, parsed, table, impacts, basket, policy.notice_days, at or now(), foreign)
 
 
 def publish(
@@ -197,6 +202,7 @@ def publish(
                 "effective": p.table.effective.isoformat(),
                 "group": parsed.group.describe(),
                 "merchants": len(p.impacts),
+                "left_out_other_currency": len(p.foreign),
                 "raised": len(p.raises),
                 "notices": len(notices),
             },

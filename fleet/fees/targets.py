@@ -1,10 +1,15 @@
 """Targets: which published table each merchant (and so each terminal) should have.
 
-A merchant's **target** is the newest published table whose group includes it; a
-terminal's target is its merchant's. It is derived here and only here, **in SQL**: a
-group becomes a predicate on the merchant row (:func:`group_clause`), and the target a
-``CASE`` over the published groups, newest first (:func:`target_expr`). Asking for one
-merchant's target is one indexed query; no caller scans the fleet in Python.
+A merchant's **target** is the newest published table that **covers** it: whose group
+includes it and whose currency is the merchant's (legal tender in the merchant's country,
+:func:`fleet.core.money.countries_using`; a merchant with no country, whose currency the
+fleet does not know, is covered by the group alone). A CNY table with no ``[applies]``
+applies to merchants in China, never to a bakery in Dublin: no push, no notice quoting a
+foreign currency. A terminal's target is its merchant's. It is derived here and only here,
+**in SQL**: a group and a currency become a predicate on the merchant row
+(:func:`covers`), and the target a ``CASE`` over the published tables, newest first
+(:func:`target_expr`). Asking for one merchant's target is one indexed query; no caller
+scans the fleet in Python.
 
 Tags are a JSON list on the merchant: a tag criterion is an ``EXISTS`` over
 ``json_each`` (SQLite) or ``json_array_elements_text`` (PostgreSQL).
@@ -31,11 +36,15 @@ from sqlalchemy import (
 
 from fleet.core.errors import ConflictError
 from fleet.core.models import MERCHANTS, TERMINALS
+from fleet.core.money import countries_using
 from fleet.fees.group import Group
 from fleet.fees.tables import Published, load_tables, published
 
 __all__ = [
     "LIVE",
+    "covers",
+    "currency_clause",
+    "foreign_merchants",
     "group_clause",
     "merchants_in",
     "push_targets",
@@ -73,14 +82,29 @@ def group_clause(group: Group, dialect: str) -> ColumnElement[bool]:
     return and_(*parts)
 
 
+def currency_clause(currency: int | str) -> ColumnElement[bool]:
+    """The SQL predicate "this merchant is paid in ``currency``" (or its country, and so its
+    currency, is unknown)."""
+    countries = countries_using(currency)
+    return or_(MERCHANTS.c.country.is_(None), MERCHANTS.c.country.in_(countries))
+
+
+def covers(group: Group, currency: int | str, dialect: str) -> ColumnElement[bool]:
+    """The SQL predicate of the merchants a table of ``group`` in ``currency`` applies to."""
+    return and_(group_clause(group, dialect), currency_clause(currency))
+
+
 def target_expr(tables: Mapping[int, Published], dialect: str) -> ColumnElement[Any]:
     """The version of a merchant row's target table (NULL when no table covers it)."""
     whens: list[tuple[ColumnElement[bool], int]] = []
+    everyone: set[int] = set()  # currencies a newer table covers whole: older ones unreached
     for version in sorted(tables, reverse=True):
-        group = tables[version].group
-        whens.append((group_clause(group, dialect), version))
-        if group.everyone:  # nothing older is ever reached
-            break
+        group, currency = tables[version].group, tables[version].table.currency
+        if currency in everyone:
+            continue
+        whens.append((covers(group, currency, dialect), version))
+        if group.everyone:
+            everyone.add(currency)
     if not whens:
         return null()
     return case(*whens, else_=null())
@@ -107,17 +131,36 @@ def targets(conn: Connection, tables: Mapping[int, Published] | None = None) -> 
 
 
 def merchants_in(
-    conn: Connection, group: Group, tables: Mapping[int, Published] | None = None
+    conn: Connection,
+    group: Group,
+    tables: Mapping[int, Published] | None = None,
+    *,
+    currency: int | str | None = None,
 ) -> list[Any]:
-    """The merchants of ``group`` (id, name, mcc, current ``target``), by id."""
+    """The merchants a table of ``group`` in ``currency`` covers (id, name, mcc, current
+    ``target``), by id (``currency`` None: the group alone)."""
     dialect = conn.dialect.name
     expr = target_expr(_tables(conn, tables), dialect).label("target")
+    where = group_clause(group, dialect) if currency is None else covers(group, currency, dialect)
     return list(
         conn.execute(
             select(MERCHANTS.c.id, MERCHANTS.c.name, MERCHANTS.c.mcc, expr)
-            .where(group_clause(group, dialect))
+            .where(where)
             .order_by(MERCHANTS.c.id)
             .execution_options(yield_per=5000)
+        )
+    )
+
+
+def foreign_merchants(conn: Connection, group: Group, currency: int | str) -> list[Any]:
+    """The merchants of ``group`` a table in ``currency`` leaves out: their country pays in
+    another currency (id, country), by id."""
+    dialect = conn.dialect.name
+    return list(
+        conn.execute(
+            select(MERCHANTS.c.id, MERCHANTS.c.country)
+            .where(group_clause(group, dialect), ~currency_clause(currency))
+            .order_by(MERCHANTS.c.id)
         )
     )
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
+from fleet.core import clock
 from fleet.core.db import writer
 from fleet.core.models import TERMINALS
 from fleet.core.records import RejectedFileError, RowError, read_rows
@@ -47,8 +48,10 @@ def import_terminals(
     fmt: str | None = None,
     chunk: int = CHUNK,
     progress: Callable[[int], None] | None = None,
+    at: datetime | None = None,
 ) -> ImportResult:
-    """Validate and upsert an inventory file in one transaction (see the module's notes)."""
+    """Validate and upsert an inventory file in one transaction (see the module's notes);
+    ``at``: the instant dates are checked against (default now, :mod:`fleet.core.clock`)."""
     chosen, header, rows = read_rows(path, "terminals", fmt)
     errors = FileErrors()
     name = str(path)
@@ -62,7 +65,7 @@ def import_terminals(
     defaults = schema_defaults(TERMINAL)
     update = [c for c in header if c != "serial"]
     table = TERMINALS
-    today = datetime.now(UTC).date()
+    at = at or clock.now()
     serials: dict[str, int | str] = {}
     # live TID → its terminal's serial (whose first line is in ``serials``), or (line,
     # serial) when that line is not the serial's first: no tuple per TID on 1 M rows
@@ -112,7 +115,7 @@ def import_terminals(
                     line, holder = (serials[prior], prior) if isinstance(prior, str) else prior
                     if holder != serial:
                         errors.add(row, "tid", f"TID {tid} is also {holder}'s (line {line})")
-            for column, reason in check_terminal(v, catalog, today):
+            for column, reason in check_terminal(v, catalog, at):
                 errors.add(row, column, reason)
             if not errors:
                 buffer.append(defaults | v)

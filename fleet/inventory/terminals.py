@@ -9,20 +9,21 @@ The streamed import of a whole inventory is :mod:`fleet.inventory.terminal_impor
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from fleet.core import audit
+from fleet.core import audit, clock
+from fleet.core.clock import latest_today, today_in
 from fleet.core.db import writer
 from fleet.core.errors import NotFoundError
 from fleet.core.models import FIRMWARE, MERCHANTS, MODELS, TERMINALS, Audit, TerminalModel
 from fleet.core.records import Column, RejectedFileError, Row, RowError, Schema
 from fleet.core.status import LIVE_STATUSES, Status
-from fleet.core.values import parse_date, parse_datetime, parse_link
+from fleet.core.values import parse_date, parse_datetime, parse_link, parse_serial
 from fleet.inventory.cells import count, fixed_ascii, status, token
 from fleet.inventory.importing import schema_defaults, upsert
 
@@ -47,7 +48,7 @@ __all__ = [
 TERMINAL = Schema(
     "terminals",
     (
-        Column("serial", token(40, "serial")),
+        Column("serial", parse_serial),
         Column("model", token(40, "model code")),
         Column("firmware", token(40, "firmware version")),
         Column("tid", fixed_ascii(8, "TID"), required=False),
@@ -86,23 +87,36 @@ _SKEW = timedelta(minutes=5)
 
 @dataclass
 class CatalogRefs:
-    """What a terminal's cells may refer to: models, firmware versions, merchants."""
+    """What a terminal's cells may refer to: models, firmware versions, merchants (and each
+    merchant's time zone, whose calendar its terminals' ``deployed_on`` is on)."""
 
     models: set[str]
     firmware: set[tuple[str, str]]
-    merchants: set[str]
+    merchants: dict[str, str]
+    """Merchant id → IANA time zone."""
+    _days: dict[str | None, date] = field(default_factory=dict)
 
     @classmethod
     def load(cls, conn: Connection) -> CatalogRefs:
         return cls(
             set(conn.execute(select(MODELS.c.code)).scalars()),
             {(r[0], r[1]) for r in conn.execute(select(FIRMWARE.c.model, FIRMWARE.c.version))},
-            set(conn.execute(select(MERCHANTS.c.id)).scalars()),
+            {r.id: r.timezone for r in conn.execute(select(MERCHANTS.c.id, MERCHANTS.c.timezone))},
         )
 
+    def today(self, merchant: str | None, at: datetime) -> date:
+        """Today at ``at`` on the merchant's calendar (no merchant: the latest date
+        anywhere; :mod:`fleet.core.clock`), one computation per zone."""
+        zone = self.merchants.get(merchant) if merchant else None
+        if zone not in self._days:
+            self._days[zone] = today_in(zone, at)
+        return self._days[zone]
 
-def check_terminal(v: dict[str, Any], catalog: CatalogRefs, today: date) -> list[tuple[str, str]]:
-    """Rules across a terminal's cells and the catalog: (column, reason) for each breach."""
+
+def check_terminal(v: dict[str, Any], catalog: CatalogRefs, at: datetime) -> list[tuple[str, str]]:
+    """Rules across a terminal's cells and the catalog: (column, reason) for each breach.
+    ``at``: the instant of the check; a date is in the future when it has not begun on its
+    own calendar (:mod:`fleet.core.clock`)."""
     problems: list[tuple[str, str]] = []
     model = v["model"]
     if model not in catalog.models:
@@ -120,14 +134,14 @@ def check_terminal(v: dict[str, Any], catalog: CatalogRefs, today: date) -> list
     elif state == Status.IN_STOCK and v.get("merchant_id"):
         problems.append(("merchant_id", "an in_stock terminal has no merchant (deployed?)"))
     made, deployed = v.get("manufactured_on"), v.get("deployed_on")
-    if made and made > today:
+    if made and made > latest_today(at):
         problems.append(("manufactured_on", f"{made} is in the future"))
-    if deployed and deployed > today:
+    if deployed and deployed > catalog.today(merchant, at):  # on the merchant's calendar
         problems.append(("deployed_on", f"{deployed} is in the future"))
     if made and deployed and deployed < made:
         problems.append(("deployed_on", f"{deployed} is before manufactured_on {made}"))
     seen = v.get("last_seen")
-    if seen and seen > datetime.now(UTC).replace(microsecond=0) + _SKEW:
+    if seen and seen > at.replace(microsecond=0) + _SKEW:
         problems.append(("last_seen", f"{seen.isoformat()} is in the future"))
     return problems
 
@@ -221,14 +235,22 @@ class TerminalChange:
 
 
 def add_terminal(
-    engine: Engine, serial: str, cells: Mapping[str, str], *, actor: str, reason: str = ""
+    engine: Engine,
+    serial: str,
+    cells: Mapping[str, str],
+    *,
+    actor: str,
+    reason: str = "",
+    at: datetime | None = None,
 ) -> TerminalChange:
     """Add one terminal from cells as typed (``{"model": "PF-300", …}``), checked like an
-    import row; :class:`RejectedFileError` naming the terminal when it is refused."""
+    import row (``at``: the instant of the check, default now); :class:`RejectedFileError`
+    naming the terminal when it is refused."""
     with writer(engine).begin() as conn:
         if get_terminal(conn, serial) is not None:
             raise _refused(serial, [_error(serial, "serial", "already exists")])
-        return _write(conn, serial, None, {"serial": serial, **cells}, actor, reason)
+        cells = {"serial": serial, **cells}
+        return _write(conn, serial, None, cells, actor, reason, at or clock.now())
 
 
 def update_terminal(
@@ -239,9 +261,11 @@ def update_terminal(
     actor: str,
     reason: str = "",
     add_fault: bool = False,
+    at: datetime | None = None,
 ) -> TerminalChange:
-    """Change one terminal's cells (``{"status": "faulty"}``), checked like an import row;
-    ``add_fault`` records one more fault than it has (or than ``changes`` says)."""
+    """Change one terminal's cells (``{"status": "faulty"}``), checked like an import row
+    (``at``: the instant of the check, default now); ``add_fault`` records one more fault
+    than it has (or than ``changes`` says)."""
     with writer(engine).begin() as conn:
         before = get_terminal(conn, serial)
         if before is None:
@@ -249,7 +273,7 @@ def update_terminal(
         cells = terminal_cells(before) | dict(changes)
         if add_fault:
             cells["fault_count"] = str(int(changes.get("fault_count", before["fault_count"])) + 1)
-        return _write(conn, serial, before, cells, actor, reason)
+        return _write(conn, serial, before, cells, actor, reason, at or clock.now())
 
 
 def _where(serial: str) -> str:
@@ -271,6 +295,7 @@ def _write(
     cells: dict[str, str],
     actor: str,
     reason: str,
+    at: datetime,
 ) -> TerminalChange:
     errors: list[RowError] = []
     v = TERMINAL.parse(Row(_where(serial), "", cells), errors)
@@ -278,7 +303,7 @@ def _write(
         if v["serial"] != serial:
             errors.append(_error(serial, "serial", "cannot change a serial"))
         catalog = CatalogRefs.load(conn)
-        for column, why in check_terminal(v, catalog, datetime.now(UTC).date()):
+        for column, why in check_terminal(v, catalog, at):
             errors.append(_error(serial, column, why))
     if errors or v is None:
         raise _refused(serial, errors)

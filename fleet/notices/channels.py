@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote, unquote, urlsplit
 
+from fleet.core.escaping import CsvWriter
+
 __all__ = [
     "AppriseTransport",
     "CallListTransport",
@@ -166,10 +168,10 @@ class CallListTransport:
                 rows = list(csv.reader(fh))
                 if any(row and row[0] == out.code for row in rows):
                     return f"{path}#{out.code}"  # already on the list (a re-send)
-                writer = csv.writer(fh, lineterminator="\n")
+                writer = CsvWriter(fh)
                 if not rows:
-                    writer.writerow(self.COLUMNS)
-                writer.writerow(
+                    writer.header(self.COLUMNS)
+                writer.row(
                     [out.code, out.merchant_id, out.merchant, out.address,
                      out.created_at.isoformat(), out.body]
                 )  # fmt: skip

@@ -5,6 +5,12 @@ rate limit defer (never drop); notices to one merchant that are due together bec
 digest (an SMS takes what fits its segment limit, the rest wait). Each message gets a
 random, unique verification code and, for an SMS, its cost in the policy's currency.
 One transaction: a notice is in at most one message.
+
+Every composed message, subject and body, is checked before it is stored with the rules
+the templates are checked with (:mod:`fleet.notices.content`: no link, no request for a
+secret): a notice whose message fails is not sent, it fails with the reason. A notice too
+long for one SMS within the policy's segment limit (a long swap reason) goes by email when
+the merchant has an address and has not opted out of email; otherwise it fails.
 """
 
 from __future__ import annotations
@@ -22,10 +28,12 @@ from fleet.core.money import parse_minor
 from fleet.core.policy import NoticePolicy
 from fleet.notices.codes import new_code
 from fleet.notices.contact import MANDATORY, choose_channel, in_quiet_hours, next_allowed
+from fleet.notices.content import forbidden
+from fleet.notices.payloads import NoticePayload
 from fleet.notices.sms import cost
 from fleet.notices.text import NoticeItem, render, template_language
 
-__all__ = ["ComposeResult", "compose"]
+__all__ = ["ComposeResult", "compose", "sms_overflow"]
 
 
 @dataclass
@@ -205,6 +213,7 @@ def _message(
     language = template_language(merchant.language)
     code = new_code()
     taken: list[Any] = []
+    too_long: list[Any] = []
     rendered = None
     for n in group:
         attempt = render(
@@ -216,20 +225,21 @@ def _message(
             code=code,
             policy=policy,
         )
+        problem = forbidden(f"{attempt.subject}\n{attempt.body}")
+        if problem is not None:  # what this notice added: the rest may still go
+            note = f"the composed {channel} message contains {problem}: not sent"
+            _set_notices(conn, [n.id], status="failed", note=note[:500])
+            result.failed += 1
+            continue
         if attempt.sms is not None and attempt.sms.segments > policy.sms_max_segments:
             if not taken:
-                _set_notices(
-                    conn,
-                    [n.id],
-                    status="failed",
-                    note=f"SMS of {attempt.sms.segments} segments is over the policy's limit "
-                    f"of {policy.sms_max_segments}",
-                )
-                result.failed += 1
+                too_long.append((n, attempt.sms.segments))
                 continue
             break  # the rest wait for the next message
         taken.append(n)
         rendered = attempt
+    if too_long:
+        _sms_too_long(conn, policy, merchant, too_long, at, price, result, pending)
     if rendered is None:
         return
     values = {
@@ -256,6 +266,59 @@ def _message(
     if rendered.sms:
         result.segments += rendered.sms.segments
         result.cost += values["cost"]
+
+
+def sms_overflow(policy: NoticePolicy, merchant: Any, payload: NoticePayload) -> int | None:
+    """The segments of the SMS ``payload`` alone would make for ``merchant``, when it would
+    go by SMS, is over the policy's limit, and the merchant has no email to take it instead
+    (what an event refuses before queueing it); else None."""
+    channel = choose_channel(
+        [payload.kind],
+        preferred=merchant.channels or [],
+        opted_out=merchant.opt_out or [],
+        phone=merchant.phone,
+        email=merchant.email,
+    )
+    if channel != "sms" or (merchant.email and "email" not in (merchant.opt_out or [])):
+        return None
+    out = render(
+        [NoticeItem(payload.kind, payload.to_json())],
+        channel="sms",
+        language=template_language(merchant.language),
+        zone=merchant.timezone,
+        merchant=merchant.name,
+        code=new_code(),
+        policy=policy,
+    )
+    assert out.sms is not None
+    return out.sms.segments if out.sms.segments > policy.sms_max_segments else None
+
+
+def _sms_too_long(
+    conn: Connection,
+    policy: NoticePolicy,
+    merchant: Any,
+    notices: list[tuple[Any, int]],
+    at: datetime,
+    price: int,
+    result: ComposeResult,
+    pending: list[tuple[dict[str, Any], list[int]]],
+) -> None:
+    """Notices too long alone for an SMS within the segment limit: by email when the
+    merchant can take one, else failed (saying so)."""
+    if merchant.email and "email" not in (merchant.opt_out or []):
+        _message(conn, policy, merchant, "email", [n for n, _ in notices], at, price, result,
+                 pending)  # fmt: skip
+        return
+    for n, segments in notices:
+        _set_notices(
+            conn,
+            [n.id],
+            status="failed",
+            note=f"SMS of {segments} segments is over the policy's limit of "
+            f"{policy.sms_max_segments}, and the merchant has no email to take it",
+        )
+        result.failed += 1
 
 
 _NOTICE_COMPOSED = (

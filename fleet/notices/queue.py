@@ -1,5 +1,7 @@
 """Queue: a notice is written in the transaction of the event that causes it (a swap, a
-publication), so no event is without its notice.
+publication), so no event is without its notice. Its text fields (a swap's reason, a
+table's description…) are checked first (:func:`fleet.notices.content.check_payload`): a
+notice a merchant must not read refuses the event itself.
 
 It writes through the bare clause of :mod:`fleet.core.clauses`: importing
 :mod:`fleet.notices` (as ``posfleet notices verify`` does) builds no SQLModel class."""
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, insert
 
@@ -30,6 +33,7 @@ def queue(
 ) -> None:
     """Queue one notice in the caller's transaction (once per kind, merchant and event);
     ``channel`` forces one (a follow-up call task)."""
+    _check(payload, ref)
     conn.execute(
         insert(NOTICES).values(
             kind=payload.kind,
@@ -44,6 +48,12 @@ def queue(
     )
 
 
+def _check(payload: NoticePayload | dict[str, str], ref: str) -> None:
+    from fleet.notices.content import check_payload  # noqa: PLC0415 - not on verify's path
+
+    check_payload(payload if isinstance(payload, dict) else payload.to_json(), ref)
+
+
 def queue_many(
     conn: Connection,
     notices: Iterable[tuple[str, NoticePayload]],
@@ -53,7 +63,7 @@ def queue_many(
 ) -> int:
     """Queue (merchant id, payload) pairs of one event in bulk; returns how many."""
     at = at or now()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "kind": payload.kind,
             "merchant_id": merchant_id,
@@ -64,6 +74,9 @@ def queue_many(
         }
         for merchant_id, payload in notices
     ]
+    texts = {(k, v) for row in rows for k, v in row["payload"].items() if isinstance(v, str)}
+    for key, value in texts:  # the same few texts (a table's description), each once
+        _check({key: value}, ref)
     for start in range(0, len(rows), 5000):
         conn.execute(insert(NOTICES), rows[start : start + 5000])
     return len(rows)

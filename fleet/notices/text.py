@@ -26,11 +26,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
+from fleet.notices.content import FORBIDDEN, forbidden
 from fleet.notices.payloads import KINDS, FeeChange, payload_of
 from fleet.notices.sms import SmsCount, count
 
 __all__ = [
     "CHANNELS",
+    "FORBIDDEN",
     "KINDS",
     "LANGUAGES",
     "NoticeItem",
@@ -56,19 +58,6 @@ _ENV = Environment(
     keep_trailing_newline=False,
 )
 
-# What a template must never contain: links, and requests for anything secret.
-FORBIDDEN = [
-    (re.compile(r"(?i)\b(?:https?|ftp)://|www\.|\b[a-z0-9-]+\.(?:com|cn|net|org|io|ly|me)\b"),
-     "a URL"),
-    (re.compile(r"(?i)\b(?:click|tap|follow|open) (?:the |this )?(?:link|here)"),
-     "a link to click"),
-    (re.compile(r"(?i)\b(?:reply|respond|text back|send|enter|type|provide|confirm|verify|tell)"
-                r"\b[^.。]{0,40}\b(?:card|pin|password|passcode|otp|one-time|code|cvv|cvc)"),
-     "a request for a card number, password or code"),
-    (re.compile(r"点击|打开[^。]{0,6}链接|(?:链接|网址)[:：]|回复[^。]{0,10}(?:卡号|密码|验证码)|提供[^。]{0,10}(?:卡号|密码|验证码)|"
-                r"输入[^。]{0,10}(?:卡号|密码|验证码)|告诉[^。]{0,10}(?:卡号|密码|验证码)"),
-     "a link or a request for a card number, password or code"),
-]  # fmt: skip
 _NEVER_ASK = {"en": "We never ask for card numbers, passwords or", "zh-CN": "我们绝不会"}
 
 
@@ -244,10 +233,8 @@ def check_templates(policy: NoticePolicy) -> list[TemplateProblem]:
                     problems.append(TemplateProblem(name, f"does not render: {exc}"))
                     continue
                 text = f"{out.subject}\n{out.body}"
-                for pattern, what in FORBIDDEN:
-                    found = pattern.search(text)
-                    if found:
-                        problems.append(TemplateProblem(name, f"contains {what}: {found[0]!r}"))
+                if problem := forbidden(text):
+                    problems.append(TemplateProblem(name, f"contains {problem}"))
                 for must, what in (
                     (policy.hotline, "the official hotline"),
                     (code, "the verification code"),

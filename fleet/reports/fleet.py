@@ -1,6 +1,8 @@
 """The fleet report: terminals by model and status, firmware in use (supported on the
-as-of date or not), and the age of the fleet. Pure: aggregated rows in, a
-:class:`~fleet.reports.model.Report` out (:mod:`fleet.reports.queries` reads them).
+as-of date or not: a version past its end of support, or with a security advisory that has
+no fix, is not supported — the replacements list flags both), and the age of the fleet.
+Pure: aggregated rows in, a :class:`~fleet.reports.model.Report` out
+(:mod:`fleet.reports.queries` reads them).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ class FleetAggregates:
     by_made: Sequence[tuple[date | None, int]] = ()
     """(manufactured on, terminals) for the terminals in the fleet (:data:`IN_FLEET`),
     which are also the ones the firmware table counts."""
+    open_advisories: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
+    """(model, version) → the ids of its advisories that have no fix."""
 
 
 def age_years(made: date, as_of: date) -> int:
@@ -124,18 +128,23 @@ def _models(
 def _firmware(
     in_use: Mapping[tuple[str, str], int],
     firmware_eos: Mapping[tuple[str, str], date | None],
+    advisories: Mapping[tuple[str, str], Sequence[str]],
     as_of: date,
 ) -> list[dict[str, Any]]:
+    """Firmware in use; supported on ``as_of`` when before its end of support and without
+    an advisory that has no fix (there is nothing to upgrade to: it must be replaced)."""
     rows: list[dict[str, Any]] = []
     for (model, version), n in sorted(in_use.items()):
         eos = firmware_eos.get((model, version))
+        unfixed = list(advisories.get((model, version), ()))
         rows.append(
             {
                 "model": model,
                 "firmware": version,
                 "terminals": n,
                 "end_of_support": eos,
-                "supported": eos is None or eos > as_of,
+                "open_advisories": unfixed,
+                "supported": (eos is None or eos > as_of) and not unfixed,
             }
         )
     return rows
@@ -215,10 +224,12 @@ def _sections(
                 "firmware",
                 ("terminals", "terminals", "int"),
                 ("end_of_support", "end of support", "date"),
+                ("open_advisories", "advisories with no fix", "list"),
                 ("supported", "supported", "bool"),
             ),
             tuple(firmware),
-            note="terminals in stock, deployed or faulty",
+            note="terminals in stock, deployed or faulty; a version with an advisory that has "
+            "no fix is not supported",
         ),
         Section(
             "age",
@@ -239,7 +250,7 @@ def _sections(
 def build_fleet(agg: FleetAggregates, as_of: date) -> Report:
     """The fleet report on ``as_of`` from its aggregates."""
     models, by_status, in_use = _models(agg.counts, agg.vendors)
-    firmware = _firmware(in_use, agg.firmware_eos, as_of)
+    firmware = _firmware(in_use, agg.firmware_eos, agg.open_advisories, as_of)
     ages = age_histogram(agg.by_made, as_of)
     buckets = [f"{k}-{k + 1}" for k in range(len(ages.buckets))]
     age_rows = [

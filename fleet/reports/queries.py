@@ -24,6 +24,8 @@ from sqlalchemy import ColumnElement, Connection, Date, Engine, case, func, sele
 
 from fleet.core.errors import NotFoundError
 from fleet.core.models import (
+    ADVISORIES,
+    ADVISORY_FIRMWARE,
     ATTEMPTS,
     FIRMWARE,
     JOBS,
@@ -82,7 +84,19 @@ def fleet_aggregates(engine: Engine) -> FleetAggregates:
                 select(FIRMWARE.c.model, FIRMWARE.c.version, FIRMWARE.c.end_of_support)
             )
         }
-    return FleetAggregates(counts, vendors, firmware_eos, by_made)
+        unfixed: dict[tuple[str, str], list[str]] = {}
+        for m, v, ident in conn.execute(
+            select(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, ADVISORIES.c.id)
+            .join(
+                ADVISORIES,
+                (ADVISORIES.c.id == ADVISORY_FIRMWARE.c.advisory)
+                & (ADVISORIES.c.model == ADVISORY_FIRMWARE.c.model),
+            )
+            .where(ADVISORIES.c.fixed_in.is_(None))
+            .order_by(ADVISORIES.c.id)
+        ):
+            unfixed.setdefault((str(m), str(v)), []).append(str(ident))
+    return FleetAggregates(counts, vendors, firmware_eos, by_made, unfixed)
 
 
 def merchant_phones(engine: Engine, ids: Iterable[str]) -> dict[str, str | None]:

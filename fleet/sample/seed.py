@@ -10,7 +10,6 @@ the first terminals of a sample can be served by a simulator fleet.
 
 from __future__ import annotations
 
-import csv
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from fleet.core.escaping import CsvWriter
 from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.inventory.terminals import TERMINAL_HEADER
 
@@ -268,8 +268,8 @@ def write_sample(
 
     merchant_path = directory / "merchants.csv"
     with merchant_path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(
+        w = CsvWriter(fh)
+        w.header(
             [
                 "id",
                 "name",
@@ -288,7 +288,7 @@ def write_sample(
             city, country, tz, lang, prefix, region = _CITIES[i % len(_CITIES)]
             mcc = _MCCS[rng.randrange(len(_MCCS))]
             channels = "sms;email" if i % 4 else "email;sms"
-            w.writerow(
+            w.row(
                 [
                     f"M{i:014d}",
                     f"{city} {_KINDS[mcc]} {i}",
@@ -308,8 +308,8 @@ def write_sample(
     terminal_path = directory / "terminals.csv"
     links = links or {}
     with terminal_path.open("w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow([*TERMINAL_HEADER, "fault_count"])
+        w = CsvWriter(fh)
+        w.header([*TERMINAL_HEADER, "fault_count"])
         choices = rng.choices(range(len(_MIX)), weights=weights, k=terminals)
         for i in range(terminals):
             model, firmware, _, first, last = _MIX[choices[i]]
@@ -329,16 +329,14 @@ def write_sample(
             if serial in links:
                 status = "deployed"
             if status == "in_stock":
-                w.writerow(
-                    [serial, model, firmware, "", "", "", made.isoformat(), "", status, "", 0]
-                )
+                w.row([serial, model, firmware, "", "", "", made.isoformat(), "", status, "", 0])
                 continue
             deployed = min(made + timedelta(days=rng.randint(20, 400)), as_of)
             merchant = i % merchants
             faults = (
                 rng.choice((0, 0, 0, 0, 1, 2, 3, 6)) if status != "faulty" else rng.randint(2, 9)
             )
-            w.writerow(
+            w.row(
                 [
                     serial,
                     model,
@@ -376,7 +374,8 @@ def write_possim_manifest(engine: Engine, path: Path, count: int) -> list[str]:
             .limit(count)
         ).all()
     with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["serial", "model", "firmware", "tid", "mid", "mcc"])
-        writer.writerows(rows)
+        writer = CsvWriter(fh)
+        writer.header(["serial", "model", "firmware", "tid", "mid", "mcc"])
+        for row in rows:
+            writer.row(row)
     return [r.serial for r in rows]

@@ -18,7 +18,7 @@ from fleet.core.errors import FleetError
 from fleet.core.models import now
 from fleet.core.policy import Policy
 from fleet.core.records import Column, RejectedFileError, RowError, Schema, read_rows, shape_error
-from fleet.core.values import parse_link, parse_token
+from fleet.core.values import parse_link, parse_serial
 from fleet.fees.tables import load_tables
 from fleet.swaps.visit import SwapResult, swap_in
 
@@ -27,8 +27,8 @@ __all__ = ["DAY_SHEET", "day_sheet"]
 DAY_SHEET = Schema(
     "swaps",
     (
-        Column("old_serial", lambda t: parse_token(t, max_len=40, what="serial")),
-        Column("new_serial", lambda t: parse_token(t, max_len=40, what="serial")),
+        Column("old_serial", parse_serial),
+        Column("new_serial", parse_serial),
         Column("reason", lambda t: t.strip()),
         Column("engineer", lambda t: t.strip()[:80], required=False, default=""),
         Column("port", parse_link, required=False),

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from fleet.core import audit
+from fleet.core.clock import today_in
 from fleet.core.db import writer
 from fleet.core.errors import ConflictError, InputError, NotFoundError
 from fleet.core.events import emit
@@ -93,8 +94,26 @@ def _live_old(conn: Connection, serial: str) -> dict[str, Any]:
     return old
 
 
+def _fits_the_merchant(policy: Policy, merchant: Any, notice: SwapNotice) -> None:
+    """Refuse a swap whose notice the merchant could not receive: an SMS over the policy's
+    segment limit (a long reason) for a merchant with no email to take it instead
+    (:func:`fleet.notices.compose.sms_overflow`; with an email, it goes by email)."""
+    from fleet.notices.compose import sms_overflow  # noqa: PLC0415 - Jinja2 when swapping
+
+    segments = sms_overflow(policy.notices, merchant, notice)
+    if segments is not None:
+        raise InputError(
+            f"the reason is too long for merchant {merchant.id}'s SMS ({segments} segments, "
+            f"the policy allows {policy.notices.sms_max_segments}) and the merchant has no "
+            "email to send it by: shorten the reason",
+            where=f"swap of {notice.old}",
+        )
+
+
 def _local_today(merchant: Any, at: datetime) -> date:
-    return at.astimezone(ZoneInfo(merchant.timezone)).date()
+    """Today on the merchant's calendar: a terminal's ``deployed_on`` is the merchant's date
+    (:mod:`fleet.core.clock`)."""
+    return today_in(merchant.timezone, at)
 
 
 def plan(
@@ -156,6 +175,7 @@ def plan(
             "swap_planned", swap_id, old_serial, new_serial, model, old["tid"], on,
             reason.strip(), engineer,
         )  # fmt: skip
+        _fits_the_merchant(policy, merchant, notice)
         queue(conn, notice, merchant_id=merchant.id, ref=f"swap:{swap_id}", at=at)
         emit(
             conn,
@@ -275,6 +295,7 @@ def swap_in(
         reason.strip(), engineer, target,
     )  # fmt: skip
     ref = f"swap:{swap_id}"
+    _fits_the_merchant(policy, merchant, done)
     queue(conn, done, merchant_id=merchant.id, ref=ref, at=at)
     zone = ZoneInfo(merchant.timezone)
     follow_at = datetime.combine(follow_up_on, datetime.min.time(), zone).replace(hour=10)

@@ -204,6 +204,7 @@ def test_kdf_bad_input(master: bytes, serial: object, match: str) -> None:
 def test_load_master_key(tmp_path: Path, text: str) -> None:
     path = tmp_path / "master.key"
     path.write_bytes(text.encode("ascii"))
+    path.chmod(0o600)
     assert load_master_key(path) == MASTER
     assert load_master_key(str(path)) == MASTER
 
@@ -225,6 +226,7 @@ def test_load_master_key(tmp_path: Path, text: str) -> None:
 def test_load_master_key_errors(tmp_path: Path, content: bytes, match: str) -> None:
     path = tmp_path / "bad.key"
     path.write_bytes(content)
+    path.chmod(0o600)
     with pytest.raises(MacError, match=match) as info:
         load_master_key(path)
     assert str(path) in str(info.value)
@@ -297,6 +299,7 @@ def test_generate_keys_differ(tmp_path: Path) -> None:
 def test_read_master_key_versions(tmp_path: Path, text: str, version: int) -> None:
     path = tmp_path / "master.key"
     path.write_text(text)
+    path.chmod(0o600)
     master = read_master_key(path)
     assert master == MasterKey(version, MASTER)
     assert load_master_key(path) == MASTER
@@ -317,6 +320,7 @@ def test_read_master_key_versions(tmp_path: Path, text: str, version: int) -> No
 def test_read_master_key_errors_never_show_the_key(tmp_path: Path, text: str, match: str) -> None:
     path = tmp_path / "bad.key"
     path.write_text(text)
+    path.chmod(0o600)
     with pytest.raises(MacError, match=match) as info:
         read_master_key(path)
     assert str(path) in str(info.value)

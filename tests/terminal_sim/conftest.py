@@ -105,6 +105,7 @@ def fleet_serving(terminals: list[Terminal], **kw: Any) -> Iterator[FleetServer]
 def master_key_file(tmp_path: Path) -> Path:
     path = tmp_path / "master.key"
     path.write_text(MASTER.hex() + "\n")
+    path.chmod(0o600)  # a key file others can read is refused
     return path
 
 

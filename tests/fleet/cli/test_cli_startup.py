@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve",
+    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve", "outfile",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -92,13 +92,15 @@ def test_a_command_loads_its_own_module_only() -> None:
 
 VERIFY_LOADS = {
     "fleet.cli.common", "fleet.cli.notices", "fleet.core.actor", "fleet.core.audit",
-    "fleet.core.clauses", "fleet.core.db", "fleet.core.errors", "fleet.core.masking",
-    "fleet.notices.codes", "fleet.notices.payloads", "fleet.notices.queue",
-    "fleet.notices.verify", "fleet.notices.verify_log", "fleet.core.events",
+    "fleet.core.clauses", "fleet.core.clock", "fleet.core.db", "fleet.core.errors",
+    "fleet.core.escaping", "fleet.core.events", "fleet.core.masking", "fleet.notices.codes",
+    "fleet.notices.payloads", "fleet.notices.queue", "fleet.notices.verify",
+    "fleet.notices.verify_log",
 }  # fmt: skip
 """What ``posfleet notices verify`` may load of ours: its command, the verification, the
 bare table clauses, the audit entry, the verification log and the events outbox, the
-engine; no model, policy, fee or text module."""
+engine, the terminal-text escaping every console applies; no model, policy, fee or text
+module."""
 
 
 def test_notices_verify_loads_what_it_uses_and_sqlalchemy_only(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from fleet.fees import publish, target_of, targets
 from fleet.inventory import get_terminal
 from fleet.swaps import day_sheet, provision, swap
 from protocols.mac import generate_master_key_file
-from tests.fleet.device.test_sync import possim
+from tests.fleet.device.test_sync import merchant_mcc, possim
 
 TABLE = """name = "base"
 currency = "CNY"
@@ -30,9 +30,14 @@ rate = "0.60%"
 
 
 def _pick(engine: Engine, status: str, n: int) -> list[str]:
+    """Terminals in ``status``; deployed ones of merchants in China (the CNY table's)."""
+    from fleet.core.models import MERCHANTS  # noqa: PLC0415
+
     query = select(TERMINALS.c.serial).where(TERMINALS.c.status == status)
     if status == "deployed":
-        query = query.where(TERMINALS.c.merchant_id.is_not(None), TERMINALS.c.tid.is_not(None))
+        query = query.join(MERCHANTS, MERCHANTS.c.id == TERMINALS.c.merchant_id).where(
+            TERMINALS.c.tid.is_not(None), MERCHANTS.c.country == "CN"
+        )
     with engine.connect() as conn:
         return list(conn.execute(query.order_by(TERMINALS.c.serial).limit(n)).scalars())
 
@@ -77,9 +82,13 @@ def test_targets_in_sql_agree_with_the_group_rules(loaded: Engine, tmp_path: Pat
 
     with loaded.connect() as conn:
         found = targets(conn)
-        merchants = conn.execute(select(MERCHANTS.c.id, MERCHANTS.c.region, MERCHANTS.c.tags))
-        expected = {
-            m.id: 2 if m.region == "east" and "vip" in (m.tags or []) else 1 for m in merchants
+        merchants = conn.execute(
+            select(MERCHANTS.c.id, MERCHANTS.c.region, MERCHANTS.c.tags, MERCHANTS.c.country)
+        )
+        expected = {  # CNY tables: merchants in China (or of no known country) only
+            m.id: 2 if m.region == "east" and "vip" in (m.tags or []) else 1
+            for m in merchants
+            if m.country in (None, "CN")
         }
         assert found == expected and set(found.values()) == {1, 2}
         some = next(iter(expected))
@@ -115,7 +124,7 @@ def test_provisioning_uses_one_link_and_one_sign_on(
     monkeypatch.setattr(protocols.session.HostSession, "sign_on", sign_on)
     with possim(
         key_file, tmp_path / "sim", serial=new, tid=str(row["tid"]), mid=str(row["mid"]),
-        model=str(row["model"]), firmware=str(row["firmware"]),
+        model=str(row["model"]), firmware=str(row["firmware"]), mcc=merchant_mcc(loaded, row),
     ) as url:  # fmt: skip
         outcome = provision(
             loaded, result, url, keys=KeyRing.read([key_file]), policy=Policy(), actor="t"

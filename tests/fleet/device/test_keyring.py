@@ -76,6 +76,7 @@ def test_bad_key_files_are_named_never_shown(tmp_path: Path, case: str) -> None:
         paths, match = [tmp_path / "d"], r"no \*\.key file in directory"
     elif case == "bad file":
         (tmp_path / "x.key").write_text(K1.key.hex()[:-1] + "g\n")
+        (tmp_path / "x.key").chmod(0o600)
         paths, match = [tmp_path / "x.key"], r"x\.key.*not a hex digit"
     else:
         paths, match = [tmp_path / "gone.key"], r"gone\.key: cannot read"

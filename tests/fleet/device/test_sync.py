@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core.audit import AuditFilter, query
-from fleet.core.models import TERMINALS
+from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.inventory import get_terminal
 from protocols.mac import generate_master_key_file
 
@@ -40,6 +41,7 @@ def possim(
     model: str,
     firmware: str,
     port: str = "tcp://127.0.0.1:0",
+    mcc: int | None = None,
 ) -> Iterator[str]:
     proc = subprocess.Popen(
         [
@@ -61,6 +63,7 @@ def possim(
             firmware,
             "--port",
             port,
+            *(["--mcc", str(mcc)] if mcc is not None else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -93,6 +96,16 @@ def _deployed(engine: Engine) -> dict[str, object]:
     return row
 
 
+def merchant_mcc(engine: Engine, row: dict[str, object]) -> int:
+    """The MCC of the terminal's merchant: what an emulated terminal of it is set up with."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(MERCHANTS.c.mcc).where(MERCHANTS.c.id == row["merchant_id"])
+            ).scalar_one()
+        )
+
+
 @pytest.mark.parametrize("transport", ["tcp", "pty"])
 def test_sync_records_what_the_terminal_reports(
     loaded: Engine, db_url: str, key_file: Path, tmp_path: Path, transport: str
@@ -109,6 +122,7 @@ def test_sync_records_what_the_terminal_reports(
         model="PF-200",
         firmware=new_fw,
         port=port,
+        mcc=merchant_mcc(loaded, row),
     ) as url:
         res = CliRunner().invoke(
             app,
@@ -150,6 +164,7 @@ def test_sync_by_link_and_all(loaded: Engine, db_url: str, key_file: Path, tmp_p
         mid=str(row["mid"]),
         model="PF-200",
         firmware=str(row["firmware"]),
+        mcc=merchant_mcc(loaded, row),
     ) as url:
         res = runner.invoke(
             app, ["--db", db_url, "terminals", "update", str(row["serial"]), "--link", url]
@@ -170,6 +185,7 @@ def test_sync_refuses_disagreement_and_changes_nothing(
 ) -> None:
     row = _deployed(loaded)
     serial, tid, mid = str(row["serial"]), str(row["tid"]), str(row["mid"])
+    mcc = merchant_mcc(loaded, row)
     runner = CliRunner()
 
     def sync(url: str) -> str:
@@ -179,7 +195,7 @@ def test_sync_refuses_disagreement_and_changes_nothing(
         assert res.exit_code == 1, res.output
         return " ".join(res.output.split())
 
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         (
             dict(serial="PSXXXXXX", tid=tid, mid=mid, model="PF-200", firmware="2.2.0"),
             "answers as serial PSXXXXXX",
@@ -193,8 +209,20 @@ def test_sync_refuses_disagreement_and_changes_nothing(
             "firmware 9.9.9, not in the catalog",
         ),
         (dict(serial=serial, tid="T9999999", mid=mid, model="PF-200", firmware="2.2.0"), "63"),
+        (
+            dict(
+                serial=serial,
+                tid=tid,
+                mid=mid,
+                model="PF-200",
+                firmware="2.2.0",
+                mcc=(mcc + 1) % 10000,
+            ),
+            f"reports MCC {(mcc + 1) % 10000:04d}, its merchant",
+        ),
     ]
     for i, (kw, needle) in enumerate(cases):
+        kw.setdefault("mcc", mcc)
         with possim(key_file, tmp_path / f"t{i}", **kw) as url:
             assert needle in sync(url), needle
     assert needle in sync("socket://127.0.0.1:9") or "refused" in sync("socket://127.0.0.1:9")

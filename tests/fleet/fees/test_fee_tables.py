@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from fleet.cli import app
-from fleet.core.models import AUDIT, FEE_TABLES, NOTICES
+from fleet.core.models import AUDIT, FEE_TABLES, MERCHANTS, NOTICES
 from fleet.core.policy import FeePolicy, Policy
 from fleet.fees import (
     FeeFileError,
@@ -185,7 +185,12 @@ def test_publish_versions_notices_and_the_notice_period(loaded: Engine, tmp_path
         n_first = conn.execute(select(func.count()).select_from(NOTICES)).scalar_one()
         row = conn.execute(select(FEE_TABLES).where(FEE_TABLES.c.version == 1)).one()
         payload = conn.execute(select(NOTICES.c.payload)).first()[0]  # type: ignore[index]
-    assert n_first == 100 and payload["direction"] == "new"  # every merchant gets its first table
+    with loaded.connect() as conn:
+        in_china = conn.execute(
+            select(func.count()).select_from(MERCHANTS).where(MERCHANTS.c.country == "CN")
+        ).scalar_one()
+    # every merchant paid in CNY gets its first table; the others are not this table's
+    assert 0 < n_first == in_china < 100 and payload["direction"] == "new"
     assert row.wire == first.table.to_bytes() and len(row.sha256) == 64
     # a raise taking effect in 10 days: refused, nothing written
     soon = (NOW + timedelta(days=10)).isoformat()

@@ -381,7 +381,7 @@ def test_set_links_all_or_nothing(loaded: Engine) -> None:
         )
     assert {str(e) for e in info.value.errors} == {
         "terminal NOPE: serial: unknown terminal",
-        f"terminal {serials[1]}: link: not a serial URL: 'ftp://x' (want a device path or socket://, rfc2217://, loop://, spy://, hwgrep://, alt://, cp2110://)",
+        f"terminal {serials[1]}: link: not an allowed link: 'ftp://x' (want a serial device /dev/tty…, /dev/pts/N, /dev/serial/by-id/…, or socket://HOST:PORT, rfc2217://HOST:PORT)",
     }
     assert str(info.value) == "terminal links: 2 errors, nothing written"
     assert all(t["link"] in ("", None) for t in iter_terminals(loaded, limit=2))

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from typer.testing import CliRunner
 
 from fleet.cli import app
@@ -56,6 +56,19 @@ class Served:
     state: Path
     key: Path
     procs: list[subprocess.Popen[str]]
+
+
+@pytest.fixture(autouse=True)
+def _merchants_in_china(request: pytest.FixtureRequest) -> None:
+    """The tables here are in CNY, which applies to merchants in China only
+    (:mod:`fleet.fees.targets`): the sample's merchants are all put there, so that every
+    served terminal is one a CNY table targets."""
+    for name in ("loaded", "pg_loaded"):
+        if name in request.fixturenames:
+            found = request.getfixturevalue(name)
+            engine = found[1] if isinstance(found, tuple) else found
+            with engine.begin() as conn:
+                conn.execute(update(MERCHANTS).values(country="CN"))
 
 
 def _terminals(engine: Engine, n: int) -> list[tuple[str, str, str, str, str, int]]:
