@@ -189,12 +189,13 @@ ImportOutputOpt = Annotated[
 def _writable(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--out``, checked before the command works: its directory exists, and it is not
     the database, a directory or (without ``--force``) an existing file."""
-    if path is not None and not path.parent.is_dir():
-        raise typer.BadParameter(f"directory {path.parent} does not exist")
     if path is not None:
         from fleet.cli.outfile import check_target  # noqa: PLC0415
 
-        check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        try:
+            check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        except FleetError as exc:  # named by the option: "--out: directory … does not exist"
+            raise typer.BadParameter(exc.message) from None
     return path
 
 
