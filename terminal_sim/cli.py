@@ -35,7 +35,7 @@ from protocols.mac import read_master_key
 from protocols.messages import EntryMode, ResponseCode
 from protocols.pty import PtyPair
 from protocols.session import HostSession
-from protocols.values import Capability, CardType
+from protocols.values import Capability, CardType, check_amount, check_tid
 from terminal_sim.line import line_command
 from terminal_sim.report import health_document, keys_document, print_keys_and_health
 from terminal_sim.serve import FleetServer, parse_tcp, serve_terminal
@@ -447,10 +447,30 @@ def parse_amount(text: str, exponent: int = 2) -> int:
         raise ValueError(f"amount {text!r} is not a number") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"amount {text!r} must be a positive number")
+    if value and value.adjusted() > 15:  # past field 4's 12 digits, before any arithmetic
+        raise ValueError(f"amount {text!r} is more than a sale can carry")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
         raise ValueError(f"amount {text!r} has more than {exponent} decimals")
-    return int(minor)
+    try:
+        return check_amount(int(minor))
+    except ValueError:
+        raise ValueError(f"amount {text!r} is more than a sale can carry") from None
+
+
+def _usage(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """An option's value checked as it is parsed: a ``ValueError`` is a usage error (one
+    line, exit 2) before anything is opened or sent. possim's options are typed here."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return callback
 
 
 def _money(minor: int | None) -> str:
@@ -460,8 +480,16 @@ def _money(minor: int | None) -> str:
 @app.command()
 def sale(
     port: Annotated[str, typer.Option(help="The terminal: /dev/pts/N, socket://HOST:PORT, …")],
-    tid: Annotated[str, typer.Option(help="The terminal's TID.")],
-    amount: Annotated[str, typer.Option(help="Amount in major units, e.g. 100.00.")],
+    tid: Annotated[str, typer.Option(help="The terminal's TID.", callback=_usage(check_tid))],
+    amount: Annotated[
+        int,
+        typer.Option(
+            help="Amount in major units, e.g. 100.00.",
+            parser=str,
+            callback=_usage(parse_amount),
+            metavar="AMOUNT",
+        ),
+    ],
     card: Annotated[str, typer.Option(help="debit, credit, international or qr.")] = "credit",
     entry: Annotated[str, typer.Option(help="chip, contactless, magstripe or qr.")] = "chip",
     currency: Annotated[int, typer.Option(help="ISO 4217 numeric currency.")] = 156,
@@ -470,7 +498,7 @@ def sale(
 ) -> None:
     """Act as the cash register: send a 0200 sale and print the approval and the fee."""
     try:
-        minor = parse_amount(amount)
+        minor = amount
         card_type = CARDS[card.lower()]
         entry_mode = EntryMode[{"magstripe": "MAGSTRIPE"}.get(entry.lower(), entry.upper())]
     except KeyError as exc:

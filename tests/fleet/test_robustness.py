@@ -11,9 +11,11 @@ before the class was fixed at its root.
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select, update
 from typer.testing import CliRunner
 
 from fleet.cli import app
@@ -193,3 +195,67 @@ def test_decimals_out_of_range_are_typed_errors(text: str) -> None:
     with pytest.raises(PolicyError):
         Policy.from_toml(f'[rollout]\nmax_failures = "{text}%"\n', "p.toml")
     assert parse_decimal("1E30") and parse_minor("1,234.50", "EUR") == 123450
+
+
+# -- exit codes: bad usage exits 2 everywhere, a dispatch that could not send exits 1 ----
+
+BAD_USAGE = (
+    ["notices", "verify", ""],
+    ["notices", "verify", " ", " "],
+    ["replacements", "--limit", "-5"],
+    ["report", "replacements", "--limit", "0"],
+    ["terminals", "list", "--limit", "-1"],
+    ["notices", "list", "--limit", "-5"],
+    ["audit", "list", "--limit", "0"],
+    ["merchants", "list", "--limit", "-2"],
+    ["swap", "PS00000001", "PS00000002", "--reason", ""],
+    ["swap", "PS00000001", "PS00000002", "--reason", "   "],
+    ["terminals", "update", "PS00000001", "--status", "faulty", "--reason", ""],
+    ["rollout", "pause", "1", "--reason", ""],
+    ["fees", "publish", "t.toml", "--override-notice", "--reason", " "],
+)
+
+
+@pytest.mark.parametrize("args", BAD_USAGE, ids=" ".join)
+def test_bad_usage_exits_2_everywhere(tmp_path: Path, args: list[str]) -> None:
+    db = str(tmp_path / "fleet.db")
+    assert runner.invoke(app, ["--db", db, "db", "upgrade"]).exit_code == 0
+    line = _one_line(runner.invoke(app, ["--db", db, *args]), 2)
+    assert "must not be empty" in line or "greater than or equal to 1" in line, line
+
+
+def test_a_dispatch_that_could_not_send_exits_1_and_marks_nothing_sent(
+    loaded: Engine, db_url: str, tmp_path: Path
+) -> None:
+    from fleet.core.db import writer  # noqa: PLC0415
+    from fleet.core.models import MERCHANTS, MESSAGES, NOTICES  # noqa: PLC0415
+    from tests.fleet.notices.test_notices import merchants, put  # noqa: PLC0415
+    from tests.fleet.smtp_sink import free_port  # noqa: PLC0415
+
+    ids = merchants(loaded, 3)
+    with writer(loaded).begin() as conn:
+        conn.execute(
+            update(MERCHANTS)
+            .where(MERCHANTS.c.id.in_(ids))
+            .values(channels=["email"], opt_out=[], email="m@example.com")
+        )
+    for m in ids:
+        put(loaded, m, "swap_done", "swap:1", datetime.now(UTC) - timedelta(hours=1))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        '[notices]\nquiet_hours = "00:00-00:00"\ndigest_window = "0m"\nmax_per_window = 100\n',
+        encoding="utf-8",
+    )
+    down = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
+    res = runner.invoke(
+        app,
+        ["--db", db_url, "--policy", str(policy), "notices", "dispatch",
+         "--outbox", str(tmp_path / "outbox"), "--smtp", down],
+    )  # fmt: skip
+    assert res.exit_code == 1 and "Traceback" not in res.stderr, res.output
+    [line] = [x for x in res.stderr.splitlines() if "error" in x]  # after the progress bar
+    assert "3 messages not sent (3 to retry later, 0 failed)" in line, line
+    assert "cannot connect" in line and "sent 0" in res.stdout
+    with loaded.connect() as conn:
+        assert conn.execute(select(MESSAGES.c.status).distinct()).scalars().all() == ["ready"]
+        assert "sent" not in conn.execute(select(NOTICES.c.status).distinct()).scalars().all()
