@@ -38,7 +38,7 @@ from protocols.session import HostSession
 from protocols.values import Capability, CardType, check_amount, check_tid
 from terminal_sim.line import line_command
 from terminal_sim.report import health_document, keys_document, print_keys_and_health
-from terminal_sim.serve import FleetServer, parse_tcp, serve_terminal
+from terminal_sim.serve import IDLE_TIMEOUT, FleetServer, parse_tcp, serve_terminal
 from terminal_sim.state import StateStore
 from terminal_sim.terminal import DEFAULT_CAPABILITIES, Terminal, TerminalConfig
 from terminal_sim.wear import InitialWear, WearProfile, initial_wear, profile_for
@@ -99,6 +99,15 @@ def _ready(line: str) -> None:
     sys.stdout.flush()
 
 
+IdleTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Seconds a TCP host may stay silent before it is disconnected, so that the "
+        "next host is served (0: never).",
+    ),
+]
+
 WearOption = Annotated[
     WearProfile | None,
     typer.Option(
@@ -157,6 +166,7 @@ def serve(
         str, typer.Option(help="'pty', a device such as /dev/ttyUSB0, or tcp://HOST:PORT.")
     ] = "pty",
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 9600,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
@@ -181,7 +191,9 @@ def serve(
     stop = _stop_on_signals()
     terminal = Terminal(config, state_dir, wear=_wear(wear_profile, wear_seed, config))
     try:
-        serve_terminal(terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud)
+        serve_terminal(
+            terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud, idle_s=idle_timeout
+        )
     except (OSError, ProtocolError) as exc:
         raise fail(f"{port}: {exc}") from None
     finally:
@@ -281,6 +293,7 @@ def fleet(
     ] = 0.0,
     corrupt: Annotated[float, typer.Option(help="Flip a bit in this share of frames.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
@@ -313,7 +326,9 @@ def fleet(
         Terminal(c, state_dir / c.serial, wear=_wear(wear_profile, wear_seed, c)) for c in configs
     ]
     try:
-        server = FleetServer(terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed)
+        server = FleetServer(
+            terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed, idle_s=idle_timeout
+        )
     except ProtocolError as exc:
         for t in terminals:
             t.close()
