@@ -27,7 +27,8 @@ import typer
 from rich.console import Console
 
 from protocols.errors import ProtocolError
-from protocols.values import Capability, CardType
+from protocols.values import Capability, CardType, check_amount, check_tid
+from terminal_sim.defaults import IDLE_TIMEOUT
 from terminal_sim.line import line_command
 from terminal_sim.wear_profile import WearProfile
 
@@ -95,6 +96,15 @@ def _ready(line: str) -> None:
     sys.stdout.flush()
 
 
+IdleTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Seconds a TCP host may stay silent before it is disconnected, so that the "
+        "next host is served (0: never).",
+    ),
+]
+
 WearOption = Annotated[
     WearProfile | None,
     typer.Option(
@@ -155,6 +165,7 @@ def serve(
         str, typer.Option(help="'pty', a device such as /dev/ttyUSB0, or tcp://HOST:PORT.")
     ] = "pty",
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 9600,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
@@ -182,7 +193,9 @@ def serve(
     stop = _stop_on_signals()
     terminal = Terminal(config, state_dir, wear=_wear(wear_profile, wear_seed, config))
     try:
-        serve_terminal(terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud)
+        serve_terminal(
+            terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud, idle_s=idle_timeout
+        )
     except (OSError, ProtocolError) as exc:
         raise fail(f"{port}: {exc}") from None
     finally:
@@ -288,6 +301,7 @@ def fleet(
     ] = 0.0,
     corrupt: Annotated[float, typer.Option(help="Flip a bit in this share of frames.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
@@ -325,7 +339,9 @@ def fleet(
         Terminal(c, state_dir / c.serial, wear=_wear(wear_profile, wear_seed, c)) for c in configs
     ]
     try:
-        server = FleetServer(terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed)
+        server = FleetServer(
+            terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed, idle_s=idle_timeout
+        )
     except ProtocolError as exc:
         for t in terminals:
             t.close()
@@ -466,10 +482,30 @@ def parse_amount(text: str, exponent: int = 2) -> int:
         raise ValueError(f"amount {text!r} is not a number") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"amount {text!r} must be a positive number")
+    if value and value.adjusted() > 15:  # past field 4's 12 digits, before any arithmetic
+        raise ValueError(f"amount {text!r} is more than a sale can carry")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
         raise ValueError(f"amount {text!r} has more than {exponent} decimals")
-    return int(minor)
+    try:
+        return check_amount(int(minor))
+    except ValueError:
+        raise ValueError(f"amount {text!r} is more than a sale can carry") from None
+
+
+def _usage(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """An option's value checked as it is parsed: a ``ValueError`` is a usage error (one
+    line, exit 2) before anything is opened or sent. possim's options are typed here."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return callback
 
 
 def _money(minor: int | None) -> str:
@@ -479,8 +515,16 @@ def _money(minor: int | None) -> str:
 @app.command()
 def sale(
     port: Annotated[str, typer.Option(help="The terminal: /dev/pts/N, socket://HOST:PORT, …")],
-    tid: Annotated[str, typer.Option(help="The terminal's TID.")],
-    amount: Annotated[str, typer.Option(help="Amount in major units, e.g. 100.00.")],
+    tid: Annotated[str, typer.Option(help="The terminal's TID.", callback=_usage(check_tid))],
+    amount: Annotated[
+        int,
+        typer.Option(
+            help="Amount in major units, e.g. 100.00.",
+            parser=str,
+            callback=_usage(parse_amount),
+            metavar="AMOUNT",
+        ),
+    ],
     card: Annotated[str, typer.Option(help="debit, credit, international or qr.")] = "credit",
     entry: Annotated[str, typer.Option(help="chip, contactless, magstripe or qr.")] = "chip",
     currency: Annotated[int, typer.Option(help="ISO 4217 numeric currency.")] = 156,
@@ -493,7 +537,7 @@ def sale(
     from protocols.session import HostSession  # noqa: PLC0415
 
     try:
-        minor = parse_amount(amount)
+        minor = amount
         card_type = CARDS[card.lower()]
         entry_mode = EntryMode[{"magstripe": "MAGSTRIPE"}.get(entry.lower(), entry.upper())]
     except KeyError as exc:

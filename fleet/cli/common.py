@@ -56,8 +56,10 @@ __all__ = [
     "Format",
     "ImportOutput",
     "KeyFileOpt",
+    "LimitOpt",
     "OptionalKeyFileOpt",
     "OutOpt",
+    "ReasonOpt",
     "SafeConsole",
     "State",
     "TableJson",
@@ -69,13 +71,16 @@ __all__ = [
     "fail",
     "handled",
     "hints",
+    "limit_option",
     "load_keys",
     "option_date",
     "option_days",
     "out",
     "print_import",
+    "reason_option",
     "show_record",
     "state",
+    "text_argument",
     "write_out",
 ]
 
@@ -190,12 +195,13 @@ ImportOutputOpt = Annotated[
 def _writable(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--out``, checked before the command works: its directory exists, and it is not
     the database, a directory or (without ``--force``) an existing file."""
-    if path is not None and not path.parent.is_dir():
-        raise typer.BadParameter(f"directory {path.parent} does not exist")
     if path is not None:
         from fleet.cli.outfile import check_target  # noqa: PLC0415
 
-        check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        try:
+            check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        except FleetError as exc:  # named by the option: "--out: directory … does not exist"
+            raise typer.BadParameter(exc.message) from None
     return path
 
 
@@ -227,6 +233,42 @@ AllowOpenKeyOpt = Annotated[
         help="Use a master key file others can read (refused by default, as ssh does)",
     ),
 ]
+
+
+# --- typed option values: checked where they are declared, bad ones exit 2 --------------
+
+
+def _text_given(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """An option's or argument's text, refused (a usage error, exit 2) when it is given
+    but blank: ``--reason ''``, ``notices verify ''``. Not given (its default) passes."""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    if source is not None and source.name == "DEFAULT":
+        return value
+    items = value if isinstance(value, list | tuple) else [value]
+    if value is not None and not "".join(str(i) for i in items).strip():
+        raise typer.BadParameter("must not be empty")
+    return value
+
+
+def reason_option(help_text: str = "Why (audited)") -> Any:
+    """``--reason TEXT``: optional or required by the parameter's default, never blank."""
+    return typer.Option("--reason", help=help_text, callback=_text_given)
+
+
+def text_argument(help_text: str) -> Any:
+    """A text argument that must not be blank."""
+    return typer.Argument(help=help_text, callback=_text_given)
+
+
+def limit_option(help_text: str = "At most this many") -> Any:
+    """``--limit N``: a count of rows, at least 1 (``--limit -5`` is a usage error)."""
+    return typer.Option("--limit", min=1, help=help_text)
+
+
+ReasonOpt = Annotated[str, reason_option()]
+"""An optional ``--reason`` (``""`` when not given)."""
+LimitOpt = Annotated[int | None, limit_option()]
+"""An optional ``--limit`` (``None``: no limit)."""
 
 
 def load_keys(paths: list[Path], *, allow_open: bool = False) -> KeyRing:

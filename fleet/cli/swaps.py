@@ -23,6 +23,7 @@ from fleet.cli.common import (
     load_keys,
     option_date,
     out,
+    reason_option,
     state,
 )
 
@@ -46,7 +47,7 @@ swap_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
+ReasonOpt = Annotated[str, reason_option("Why (the merchant's notice says it)")]
 EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
 _NEEDS_KEY = "--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table"
 

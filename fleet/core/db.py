@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_DB",
     "HEAD_REVISION",
+    "DatabaseBusyError",
     "DatabaseError",
     "SchemaNotCurrentError",
     "connect",
@@ -40,6 +41,7 @@ __all__ = [
     "head_revision",
     "require_current",
     "resolve_url",
+    "translate",
     "upgrade",
     "writer",
 ]
@@ -55,6 +57,58 @@ class DatabaseError(JobError):
     """The database can't be used: a bad URL, unreachable, or its schema not current.
 
     ``where`` is the database, its password hidden."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a command waits for another writer to finish (SQLite's busy timeout), unless
+``POSFLEET_BUSY_TIMEOUT`` (seconds) says otherwise; then it ends with "busy"."""
+
+
+def busy_timeout_s() -> float:
+    """The busy timeout in seconds (``POSFLEET_BUSY_TIMEOUT``, else :data:`BUSY_TIMEOUT_S`)."""
+    raw = os.environ.get("POSFLEET_BUSY_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else BUSY_TIMEOUT_S
+    except ValueError:
+        raise DatabaseError(f"POSFLEET_BUSY_TIMEOUT: not a number of seconds: {raw!r}") from None
+    return max(0.0, value)
+
+
+_NOT_A_DATABASE = ("file is not a database", "file is encrypted or is not a database")
+_BUSY = ("database is locked", "database table is locked", "lock timeout")
+
+
+def translate(exc: BaseException, where: str | None = None) -> DatabaseError | None:
+    """The database error a person can act on, as one :class:`DatabaseError` naming
+    ``where`` (the database): another writer holding the lock past the busy timeout
+    (:class:`DatabaseBusyError`), a file that is not a database, a database that can't be
+    opened, read or written (SQLite's and PostgreSQL's operational errors). ``None`` for
+    anything else (a constraint or a statement that fails is a bug, and keeps its
+    traceback). The CLI's root applies it to whatever a command raises."""
+    import sqlite3  # noqa: PLC0415 - the standard library's, loaded with SQLAlchemy's dialect
+
+    from sqlalchemy.exc import DatabaseError as DriverDatabaseError  # noqa: PLC0415
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(exc, DriverDatabaseError | sqlite3.DatabaseError):
+        return None
+    line = _first_line(exc)
+    if any(text in line for text in _BUSY):
+        return DatabaseBusyError(
+            f"busy: another command is writing to the database (waited {busy_timeout_s():g} s); "
+            "try again when it ends",
+            where=where,
+        )
+    if any(text in line for text in _NOT_A_DATABASE):
+        return DatabaseError("is not a database (not an SQLite file)", where=where)
+    if isinstance(exc, OperationalError) or type(orig).__name__ == "OperationalError":
+        return DatabaseError(line, where=where)
+    return None
 
 
 class SchemaNotCurrentError(DatabaseError):
@@ -106,7 +160,7 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
     # Statement journals (one per row of an upsert that checks foreign keys) in memory,
     # not in temporary files: halves the time of a 1 M-terminal import.
     cur.execute("PRAGMA temp_store=MEMORY")

@@ -18,6 +18,7 @@ HEAVY = ("construct", "cryptography", "serial", "sqlalchemy", "sqlmodel")
 HELP_LOADS = {
     "protocols", "protocols.errors", "protocols.framing", "protocols.pty", "protocols.values",
     "terminal_sim", "terminal_sim.cli", "terminal_sim.line", "terminal_sim.wear_profile",
+    "terminal_sim.defaults",
 }  # fmt: skip
 """What ``possim --help`` may load of ours: the CLI, the line emulator's command (its
 framing and pty helpers are the standard library's), the light value types the options
@@ -93,8 +94,10 @@ def test_a_command_loads_what_it_uses(tmp_path: Path) -> None:
     code, loaded, _ = probe("show", "--state-dir", str(tmp_path / "nothing"))
     assert code == 1  # no terminal state there
     assert "terminal_sim.state" in loaded and "terminal_sim.report" in loaded
-    code, loaded, _ = probe("sale", "--port", "/dev/null", "--tid", "T1", "--amount", "1.001")
-    assert code == 2  # too many decimals: refused before any link is opened
+    code, loaded, _ = probe(
+        "sale", "--port", "/dev/null", "--tid", "T0000001", "--amount", "1.00", "--card", "gold"
+    )
+    assert code == 2  # an unknown card: refused before any link is opened
     assert {"protocols.messages", "protocols.session", "protocols.link"} <= loaded
     assert "construct" in heavy(loaded)
 
