@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from fleet.core.clauses import AUDIT_CLAUSE
 from fleet.core.models import ATTEMPTS, TERMINALS
@@ -30,7 +30,7 @@ from fleet.core.money import parse_minor
 from fleet.core.policy import FeePolicy
 from fleet.device.attempts import Attempt
 from fleet.device.keyring import KeyRing, UnissuedKeyError
-from fleet.device.push import PushFailedError, PushOutcome, _earlier_failures, _verify_sale
+from fleet.device.push import PushFailedError, PushOutcome, _verify_sale
 from fleet.device.session import DeviceError, TerminalRef, check_identity
 from fleet.fees.tables import Published
 from protocols.engine import CheckError, Outcome
@@ -165,7 +165,10 @@ def record_pushes(conn: Connection, pushes: Sequence[Pushed], *, actor: str, at:
     attempts: list[dict[str, Any]] = []
     audits: list[dict[str, Any]] = []
     terminals: list[dict[str, Any]] = []
+    plain: list[dict[str, Any]] = []
+    """Successes without a sign-on to read key versions from (none from the engine)."""
     unissued: list[dict[str, Any]] = []
+    earlier = _earlier_failures_of(conn, [p.attempt for p in pushes if p.outcome is not None])
     for p in pushes:
         a = p.attempt
         if p.outcome is None:
@@ -180,7 +183,7 @@ def record_pushes(conn: Connection, pushes: Sequence[Pushed], *, actor: str, at:
                 )
             continue
         outcome = p.outcome
-        failed, sent_before = _earlier_failures(conn, a)
+        failed, sent_before = earlier.get((a.serial, a.kind, a.version), (0, 0))
         whole = outcome
         if failed:
             whole = replace(
@@ -190,17 +193,17 @@ def record_pushes(conn: Connection, pushes: Sequence[Pushed], *, actor: str, at:
                 attempts=failed + 1,
             )
         p.whole = whole
-        held = p.signed.key_versions if p.signed is not None else None
-        terminals.append(
-            {
-                "b_serial": a.serial,
-                "active_version": outcome.active_version,
-                "pending_version": outcome.pending_version,
-                "last_seen": at,
-                "key_version": held.current if held else None,
-                "key_next": held.next if held else None,
-            }
-        )
+        row = {
+            "b_serial": a.serial,
+            "active_version": outcome.active_version,
+            "pending_version": outcome.pending_version,
+            "last_seen": at,
+        }
+        if p.signed is None:
+            plain.append(row)
+        else:
+            held = p.signed.key_versions
+            terminals.append(row | {"key_version": held.current, "key_next": held.next})
         attempts.append(
             a.row(at, outcome=outcome.outcome, resumed_from=outcome.resumed_from,
                   blocks_sent=outcome.sent, test_fee=outcome.test_fee, error=None)
@@ -229,6 +232,17 @@ def record_pushes(conn: Connection, pushes: Sequence[Pushed], *, actor: str, at:
             ),
             terminals,
         )
+    if plain:
+        conn.execute(
+            update(TERMINALS)
+            .where(serial)
+            .values(
+                active_version=bindparam("active_version"),
+                pending_version=bindparam("pending_version"),
+                last_seen=bindparam("last_seen"),
+            ),
+            plain,
+        )
     if unissued:
         conn.execute(
             update(TERMINALS)
@@ -242,3 +256,36 @@ def record_pushes(conn: Connection, pushes: Sequence[Pushed], *, actor: str, at:
         conn.execute(insert(ATTEMPTS), attempts)
     if audits:
         conn.execute(insert(AUDIT_CLAUSE), audits)
+
+
+def _earlier_failures_of(
+    conn: Connection, attempts: Sequence[Attempt]
+) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """For each (serial, kind, version) of ``attempts``: (failed attempts, blocks they sent)
+    since that terminal's last finished attempt at it — what
+    :func:`fleet.device.push._earlier_failures` finds for one, for a batch in one query
+    per 500 serials. Pairs without a failure are left out."""
+    wanted = {(a.serial, a.kind, a.version) for a in attempts}
+    found: dict[tuple[str, str, int], tuple[int, int]] = {}
+    serials = sorted({a.serial for a in attempts})
+    c = ATTEMPTS.c
+    for start in range(0, len(serials), 500):
+        rows = conn.execute(
+            select(c.serial, c.kind, c.version, c.outcome, c.blocks_sent)
+            .where(
+                c.serial.in_(serials[start : start + 500]),
+                c.kind.in_({k for _, k, _ in wanted}),
+                c.version.in_({v for _, _, v in wanted}),
+            )
+            .order_by(c.id)
+        ).all()
+        for r in rows:
+            k = (r.serial, r.kind, r.version)
+            if k not in wanted:
+                continue
+            if r.outcome != "error":
+                found.pop(k, None)  # a finished attempt: the failures before it are past
+                continue
+            failed, sent = found.get(k, (0, 0))
+            found[k] = (failed + 1, sent + int(r.blocks_sent or 0))
+    return found

@@ -52,7 +52,11 @@ if TYPE_CHECKING:
     from fleet.device.push import PushOutcome
     from fleet.rollout.worker import Claimed, Worker, _Rollout
 
-__all__ = ["EnginePusher"]
+__all__ = ["BATCH_S", "EnginePusher"]
+
+BATCH_S = 0.1
+"""The database thread's turn: finished pushes are recorded, and free links refilled, in
+batches at most this often."""
 
 
 @dataclass(slots=True)
@@ -97,7 +101,9 @@ class EnginePusher:
         idle_until = 0.0
         try:
             while True:
-                self._record(self._drain(0.05 if self._busy() else 0.0))
+                # one turn every BATCH_S at most: results and claims gather into batches
+                turn = time.monotonic()
+                self._record(self._drain(BATCH_S if self._busy() else 0.0))
                 if self.flying and time.monotonic() >= next_renew:
                     next_renew = time.monotonic() + renew_every
                     self._renew()
@@ -112,6 +118,9 @@ class EnginePusher:
                     if not claimed:
                         idle_until = time.monotonic() + min(w.poll, 0.25)
                 if self._busy():
+                    rest = BATCH_S - (time.monotonic() - turn)
+                    if rest > 0 and not w.stop.is_set():
+                        time.sleep(rest)
                     continue
                 if r.state.over or w.stop.is_set():
                     return
