@@ -385,6 +385,7 @@ class Swap(SQLModel, table=True):
     __table_args__ = (
         Index("ix_swap_old", "old_serial"),
         Index("ix_swap_status", "status", "planned_for"),
+        Index("ix_swap_follow_up", "follow_up_state", "follow_up_on"),
         CheckConstraint("status IN ('planned', 'done', 'cancelled')", name="ck_swap_status"),
     )
 
@@ -402,6 +403,19 @@ class Swap(SQLModel, table=True):
     created_by: str = Field(max_length=80)
     done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     follow_up_on: date | None = None
+    """When the follow-up (回访) is due: moved on by the policy after an unreached call."""
+    reason_code: str | None = Field(default=None, max_length=32)
+    """Why, as the merchant reads it (:mod:`fleet.notices.reasons`); ``reason`` is the
+    operator's note, never sent."""
+    follow_up_state: str | None = Field(default=None, max_length=12)
+    """``due`` (after the swap) → ``done`` (reached) | ``due`` again (unreached, retried) |
+    ``unreached`` (the policy's attempts used up)."""
+    follow_up_attempts: int = 0
+    followed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    satisfaction: int | None = None
+    """1–5, as the merchant said on the follow-up."""
+    follow_up_issue: str | None = Field(default=None, max_length=500)
+    issue_open: bool = False
     provision: str | None = Field(default=None, max_length=500)
     """After ``--port``: ``ok: synced; table 7 committed, verified (test fee 60)`` or what
     failed."""
