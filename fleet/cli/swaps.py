@@ -202,6 +202,7 @@ def swap_list(
     rows = list_swaps(state(ctx).engine(), status)
     columns = [
         "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
-        "done_at", "follow_up_on", "engineer", "reason_code", "reason", "provision",
+        "merchant_reply", "done_at", "follow_up_on", "engineer", "reason_code", "reason",
+        "provision",
     ]  # fmt: skip
     emit(rows, columns, fmt, title="Swaps")

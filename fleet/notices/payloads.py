@@ -26,9 +26,18 @@ from typing import Any, Literal
 
 from fleet.core.errors import InputError
 
-__all__ = ["KINDS", "SWAP_KINDS", "FeeChange", "NoticePayload", "SwapNotice", "payload_of"]
+__all__ = [
+    "KINDS",
+    "LOOP_KINDS",
+    "SWAP_KINDS",
+    "FeeChange",
+    "LoopNotice",
+    "NoticePayload",
+    "SwapNotice",
+    "payload_of",
+]
 
-KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up")
+KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up", "scam_warning", "opt_out_confirm")
 SWAP_KINDS = ("swap_planned", "swap_done", "follow_up")
 
 
@@ -117,7 +126,28 @@ class SwapNotice:
         )
 
 
-NoticePayload = FeeChange | SwapNotice
+LOOP_KINDS = ("scam_warning", "opt_out_confirm")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopNotice:
+    """What the loop sends on its own: a scam warning to a region's merchants, or the
+    one confirmation of an SMS opt-out. No operator text: only the region's name."""
+
+    kind: Literal["scam_warning", "opt_out_confirm"]
+    region: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region}
+
+    @classmethod
+    def from_json(cls, kind: str, doc: Mapping[str, Any]) -> LoopNotice:
+        if kind not in LOOP_KINDS:
+            raise InputError(f"unknown notice kind {kind!r}")
+        return cls(kind=kind, region=str(doc.get("region") or ""))  # type: ignore[arg-type]
+
+
+NoticePayload = FeeChange | SwapNotice | LoopNotice
 
 
 def payload_of(kind: str, doc: Mapping[str, Any]) -> NoticePayload:
@@ -126,4 +156,6 @@ def payload_of(kind: str, doc: Mapping[str, Any]) -> NoticePayload:
         return FeeChange.from_json(doc)
     if kind in SWAP_KINDS:
         return SwapNotice.from_json(kind, doc)
+    if kind in LOOP_KINDS:
+        return LoopNotice.from_json(kind, doc)
     raise InputError(f"unknown notice kind {kind!r}")

@@ -27,7 +27,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
 from fleet.notices.content import FORBIDDEN, forbidden
-from fleet.notices.payloads import KINDS, FeeChange, payload_of
+from fleet.notices.payloads import KINDS, FeeChange, LoopNotice, payload_of
 from fleet.notices.reasons import CATALOGUE, FEE_CODES, SWAP_CODES, reason_text
 from fleet.notices.sms import SmsCount, count
 
@@ -128,6 +128,8 @@ def context(item: NoticeItem, *, language: str, zone: str, policy: NoticePolicy)
             "after": _money(new, p.currency, lang),
             "change": change,
         }
+    if isinstance(p, LoopNotice):
+        return {"region": p.region or ("您所在地区" if zh else "your area")}
     return {
         "old": p.old,
         "new": p.new or ("待定" if zh else "to be chosen"),
@@ -195,6 +197,8 @@ def sample_items(kind: str) -> list[NoticeItem]:
             "direction": "up", "reason_code": _longest(FEE_CODES),
             "sales": 4, "basket_total": 46_500,
         }  # fmt: skip
+    elif kind in ("scam_warning", "opt_out_confirm"):
+        payload = {"region": "Region name of forty characters, long!!"}
     else:
         payload = {
             "swap": 123456, "old": "PS00012345678", "new": "PS00087654321",
