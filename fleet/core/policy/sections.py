@@ -71,6 +71,11 @@ class ReplacementPolicy:
     """Capabilities every terminal must have; a model without one is due."""
     fault_threshold: int = 5
     """This many recorded faults or more make a terminal due."""
+    wear_percent: int = 90
+    """A reader, printer or battery past this share of its model's rated life (%) makes
+    the terminal due now (P2); the forecast is the day its line reaches that share."""
+    forecast_min_samples: int = 3
+    """Health samples a wear forecast must rest on (fewer: no forecast)."""
 
     def __post_init__(self) -> None:
         for cap in self.require:
@@ -87,6 +92,13 @@ class ReplacementPolicy:
         for name in ("max_age_years", "horizon_days", "urgent_days", "fault_threshold"):
             if getattr(self, name) < 0:
                 raise PolicyError("must not be negative", where=f"replacement.{name}")
+        if not 1 <= self.wear_percent <= 100:
+            raise PolicyError("must be 1..100", where="replacement.wear_percent")
+        if self.forecast_min_samples < 2:
+            raise PolicyError(
+                "must be 2 or more (a line needs two points)",
+                where="replacement.forecast_min_samples",
+            )
 
     @classmethod
     def from_table(cls, value: dict[str, Any], source: str) -> Self:
@@ -128,6 +140,10 @@ class ReplacementPolicy:
             f"statuses = {toml_list(self.statuses)}  # which terminals are considered",
             f"require = {toml_list(self.require)}  # capabilities every terminal must have",
             f"fault_threshold = {self.fault_threshold}  # faults at which a terminal is due",
+            f"wear_percent = {self.wear_percent}  # % of rated life at which reader, printer or "
+            "battery is due",
+            f"forecast_min_samples = {self.forecast_min_samples}  # health samples a wear "
+            "forecast rests on",
         ]
 
 

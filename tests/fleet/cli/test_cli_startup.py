@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve", "outfile",
+    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve", "outfile", "health",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
