@@ -35,6 +35,7 @@ MAX_DAYS: Final = 2_900_000.0
 def days(at: datetime) -> float:
     """An instant as days since 1970-01-01 00:00 UTC (the x of a sample).
 
+    >>> from datetime import UTC
     >>> days(datetime(1970, 1, 2, 12, tzinfo=UTC))
     1.5
     """
