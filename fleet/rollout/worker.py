@@ -33,12 +33,13 @@ from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.events import emit
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
-from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.core.policy import FeePolicy, MaintenancePolicy, RolloutPolicy
 from fleet.device.issued import attach
 from fleet.device.keyring import KeyRing, UnissuedKeyError
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.rotate import RotationOutcome, rotate_terminal
 from fleet.device.session import TerminalRef, resolve
+from fleet.device.windows import windows_for
 from fleet.fees.tables import Published, load_tables
 from fleet.rollout.events import (
     Event,
@@ -57,6 +58,8 @@ from fleet.rollout.waves import over_threshold
 __all__ = ["Claimed", "Worker"]
 
 LEASED = Leased(JOBS, "running")
+_DEFERS_PER_CLAIM = 64
+"""Jobs outside their window one claim puts back before it says "nothing now"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,8 @@ class Worker:
         t1_margin: float = 0.5,
         poll: float = 0.5,
         on_event: Callable[[Event], None] | None = None,
+        maintenance: MaintenancePolicy | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.engine = engine
         self.keys = keys
@@ -127,6 +132,9 @@ class Worker:
         self.link = {"baud": baud, "t2": t2, "t1_margin": t1_margin}
         self.poll = poll
         self.on_event: Callable[[Event], None] = on_event or (lambda _event: None)
+        self.maintenance = maintenance or MaintenancePolicy()
+        self.clock = clock
+        """The instant windows, leases and retries are judged at (injected in tests)."""
         self.stop = threading.Event()
         self.backoff = Backoff(policy.backoff_s)
         self._tables: dict[int, Published] | None = None
@@ -135,7 +143,17 @@ class Worker:
     # -- claiming and finishing ------------------------------------------------------------
 
     def claim(self, rollout_id: int, thread: str) -> Claimed | None:
-        at = now()
+        """The next job whose terminal is inside its maintenance window, under a lease;
+        a job claimed outside its window goes back to ``pending`` until the window
+        opens (``next_attempt_at``; its attempt not counted)."""
+        for _ in range(_DEFERS_PER_CLAIM):
+            claimed = self._claim_one(rollout_id, thread)
+            if claimed is None or isinstance(claimed, Claimed):
+                return claimed
+        return None
+
+    def _claim_one(self, rollout_id: int, thread: str) -> Claimed | bool | None:
+        at = self.clock()
         with writer(self.engine).begin() as conn:
             r = conn.execute(
                 select(ROLLOUTS.c.status, ROLLOUTS.c.wave).where(ROLLOUTS.c.id == rollout_id)
@@ -161,14 +179,28 @@ class Worker:
                     )
                 },
             )
-        if not rows:
-            return None
-        row = rows[0]
+            if not rows:
+                return None
+            row = rows[0]
+            window = windows_for(conn, [row.serial], self.maintenance).get(row.serial)
+            if window is not None and not window.is_open(at):
+                conn.execute(
+                    update(JOBS)
+                    .where(JOBS.c.id == row.id)
+                    .values(
+                        status="pending",
+                        lease_owner=None,
+                        lease_until=None,
+                        attempts=JOBS.c.attempts - 1,
+                        next_attempt_at=window.next_open(at),
+                    )
+                )
+                return False  # deferred to its window: try the next job
         taken = bool(row.last_error and str(row.last_error).startswith("lease of "))
         return Claimed(row.id, row.serial, row.attempts, taken)
 
     def renew(self, job_id: int, owner: str) -> bool:
-        until = now() + timedelta(seconds=self.policy.lease_s)
+        until = self.clock() + timedelta(seconds=self.policy.lease_s)
         with writer(self.engine).begin() as conn:
             return LEASED.renew(conn, job_id, owner, until)
 
@@ -176,7 +208,7 @@ class Worker:
         self, rollout_id: int, job: Claimed, owner: str, error: str | None, max_attempts: int
     ) -> str:
         """Record a job's result if we still hold it; open the next wave or halt."""
-        at = now()
+        at = self.clock()
         values: dict[str, Any]
         if error is None:
             values = {"status": "done", "finished_at": at}

@@ -28,6 +28,7 @@ from fleet.core.policy.parsing import PolicyError, parse_clock_range, parse_wave
 from fleet.core.policy.sections import (
     CAPABILITIES,
     FeePolicy,
+    MaintenancePolicy,
     NoticePolicy,
     ReplacementPolicy,
     RolloutPolicy,
@@ -38,6 +39,7 @@ __all__ = [
     "CAPABILITIES",
     "DEFAULT_POLICY_FILE",
     "FeePolicy",
+    "MaintenancePolicy",
     "NoticePolicy",
     "Policy",
     "PolicyError",
@@ -57,6 +59,7 @@ _SECTIONS: dict[str, Any] = {
     "rollout": RolloutPolicy,
     "notices": NoticePolicy,
     "swaps": SwapPolicy,
+    "maintenance": MaintenancePolicy,
 }
 """TOML table → its section class, in the order ``to_toml`` writes them."""
 
@@ -68,6 +71,7 @@ class Policy:
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     notices: NoticePolicy = field(default_factory=NoticePolicy)
     swaps: SwapPolicy = field(default_factory=SwapPolicy)
+    maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
     source: str = "defaults"
 
     @classmethod
