@@ -3,11 +3,22 @@ show a terminal's health history."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from fleet.cli.common import TableJson, TableJsonOpt, emit, emit_json, err_console, fail, out, state
+from fleet.cli.common import (
+    FileFormatOpt,
+    TableJson,
+    TableJsonOpt,
+    emit,
+    emit_json,
+    err_console,
+    fail,
+    out,
+    state,
+)
 
 __all__ = ["health_app"]
 
@@ -116,3 +127,22 @@ def health_show(
         emit_json(cells)
         return
     emit(cells, list(cells[0]) if cells else ["at"], "table", title=f"Health of {serial}")
+
+
+@health_app.command("import")
+def health_import(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="Health history: CSV, JSON or TOML")],
+    file_format: FileFormatOpt = None,
+) -> None:
+    """Import a health history (one sample per row). One bad row rejects the file.
+
+    CSV columns: serial,at,chip,contactless,magstripe (required); printer_lines,paper,
+    battery_level,battery_health,battery_cycles,tampered,tampered_at,uptime,last_reboot,
+    free_storage (optional)."""
+    from fleet.device.health import import_health  # noqa: PLC0415
+
+    st = state(ctx)
+    fmt = file_format.value if file_format else None
+    stored = import_health(st.engine(), path, actor=st.actor, fmt=fmt)
+    out.print(f"{path.name}: {stored} health samples stored", highlight=False)

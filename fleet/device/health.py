@@ -21,9 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fleet.core.clock import now
@@ -31,10 +32,13 @@ from fleet.core.db import writer
 from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import HEALTH_SAMPLES, MODELS, TERMINAL_HEALTH, TERMINALS
 from fleet.core.policy import ReplacementPolicy
+from fleet.core.records import Column, RejectedFileError, Row, Schema, read_rows
+from fleet.core.values import parse_bool, parse_datetime, parse_int, parse_serial
+from fleet.inventory.importing import FileErrors, parse_row, record_import
 from fleet.replacements.flags import flag_tampered
 from fleet.replacements.wear import COUNTERS, Fit, days, wear_state
 from protocols.errors import LinkError, ProtocolError
-from protocols.health import HealthInfo, RebootReason
+from protocols.health import Battery, CardReads, HealthInfo, PaperState, Printer, RebootReason
 
 __all__ = [
     "HealthReport",
@@ -42,6 +46,7 @@ __all__ = [
     "health_history",
     "health_lines",
     "health_summary",
+    "import_health",
     "latest_health",
     "poll",
     "poll_targets",
@@ -437,3 +442,90 @@ def poll(
         take(_serial_poll(target, sign_on, t2))
     flush()
     return [results[t.serial] for t in targets]
+
+
+# -- importing a history ---------------------------------------------------------------------
+
+HEALTH_SCHEMA = Schema(
+    "health",
+    (
+        Column("serial", parse_serial),
+        Column("at", parse_datetime),
+        Column("chip", parse_int),
+        Column("contactless", parse_int),
+        Column("magstripe", parse_int),
+        Column("printer_lines", parse_int, required=False),
+        Column("paper", lambda t: parse_int(t, high=2), required=False, default=0),
+        Column("battery_level", lambda t: parse_int(t, high=100), required=False),
+        Column("battery_health", lambda t: parse_int(t, high=100), required=False),
+        Column("battery_cycles", parse_int, required=False),
+        Column("tampered", parse_bool, required=False, default=False),
+        Column("tampered_at", parse_datetime, required=False),
+        Column("uptime", parse_int, required=False, default=0),
+        Column("last_reboot", lambda t: parse_int(t, high=6), required=False, default=0),
+        Column("free_storage", lambda t: parse_int(t, high=2**63 - 1), required=False, default=0),
+    ),
+)
+"""``posfleet health import``: one health sample per row, as a terminal reported it."""
+
+
+def _health_of(v: dict[str, Any]) -> HealthInfo:
+    battery = [v.get(k) for k in ("battery_level", "battery_health", "battery_cycles")]
+    if any(x is not None for x in battery) and None in battery:
+        raise ValueError("battery_level, battery_health and battery_cycles go together")
+    return HealthInfo(
+        card_reads=CardReads(v["chip"], v["contactless"], v["magstripe"]),
+        uptime=v.get("uptime") or 0,
+        last_reboot=RebootReason(v.get("last_reboot") or 0),
+        free_storage=v.get("free_storage") or 0,
+        battery=Battery(*battery) if battery[0] is not None else None,  # type: ignore[arg-type]
+        printer=(
+            Printer(PaperState(v.get("paper") or 0), v["printer_lines"])
+            if v.get("printer_lines") is not None
+            else None
+        ),
+        tampered=bool(v.get("tampered")),
+        tampered_at=v.get("tampered_at"),
+    )
+
+
+def import_health(engine: Engine, path: Path, *, actor: str, fmt: str | None = None) -> int:
+    """Import a health history (CSV, JSON or TOML; :data:`HEALTH_SCHEMA`) as samples of
+    source ``import``: every row checked first (a known terminal, values the wire allows),
+    then all stored in one transaction, or nothing (:class:`RejectedFileError`). Returns
+    the samples stored (a sample already there, same terminal and instant, is skipped)."""
+    chosen, header, rows = read_rows(path, "health", fmt)
+    errors = FileErrors()
+    if chosen == "csv":
+        errors.items.extend(HEALTH_SCHEMA.check_header(str(path), header))
+    parsed: list[tuple[Row, HealthReport]] = []
+    for row in rows:
+        values = parse_row(HEALTH_SCHEMA, row, errors, named=chosen != "csv")
+        if values is None:
+            continue
+        try:
+            parsed.append(
+                (row, HealthReport(values["serial"], _health_of(values), values["at"], "import"))
+            )
+        except (ValueError, ProtocolError) as exc:
+            errors.add(row, "", str(exc))
+    with writer(engine).begin() as conn:
+        known: set[str] = set()
+        serials = sorted({r.serial for _, r in parsed})
+        for i in range(0, len(serials), _CHUNK):
+            chunk = serials[i : i + _CHUNK]
+            known |= set(
+                conn.execute(
+                    select(TERMINALS.c.serial).where(TERMINALS.c.serial.in_(chunk))
+                ).scalars()
+            )
+        for row, report in parsed:
+            if report.serial not in known:
+                errors.add(row, "serial", f"unknown terminal {report.serial}")
+        if errors:
+            raise RejectedFileError(errors.items)
+        before = conn.execute(select(func.count()).select_from(HEALTH_SAMPLES)).scalar_one()
+        record_health(conn, [r for _, r in parsed])
+        after = conn.execute(select(func.count()).select_from(HEALTH_SAMPLES)).scalar_one()
+        record_import(conn, "health", path, len(parsed), after - before, actor=actor)
+    return int(after - before)

@@ -159,3 +159,43 @@ def test_health_poll_over_tcp_stores_samples_and_sees_a_tamper(
     assert res.exit_code == 0 and "TRIPPED" in res.stdout and "2 samples" in res.stdout
     res = runner.invoke(app, ["--db", db_url, "health", "poll", "PSNOSUCH"])
     assert res.exit_code != 0 and "unknown terminal PSNOSUCH" in res.output
+
+
+def test_health_import_is_checked_whole_and_feeds_the_history(
+    loaded: Engine, db_url: str, tmp_path: Path
+) -> None:
+    a, b = first_deployed(loaded, 2)
+    good = tmp_path / "health.csv"
+    good.write_text(
+        "serial,at,chip,contactless,magstripe,printer_lines,battery_level,battery_health,"
+        "battery_cycles,tampered\n"
+        f"{a},2026-10-01T00:00:00Z,1000,5,0,100,90,99,10,no\n"
+        f"{a},2026-10-11T00:00:00Z,2000,5,0,200,90,99,11,no\n"
+        f"{b},2026-10-11T00:00:00+08:00,7,0,0,,,,,yes\n"
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "serial,at,chip,contactless,magstripe,battery_level,battery_health,battery_cycles\n"
+        "PSNOSUCH1,2026-10-01T00:00:00Z,1,0,0,,,\n"
+        f"{a},2026-10-01T00:00:00,1,0,0,,,\n"
+        f"{a},2026-10-02T00:00:00Z,1,0,0,101,99,3\n"
+        f"{a},2026-10-03T00:00:00Z,1,0,0,50,,\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["--db", db_url, "health", "import", str(bad)])
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "bad.csv:2" in text and "unknown terminal PSNOSUCH1" in text
+    assert "bad.csv:3" in text and "no time zone offset" in text
+    assert "bad.csv:4" in text and "bad.csv:5" in text and "go together" in text
+    with loaded.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(HEALTH_SAMPLES)).scalar_one() == 0
+    res = runner.invoke(app, ["--db", db_url, "health", "import", str(good)])
+    assert res.exit_code == 0 and "3 health samples stored" in res.stdout, res.output
+    res = runner.invoke(app, ["--db", db_url, "health", "import", str(good)])
+    assert "0 health samples stored" in res.stdout  # the same samples again: skipped
+    with loaded.connect() as conn:
+        latest = latest_health(conn, a)
+        tampered = latest_health(conn, b)
+    assert latest is not None and latest["samples"] == 2 and latest["reader"] == 2000
+    assert latest["reader_n"] == 2 and tampered is not None and tampered["tamper"]
