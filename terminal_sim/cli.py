@@ -14,34 +14,31 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import resource
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from protocols.errors import ProtocolError
-from protocols.link import Link
-from protocols.mac import read_master_key
-from protocols.messages import EntryMode, ResponseCode
-from protocols.pty import PtyPair
-from protocols.session import HostSession
 from protocols.values import Capability, CardType, check_amount, check_tid
+from terminal_sim.defaults import IDLE_TIMEOUT
 from terminal_sim.line import line_command
-from terminal_sim.report import health_document, keys_document, print_keys_and_health
-from terminal_sim.serve import IDLE_TIMEOUT, FleetServer, parse_tcp, serve_terminal
-from terminal_sim.state import StateStore
-from terminal_sim.terminal import DEFAULT_CAPABILITIES, Terminal, TerminalConfig
-from terminal_sim.wear import InitialWear, WearProfile, initial_wear, profile_for
+from terminal_sim.wear_profile import WearProfile
+
+if TYPE_CHECKING:
+    from terminal_sim.terminal import TerminalConfig
+    from terminal_sim.wear import InitialWear
+
+# Each command imports the codec, link, MAC, state and terminal modules it works with (as
+# ``posfleet``'s commands do): ``possim --help`` loads none of them
+# (tests/terminal_sim/test_cli_startup.py checks).
 
 app = typer.Typer(
     name="possim",
@@ -131,6 +128,8 @@ def _wear(
     """The terminal's first-boot wear under ``profile`` (computed only if it boots first)."""
     if profile is None:
         return None
+    from terminal_sim.wear import initial_wear, profile_for  # noqa: PLC0415
+
     model = profile_for(config.model)
     return lambda: initial_wear(
         profile, seed, config.serial, model, config.capabilities, datetime.now(UTC)
@@ -172,6 +171,9 @@ def serve(
     allow_open_key_file: AllowOpenKeyOpt = False,
 ) -> None:
     """Serve one emulated terminal. Prints `READY <url>` first, then logs to stderr."""
+    from terminal_sim.serve import parse_tcp, serve_terminal  # noqa: PLC0415
+    from terminal_sim.terminal import Terminal, TerminalConfig  # noqa: PLC0415
+
     try:
         config = TerminalConfig.from_master_key_file(
             key_file,
@@ -210,6 +212,9 @@ def read_manifest(path: Path, key_file: Path, *, allow_open: bool = False) -> li
     """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``.
     Serials follow the fleet's rule (:func:`protocols.values.check_serial`): each names its
     terminal's folder under ``--state-dir``, so ``../x`` or ``/tmp/x`` is a bad row."""
+    from protocols.mac import read_master_key  # noqa: PLC0415
+    from terminal_sim.terminal import DEFAULT_CAPABILITIES, TerminalConfig  # noqa: PLC0415
+
     master = read_master_key(key_file, allow_open=allow_open)
     configs: list[TerminalConfig] = []
     problems: list[str] = []
@@ -256,6 +261,9 @@ def read_manifest(path: Path, key_file: Path, *, allow_open: bool = False) -> li
 def generated_fleet(
     count: int, key_file: Path, model: str, firmware: str, mcc: int, *, allow_open: bool = False
 ) -> list[TerminalConfig]:
+    from protocols.mac import read_master_key  # noqa: PLC0415
+    from terminal_sim.terminal import TerminalConfig  # noqa: PLC0415
+
     master = read_master_key(key_file, allow_open=allow_open)
     return [
         TerminalConfig(
@@ -302,6 +310,11 @@ def fleet(
 
     Prints `READY <serial> <url>` per terminal, then `READY ALL`.
     """
+    import resource  # noqa: PLC0415
+
+    from terminal_sim.serve import FleetServer, parse_tcp  # noqa: PLC0415
+    from terminal_sim.terminal import Terminal  # noqa: PLC0415
+
     if (manifest is None) == (count is None):
         raise fail("give either --manifest or --count", 2)
     if not (0 <= drop < 1 and 0 <= corrupt < 1):
@@ -347,6 +360,9 @@ def fleet(
 
 def state_document(state_dir: Path) -> dict[str, Any]:
     """The terminal's state as plain data (what ``show --json`` prints)."""
+    from terminal_sim.report import health_document, keys_document  # noqa: PLC0415
+    from terminal_sim.state import StateStore  # noqa: PLC0415
+
     store = StateStore(state_dir)
     try:
         if not store.exists:
@@ -401,6 +417,10 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print a terminal's state: tables, pending activation, partial download, last sales."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from terminal_sim.report import print_keys_and_health  # noqa: PLC0415
+
     try:
         doc = state_document(state_dir)
     except FileNotFoundError as exc:
@@ -512,6 +532,10 @@ def sale(
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
     """Act as the cash register: send a 0200 sale and print the approval and the fee."""
+    from protocols.link import Link  # noqa: PLC0415
+    from protocols.messages import EntryMode, ResponseCode  # noqa: PLC0415
+    from protocols.session import HostSession  # noqa: PLC0415
+
     try:
         minor = amount
         card_type = CARDS[card.lower()]
@@ -566,6 +590,10 @@ def tamper(
     A tampered terminal refuses fee-table downloads and key changes with 66 until it is
     replaced; sales, sign-on (which reports the tamper) and health polls still answer.
     """
+    import sqlite3  # noqa: PLC0415
+
+    from terminal_sim.state import StateStore  # noqa: PLC0415
+
     store = StateStore(state_dir)
     try:
         before = store.tampered_at()
@@ -599,6 +627,8 @@ def cable(
 
     Prints `READY <end A> <end B>`; connect any serial tool to either end.
     """
+    from protocols.pty import PtyPair  # noqa: PLC0415
+
     stop = _stop_on_signals()
     with PtyPair() as pair:
         _ready(f"READY {pair.a} {pair.b}")

@@ -46,6 +46,7 @@ from protocols.linkstate import LinkMachine
 from protocols.netloop import Channel, NetLoop
 from protocols.ports import SocketPort
 from protocols.pty import FdPort, open_pty
+from terminal_sim.defaults import IDLE_TIMEOUT
 from terminal_sim.faults import FaultInjector
 from terminal_sim.terminal import Terminal
 
@@ -57,10 +58,6 @@ POLL = 0.25
 """Longest blocking read of a serving terminal: bytes are read as soon as they arrive;
 this only bounds how late a deadline (T1, the inter-byte timeout) or a stop is noticed.
 Idle connected terminals wake 4 times a second."""
-
-
-IDLE_TIMEOUT = 30.0
-"""Seconds a TCP host may stay silent before the terminal closes its connection (0: never)."""
 
 
 class IdleWatch:

@@ -43,6 +43,7 @@ from protocols.errors import ProtocolError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from fleet.core.dbapi import QuickDatabase
     from fleet.core.policy import Policy
     from fleet.device.keyring import KeyRing
     from fleet.inventory import ImportResult
@@ -297,6 +298,7 @@ class State:
     actor: str = ""
     policy_path: Path | None = None
     _engine: Engine | None = field(default=None, repr=False)
+    _quick: QuickDatabase | None = field(default=None, repr=False)
 
     def engine(self, *, current: bool = True) -> Engine:
         """The database's engine (made once), its schema checked to be current."""
@@ -308,6 +310,16 @@ class State:
             db.require_current(self._engine)
         return self._engine
 
+    def quick_database(self) -> QuickDatabase:
+        """The database on plain DB-API, no SQLAlchemy (``notices verify``: see
+        :mod:`fleet.core.dbapi`), made once, its schema checked to be current."""
+        from fleet.core.dbapi import QuickDatabase  # noqa: PLC0415 - only for that command
+
+        if self._quick is None:
+            self._quick = QuickDatabase.open(self.db)
+        self._quick.require_current()
+        return self._quick
+
     def policy(self) -> Policy:
         from fleet.core.policy import Policy  # noqa: PLC0415
 
@@ -318,6 +330,9 @@ class State:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
 
 
 def state(ctx: typer.Context) -> State:

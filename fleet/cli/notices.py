@@ -140,7 +140,7 @@ def notices_verify(
     from fleet.notices.verify import verify  # noqa: PLC0415
 
     st = state(ctx)
-    found = verify(st.engine(), "".join(code), actor=st.actor)
+    found = verify(st.quick_database(), "".join(code), actor=st.actor)
     doc = found.as_dict()
     if fmt == TableJson.JSON:
         emit([doc], [], "json", json_doc=lambda rows: rows[0])
