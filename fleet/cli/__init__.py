@@ -63,7 +63,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "swap",
         "fleet.cli.swaps:swap_app",
-        "Terminal swaps: `posfleet swap OLD NEW --reason …`, plan, sheet, list.",
+        "Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list.",
     ),
     (
         "notices",

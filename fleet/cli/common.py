@@ -251,9 +251,10 @@ def _text_given(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> A
     return value
 
 
-def reason_option(help_text: str = "Why (audited)") -> Any:
-    """``--reason TEXT``: optional or required by the parameter's default, never blank."""
-    return typer.Option("--reason", help=help_text, callback=_text_given)
+def reason_option(help_text: str = "Why (audited)", *aliases: str) -> Any:
+    """``--reason TEXT`` (and ``aliases``): optional or required by the parameter's
+    default, never blank."""
+    return typer.Option("--reason", *aliases, help=help_text, callback=_text_given)
 
 
 def text_argument(help_text: str) -> Any:

@@ -224,3 +224,29 @@ def report_notices(
         _choices(channel, CHANNELS, "--channel"),
     )
     _write(notices_report(state(ctx).engine(), where), fmt, out_file, force)
+
+
+@report_app.command("scams")
+def report_scams(
+    ctx: typer.Context,
+    fmt: FormatOpt = ReportFormat.TABLE,
+    out_file: OutOpt = None,
+    force: ForceOpt = False,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Up to the end of this day, UTC (default: today)")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days back")] = 14,
+) -> None:
+    """The scam radar: NOT GENUINE verifications and scam complaints per region and day
+    (UTC), with the policy's threshold alert (``inbound.scam_threshold``)."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from fleet.reports.service import scams_report  # noqa: PLC0415
+
+    until = _day(as_of)
+    st = state(ctx)
+    report = scams_report(
+        st.engine(), until - timedelta(days=days - 1), until,
+        threshold=st.policy().inbound.scam_threshold,
+    )  # fmt: skip
+    _write(report, fmt, out_file, force)

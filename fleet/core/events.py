@@ -11,7 +11,7 @@ An event is ``kind`` (one of :data:`EVENT_KINDS`), a JSON ``payload`` of plain v
 queues; rows are never updated otherwise, and the payload never.
 
 >>> sorted(EVENT_KINDS)[:3]
-['notice.failed', 'rollout.done', 'rollout.halted']
+['notice.failed', 'notice.fallback', 'rollout.done']
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ EVENT_KINDS = frozenset(
         "rollout.done",
         "terminal.flagged",
         "notice.failed",
+        "notice.fallback",
         "verify.not_genuine",
     }
 )

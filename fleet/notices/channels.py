@@ -257,6 +257,12 @@ class SmtpTransport:
             self._smtp = None
 
 
+_REFERENCE_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+"""Apprise's plain-HTTP forms: each send carries the message's code in an
+``X-Posfleet-Reference`` header, for the provider to return in its status callbacks
+(:mod:`fleet.notices.receipts` finds the message by it)."""
+
+
 class AppriseTransport:
     """Any Apprise URL; ``{phone}`` in it becomes the merchant's number (E.164)."""
 
@@ -275,6 +281,8 @@ class AppriseTransport:
 
     def send(self, out: Outgoing) -> str:
         target = self.url.replace("{phone}", quote(out.address, safe=""))
+        if urlsplit(target).scheme in _REFERENCE_SCHEMES:  # the provider echoes it back
+            target += ("&" if "?" in target else "?") + f"+X-Posfleet-Reference={out.code}"
         sender = self._apprise.Apprise()
         sender.add(target)
         if not sender.notify(body=out.body, title=""):

@@ -56,6 +56,8 @@ class DispatchResult:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    fell_back: int = 0
+    """SMS with no receipt within the window, their notices queued on the next channel."""
     by_channel: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: list[str] = field(default_factory=list)
 
@@ -71,6 +73,7 @@ class DispatchResult:
             "by_channel": dict(self.by_channel),
             "retried": self.retried,
             "failed": self.failed + c.failed,
+            "fell_back": self.fell_back,
             "sms_segments": c.segments,
             "sms_cost": f"{format_minor(c.cost, sms_currency)} {sms_currency}",
             "errors": self.errors[:20],
@@ -114,6 +117,7 @@ class Dispatcher:
         worker: str | None = None,
         lease_s: float = 60.0,
         batch: int = 200,
+        receipt_window_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -124,6 +128,8 @@ class Dispatcher:
         self._down: dict[str, TransportError] = {}
         """Channels whose server could not be reached in this pass: their other messages
         are not tried (each would wait for the same dead server) but rescheduled."""
+        self.receipt_window_s = receipt_window_s
+        """SMS with no final receipt this long after sending fall back (None: never)."""
 
     def claim(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Up to ``batch`` messages that are ready, or whose sender's lease ran out."""
@@ -247,6 +253,10 @@ class Dispatcher:
         try:
             while not stop():
                 self._down.clear()
+                if self.receipt_window_s is not None:
+                    from fleet.notices.receipts import sweep  # noqa: PLC0415
+
+                    result.fell_back += sweep(self.engine, self.receipt_window_s)
                 result.composed.add(compose(self.engine, self.policy))
                 batch = self.claim()
                 for message in batch:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.core.files import DocumentError, FileTextError, load_toml, read_text
+from fleet.core.policy.inbound import InboundPolicy
 from fleet.core.policy.parsing import PolicyError, parse_clock_range, parse_waves, percent_ppm
 from fleet.core.policy.sections import (
     CAPABILITIES,
@@ -38,6 +39,7 @@ __all__ = [
     "CAPABILITIES",
     "DEFAULT_POLICY_FILE",
     "FeePolicy",
+    "InboundPolicy",
     "NoticePolicy",
     "Policy",
     "PolicyError",
@@ -57,6 +59,7 @@ _SECTIONS: dict[str, Any] = {
     "rollout": RolloutPolicy,
     "notices": NoticePolicy,
     "swaps": SwapPolicy,
+    "inbound": InboundPolicy,
 }
 """TOML table → its section class, in the order ``to_toml`` writes them."""
 
@@ -68,6 +71,7 @@ class Policy:
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     notices: NoticePolicy = field(default_factory=NoticePolicy)
     swaps: SwapPolicy = field(default_factory=SwapPolicy)
+    inbound: InboundPolicy = field(default_factory=InboundPolicy)
     source: str = "defaults"
 
     @classmethod

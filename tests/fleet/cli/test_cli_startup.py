@@ -30,7 +30,7 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve", "outfile",
+    "rollout", "notices", "notices_loop", "swaps", "keys", "users", "webhooks", "serve", "outfile",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -91,7 +91,7 @@ def test_a_command_loads_its_own_module_only() -> None:
 
 
 VERIFY_LOADS = {
-    "fleet.cli.common", "fleet.cli.notices", "fleet.core.actor", "fleet.core.audit",
+    "fleet.cli.common", "fleet.cli.notices", "fleet.cli.notices_loop", "fleet.core.actor", "fleet.core.audit",
     "fleet.core.clock", "fleet.core.db", "fleet.core.dbapi", "fleet.core.errors",
     "fleet.core.escaping", "fleet.core.events", "fleet.core.masking", "fleet.core.verify_sql",
     "fleet.notices.codes", "fleet.notices.payloads", "fleet.notices.queue",
