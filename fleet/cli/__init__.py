@@ -50,6 +50,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "Push a table to a terminal or a group: sign on, skip terminals already at it, send,\n"
         "commit, verify with a status query and a test sale, record.",
     ),
+    (
+        "health",
+        "fleet.cli.health:health_app",
+        "Terminal health: poll many terminals (0800/303), show a terminal's history.",
+    ),
     ("db", "fleet.cli.admin:db_app", "The database: schema migrations (Alembic)."),
     ("catalog", "fleet.cli.inventory:catalog_app", "Terminal models, firmware and advisories."),
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),

@@ -136,6 +136,7 @@ def terminals_show(
 ) -> None:
     """One terminal, its model, merchant and its audit history."""
     from fleet.core import audit  # noqa: PLC0415
+    from fleet.device.health import health_lines, health_summary  # noqa: PLC0415
     from fleet.inventory import terminal_cells, terminal_detail  # noqa: PLC0415
 
     found = terminal_detail(state(ctx).engine(), serial)
@@ -145,11 +146,16 @@ def terminals_show(
         "key_next": str(t["key_next"]),
     }
     history = [audit.as_row(a) for a in found.history]
+    engine = state(ctx).engine()
+    with engine.connect() as conn:
+        health = health_summary(conn, serial, t["model"], policy=state(ctx).policy().replacement)
     if fmt == TableJson.JSON:
         model = found.model.model_dump() if found.model else None
-        emit_json(cells | {"model_info": model, "history": history})
+        emit_json(cells | {"model_info": model, "health": health, "history": history})
         return
     show_record(f"Terminal {serial}", cells)
+    if health is not None:
+        show_record("Health", health_lines(health))
     if history:
         emit(history, ["at", "actor", "action", "reason", "details"], "table", title="History")
 

@@ -29,6 +29,7 @@ from fleet.core.policy.parsing import PolicyError, parse_clock_range, parse_wave
 from fleet.core.policy.sections import (
     CAPABILITIES,
     FeePolicy,
+    MaintenancePolicy,
     NoticePolicy,
     ReplacementPolicy,
     RolloutPolicy,
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_POLICY_FILE",
     "FeePolicy",
     "InboundPolicy",
+    "MaintenancePolicy",
     "NoticePolicy",
     "Policy",
     "PolicyError",
@@ -60,6 +62,7 @@ _SECTIONS: dict[str, Any] = {
     "notices": NoticePolicy,
     "swaps": SwapPolicy,
     "inbound": InboundPolicy,
+    "maintenance": MaintenancePolicy,
 }
 """TOML table → its section class, in the order ``to_toml`` writes them."""
 
@@ -72,6 +75,7 @@ class Policy:
     notices: NoticePolicy = field(default_factory=NoticePolicy)
     swaps: SwapPolicy = field(default_factory=SwapPolicy)
     inbound: InboundPolicy = field(default_factory=InboundPolicy)
+    maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
     source: str = "defaults"
 
     @classmethod

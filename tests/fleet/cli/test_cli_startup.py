@@ -31,6 +31,7 @@ HEAVY = (
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
     "rollout", "notices", "notices_loop", "swaps", "keys", "users", "webhooks", "serve", "outfile",
+    "health",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
