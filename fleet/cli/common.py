@@ -69,6 +69,7 @@ __all__ = [
     "err_console",
     "exit_code_for",
     "fail",
+    "fit_columns",
     "handled",
     "hints",
     "limit_option",
@@ -471,8 +472,13 @@ def emit(
     out_file: Path | None = None,
     force: bool = False,
     json_doc: Callable[[list[dict[str, Any]]], Any] | None = None,
+    drop_first: Sequence[str] = (),
 ) -> int:
     """Write rows as a Rich table, CSV or JSON (to ``out_file`` or stdout); returns the count.
+
+    A table shows the columns that fit the screen without splitting a word
+    (:func:`fit_columns`: ``drop_first`` are left out first, then from the right; a note
+    on stderr names them); CSV and JSON have every column.
 
     ``json_doc`` replaces the plain list of rows for JSON output (e.g. rows + a summary).
     CSV cells are escaped against formula injection (:func:`fleet.core.escaping.csv_cell`:
@@ -480,11 +486,11 @@ def emit(
     only with ``force`` (:mod:`fleet.cli.outfile`).
     """
     if out_file is None:
-        return _emit(rows, columns, fmt, title, json_doc, _Stdout())
+        return _emit(rows, columns, fmt, title, json_doc, _Stdout(), drop_first)
     from fleet.cli.outfile import atomic_text  # noqa: PLC0415
 
     with atomic_text(out_file, force=force, newline="" if fmt == "csv" else None) as stream:
-        return _emit(rows, columns, fmt, title, json_doc, stream)
+        return _emit(rows, columns, fmt, title, json_doc, stream, drop_first)
 
 
 class _Stdout:
@@ -495,6 +501,37 @@ class _Stdout:
         return len(text)
 
 
+_LONGEST_WORD = 32
+"""A word longer than this (a hash, a URL) may be folded; shorter ones never are."""
+
+
+def fit_columns(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], width: int, drop_first: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """Which columns of a table fit ``width`` characters without splitting a word: the
+    indexes shown and each column's least width (its header or longest word, at most
+    :data:`_LONGEST_WORD`). Columns are left out while the least widths do not fit: first
+    those named in ``drop_first`` (in that order), then from the right; the first column
+    always stays. Every table of ``posfleet`` is laid out by this one rule.
+
+    >>> fit_columns(["serial", "model", "reason"], [["PS1", "PF-200", "a b"]], 20, ["model"])
+    ([0, 2], [6, 6, 6])
+    """
+    minimum = []
+    for i, name in enumerate(columns):
+        words = [len(name)] + [len(w) for line in cells for w in line[i].split()]
+        minimum.append(min(max(words), max(_LONGEST_WORD, len(name))))
+    shown = list(range(len(columns)))
+    order = [columns.index(c) for c in drop_first if c in columns]
+    order += [i for i in reversed(shown) if i not in order]
+    for i in order:
+        if sum(minimum[j] + 3 for j in shown) + 1 <= width or len(shown) == 1:
+            break
+        if i != 0:
+            shown.remove(i)
+    return shown, minimum
+
+
 def _emit(
     rows: Iterable[dict[str, Any]],
     columns: Sequence[str],
@@ -502,19 +539,30 @@ def _emit(
     title: str,
     json_doc: Callable[[list[dict[str, Any]]], Any] | None,
     stream: Any,
+    drop_first: Sequence[str] = (),
 ) -> int:
     count = 0
     if fmt == "table":
         from rich.table import Table  # noqa: PLC0415 - a table only when one is printed
 
-        table = Table(title=title or None, title_justify="left")
-        for i, column in enumerate(columns):
-            table.add_column(column, overflow="fold", no_wrap=i == 0)
-        for row in rows:
-            table.add_row(*(_text(row.get(c)) for c in columns))
-            count += 1
         console = out if isinstance(stream, _Stdout) else SafeConsole(file=stream, width=200)
+        cells = [[_text(row.get(c)) for c in columns] for row in rows]
+        count = len(cells)
+        shown, minimum = fit_columns(columns, cells, console.width, drop_first)
+        table = Table(title=title or None, title_justify="left")
+        for i in shown:
+            table.add_column(columns[i], overflow="fold", no_wrap=i == 0, min_width=minimum[i])
+        for line in cells:
+            table.add_row(*(line[i] for i in shown))
         console.print(table)
+        left_out = [c for i, c in enumerate(columns) if i not in shown]
+        if left_out and isinstance(stream, _Stdout):
+            err_console.print(
+                f"({len(left_out)} columns left out to fit {console.width} columns: "
+                f"{', '.join(left_out)}; --format csv or json has them all)",
+                highlight=False,
+                soft_wrap=True,
+            )
     elif fmt == "csv":
         writer = CsvWriter(stream)
         writer.header(columns)

@@ -207,7 +207,10 @@ def fees_list(
             row["merchants"] = merchants
             row["terminals at it"] = f"{at_it}/{terminals}"
         rows.append(row)
-    emit(rows, _LIST_TABLE if fmt == Format.TABLE else _LIST_ALL, fmt, title="Fee tables")
+    emit(
+        rows, _LIST_TABLE if fmt == Format.TABLE else _LIST_ALL, fmt, title="Fee tables",
+        drop_first=["terminals at it", "merchants", "published", "applies_to"],
+    )  # fmt: skip
 
 
 @fees_app.command("show")

@@ -205,7 +205,10 @@ def notices_list(
             "id", "kind", "merchant_id", "status", "channel", "to", "code", "sent",
             "segments", "cost", "why",
         ]  # fmt: skip
-    emit(rows, columns, fmt, title="Notices")
+    emit(
+        rows, columns, fmt, title="Notices",
+        drop_first=["segments", "cost", "merchant_id", "to", "why"],
+    )  # fmt: skip
 
 
 def _minute(at: datetime | None) -> str:

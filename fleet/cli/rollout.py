@@ -13,11 +13,14 @@ from rich.text import Text
 
 from fleet.cli.common import (
     AllowOpenKeyOpt,
+    Format,
+    FormatOpt,
     KeyFileOpt,
     TableJson,
     TableJsonOpt,
     emit,
     fail,
+    limit_option,
     load_keys,
     out,
     reason_option,
@@ -177,6 +180,32 @@ def rollout_run(
 
 
 _WAVE_COLUMNS = ("wave", "share", "terminals", "done", "running", "pending", "failed", "cancelled")
+
+
+@rollout_app.command("list")
+def rollout_list(
+    ctx: typer.Context,
+    limit: Annotated[int, limit_option("At most this many, newest first")] = 50,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Rollouts, newest first: what, to whom, status, wave, terminals done and failed."""
+    from fleet.rollout import list_rollouts  # noqa: PLC0415
+
+    rows = list_rollouts(state(ctx).engine(), limit=limit)
+    for row in rows:
+        totals = row["totals"]
+        row["what"] = (
+            f"key v{row['key_version']}" if row["kind"] == "keys" else f"table v{row['version']}"
+        )
+        row["wave"] = f"{row['wave'] + 1}/{len(row['waves'])}"
+        row["done"] = totals.get("done", 0)
+        row["failed"] = totals.get("failed", 0)
+        row["jobs"] = ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+    columns = ["id", "what", "group", "status", "wave", "terminals", "done", "failed",
+               "created_at", "created_by"]  # fmt: skip
+    if fmt != Format.TABLE:
+        columns = [*columns, "jobs", "kind", "version", "key_version", "note"]
+    emit(rows, columns, fmt, title="Rollouts", drop_first=["created_by", "created_at", "group"])
 
 
 @rollout_app.command("status")

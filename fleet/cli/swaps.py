@@ -205,4 +205,70 @@ def swap_list(
         "merchant_reply", "done_at", "follow_up_on", "engineer", "reason_code", "reason",
         "provision",
     ]  # fmt: skip
-    emit(rows, columns, fmt, title="Swaps")
+    emit(
+        rows, columns, fmt, title="Swaps",
+        drop_first=["provision", "follow_up_on", "engineer", "done_at", "tid", "merchant_id"],
+    )  # fmt: skip
+
+
+SwapIdArg = Annotated[int, typer.Argument(help="The swap's id (swap list)", min=1)]
+
+
+@swap_app.command("cancel")
+def swap_cancel(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    reason: Annotated[str, reason_option("Why it is cancelled (audited)")],
+) -> None:
+    """Cancel a planned swap; its merchant's notices not sent yet are cancelled with it."""
+    from fleet.swaps import cancel  # noqa: PLC0415
+
+    st = state(ctx)
+    withdrawn = cancel(st.engine(), swap_id, reason=reason, actor=st.actor)
+    out.print(f"swap {swap_id} cancelled; {withdrawn} unsent notices cancelled", highlight=False)
+
+
+@swap_app.command("reschedule")
+def swap_reschedule(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    on: Annotated[str, typer.Option("--date", "--on", help="The new day, YYYY-MM-DD")],
+    reason: Annotated[str, reason_option("Why it moves (audited)")] = "",
+    fmt: TableJsonOpt = TableJson.TABLE,
+) -> None:
+    """Move a planned swap to another day; the merchant is told the new date."""
+    from fleet.swaps import reschedule  # noqa: PLC0415
+
+    day = option_date(on, "--date")
+    assert day is not None
+    st = state(ctx)
+    result = reschedule(
+        st.engine(), swap_id, day, actor=st.actor, policy=st.policy(), reason=reason
+    )
+    if fmt == TableJson.JSON:
+        _show(result, fmt)
+        return
+    out.print(f"swap {swap_id} planned for {day.isoformat()}; the merchant's notice is queued",
+              highlight=False)  # fmt: skip
+
+
+@swap_app.command("reprovision")
+def swap_reprovision(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    key_file: OptionalKeyFileOpt = None,
+    port: Annotated[
+        str | None, typer.Option(help="Link to the new terminal (default: its recorded link)")
+    ] = None,
+    allow_open_key_file: AllowOpenKeyOpt = False,
+) -> None:
+    """Provision again the new terminal of a done swap whose provisioning failed: sync,
+    push its merchant's table, verify with a test sale."""
+    from fleet.swaps import reprovision  # noqa: PLC0415
+
+    if not key_file:
+        raise fail("reprovision needs --key-file (or POSFLEET_KEY_FILE) to push the table", 2)
+    keys = load_keys(key_file, allow_open=allow_open_key_file)
+    st = state(ctx)
+    outcome = reprovision(st.engine(), swap_id, port, keys=keys, policy=st.policy(), actor=st.actor)
+    out.print(f"swap {swap_id}: provisioned: {outcome}", highlight=False, soft_wrap=True)

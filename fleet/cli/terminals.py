@@ -97,8 +97,15 @@ def terminals_list(
     firmware: Annotated[str | None, typer.Option(help="Only this firmware version")] = None,
     merchant: Annotated[str | None, typer.Option(help="Only this merchant's")] = None,
     limit: Annotated[int | None, limit_option("At most this many (table: 100)")] = None,
+    not_seen_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only those not heard from (synced) in N days, or never"),
+    ] = None,
 ) -> None:
     """Terminals, filtered."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from fleet.core.models import now  # noqa: PLC0415
     from fleet.inventory import TERMINAL_COLUMNS, iter_terminals  # noqa: PLC0415
 
     if fmt == Format.TABLE and limit is None:
@@ -106,13 +113,17 @@ def terminals_list(
     rows = iter_terminals(
         state(ctx).engine(),
         limit=limit,
+        not_seen_since=now() - timedelta(days=not_seen_days) if not_seen_days else None,
         status=status,
         model=model,
         firmware=firmware,
         merchant_id=merchant,
     )
     columns = _TERMINAL_TABLE if fmt == Format.TABLE else list(TERMINAL_COLUMNS)
-    shown = emit(rows, columns, fmt, title="Terminals")
+    shown = emit(
+        rows, columns, fmt, title="Terminals",
+        drop_first=["pending_version", "active_version", "fault_count", "last_seen", "tid"],
+    )  # fmt: skip
     if fmt == Format.TABLE and limit and shown == limit:
         err_console.print(f"(first {limit}; --limit to see more, --format csv for all)")
 

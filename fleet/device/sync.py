@@ -13,7 +13,8 @@ reports (tag 0x20: current, next); a version the fleet never issued
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ from fleet.inventory import get_terminal, terminal_cells
 from protocols.errors import LinkError, ProtocolError
 from protocols.session import SignOn
 
-__all__ = ["SyncError", "SyncResult", "reaching", "record_sign_on", "sync"]
+__all__ = ["SyncError", "SyncResult", "reaching", "record_sign_on", "sync", "sync_many"]
 
 
 class SyncError(DeviceError):
@@ -161,3 +162,41 @@ def sync(
         raise SyncError(exc.message, where=exc.where) from exc
     with reaching(ref), DeviceSession(ref, keys=ring, baud=baud, t2=t2) as dev:
         return record_sign_on(engine, dev, actor=actor)
+
+
+SYNC_WORKERS = 16
+"""Terminals signed on to at once by :func:`sync_many` (each its own link): an unreachable
+terminal costs its T1 resends (about 3 s), which run side by side instead of in turn."""
+
+
+def sync_many(
+    engine: Engine,
+    serials: Sequence[str],
+    *,
+    actor: str,
+    workers: int = SYNC_WORKERS,
+    baud: int = 115200,
+    t2: float = 5.0,
+    keys: KeyRing | None = None,
+    done: Callable[[str, SyncResult | SyncError], None] | None = None,
+) -> list[SyncResult | SyncError]:
+    """:func:`sync` each of ``serials``, ``workers`` at a time; the outcome of each (its
+    result or its :class:`SyncError`), in the order of ``serials``. ``done(serial,
+    outcome)`` is called as each ends (from the calling thread), for a progress bar. Each
+    records in its own transaction (SQLite takes the writes in turn)."""
+
+    def one(serial: str) -> SyncResult | SyncError:
+        try:
+            return sync(engine, actor=actor, serial=serial, baud=baud, t2=t2, keys=keys)
+        except SyncError as exc:
+            return exc
+
+    outcomes: dict[str, SyncResult | SyncError] = {}
+    with ThreadPoolExecutor(max(1, min(workers, len(serials) or 1))) as pool:
+        futures = {pool.submit(one, serial): serial for serial in serials}
+        for future in as_completed(futures):
+            serial = futures[future]
+            outcomes[serial] = future.result()
+            if done is not None:
+                done(serial, outcomes[serial])
+    return [outcomes[serial] for serial in serials]
