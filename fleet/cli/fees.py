@@ -21,7 +21,9 @@ from fleet.cli.common import (
     err_console,
     fail,
     hints,
+    limit_option,
     out,
+    reason_option,
     state,
 )
 
@@ -98,9 +100,7 @@ def fees_publish(
     override_notice: Annotated[
         bool, typer.Option("--override-notice", help="Publish a raise inside the notice period")
     ] = False,
-    reason: Annotated[
-        str | None, typer.Option(help="Why (required with --override-notice)")
-    ] = None,
+    reason: Annotated[str | None, reason_option("Why (required with --override-notice)")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the impact; store nothing")
     ] = False,
@@ -248,7 +248,7 @@ def fees_diff(
     old: Annotated[int, typer.Argument(help="Old version")],
     new: Annotated[int, typer.Argument(help="New version")],
     fmt: TableJsonOpt = TableJson.TABLE,
-    limit: Annotated[int, typer.Option(help="Table: merchants shown")] = 20,
+    limit: Annotated[int, limit_option("Table: merchants shown")] = 20,
 ) -> None:
     """Rule by rule, and each merchant's fee on the typical basket before and after."""
     from fleet.fees import fee_diff  # noqa: PLC0415

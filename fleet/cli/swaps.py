@@ -24,6 +24,7 @@ from fleet.cli.common import (
     load_keys,
     option_date,
     out,
+    reason_option,
     state,
 )
 
@@ -49,10 +50,9 @@ swap_app = typer.Typer(
 
 ReasonOpt = Annotated[
     str,
-    typer.Option(
-        "--reason",
+    reason_option(
+        "The operator's note: kept in the record and the audit, never sent to the merchant",
         "--note",
-        help="The operator's note: kept in the record and the audit, never sent to the merchant",
     ),
 ]
 ReasonCodeOpt = Annotated[

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, insert
 
 from fleet.core import audit
 from fleet.core.db import writer
+from fleet.core.files import FileTextError, read_text
 from fleet.core.models import FEE_TABLES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import FeePolicy
@@ -101,9 +102,9 @@ class Plan:
 
 def read_table_file(path: Path) -> tuple[str, ParsedTable]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FeeFileError(f"{path}: {exc.strerror}") from None
+        text = read_text(path)
+    except FileTextError as exc:
+        raise FeeFileError(str(exc)) from None
     return text, parse_fee_toml(text, str(path))
 
 

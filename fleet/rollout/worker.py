@@ -1,6 +1,7 @@
-"""The rollout worker: claims jobs under leases and works them, in threads: a fee-table
-push (:func:`fleet.device.push.push_terminal`) or a key change
-(:func:`fleet.device.rotate.rotate_terminal`), by the rollout's kind.
+"""The rollout worker: claims jobs under leases and works them: a fee-table push, many
+terminals at once from one loop thread (:mod:`fleet.rollout.pusher`, jobs claimed and
+recorded in batches), or a key change (:func:`fleet.device.rotate.rotate_terminal`), in
+threads.
 
 **Claiming** goes through :mod:`fleet.core.leases`: one statement, ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, so any number of ``rollout run`` processes on any number of
@@ -25,7 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, and_, case, func, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from fleet.core import audit
 from fleet.core.db import writer
@@ -135,23 +148,29 @@ class Worker:
     # -- claiming and finishing ------------------------------------------------------------
 
     def claim(self, rollout_id: int, thread: str) -> Claimed | None:
+        found = self.claim_many(rollout_id, f"{self.name}/{thread}", 1)
+        return found[0] if found else None
+
+    def claim_many(self, rollout_id: int, owner: str, n: int) -> list[Claimed]:
+        """Claim up to ``n`` ready jobs of the running rollout for ``owner``, in one
+        transaction (none when it is not running)."""
         at = now()
         with writer(self.engine).begin() as conn:
             r = conn.execute(
                 select(ROLLOUTS.c.status, ROLLOUTS.c.wave).where(ROLLOUTS.c.id == rollout_id)
             ).first()
             if r is None or r.status != RolloutState.RUNNING:
-                return None
+                return []
             pick = (
                 select(JOBS.c.id)
                 .where(_ready(rollout_id, r.wave, at))
                 .order_by(JOBS.c.wave, JOBS.c.id)
-                .limit(1)
+                .limit(n)
             )
             rows = LEASED.claim(
                 conn,
                 pick,
-                owner=f"{self.name}/{thread}",
+                owner=owner,
                 until=at + timedelta(seconds=self.policy.lease_s),
                 returning=(JOBS.c.id, JOBS.c.serial, JOBS.c.attempts, JOBS.c.last_error),
                 # a job still "running" here lost its worker: say so in its history
@@ -161,11 +180,36 @@ class Worker:
                     )
                 },
             )
-        if not rows:
-            return None
-        row = rows[0]
-        taken = bool(row.last_error and str(row.last_error).startswith("lease of "))
-        return Claimed(row.id, row.serial, row.attempts, taken)
+        found = [
+            Claimed(
+                row.id,
+                row.serial,
+                row.attempts,
+                bool(row.last_error and str(row.last_error).startswith("lease of ")),
+            )
+            for row in rows
+        ]
+        found.sort(key=lambda c: c.id)
+        return found
+
+    def renew_many(self, held: list[tuple[int, str]]) -> set[int]:
+        """Extend the leases of (job id, owner) pairs; returns the ids still held."""
+        until = now() + timedelta(seconds=self.policy.lease_s)
+        kept: set[int] = set()
+        with writer(self.engine).begin() as conn:
+            for start in range(0, len(held), 500):
+                chunk = held[start : start + 500]
+                rows = conn.execute(
+                    update(JOBS)
+                    .where(
+                        tuple_(JOBS.c.id, JOBS.c.lease_owner).in_(chunk),
+                        JOBS.c.status == "running",
+                    )
+                    .values(lease_until=until)
+                    .returning(JOBS.c.id)
+                ).all()
+                kept.update(r.id for r in rows)
+        return kept
 
     def renew(self, job_id: int, owner: str) -> bool:
         until = now() + timedelta(seconds=self.policy.lease_s)
@@ -176,7 +220,24 @@ class Worker:
         self, rollout_id: int, job: Claimed, owner: str, error: str | None, max_attempts: int
     ) -> str:
         """Record a job's result if we still hold it; open the next wave or halt."""
-        at = now()
+        with writer(self.engine).begin() as conn:
+            self._lock_rollout(conn, rollout_id)
+            result = self.finish_in(conn, job, owner, error, max_attempts, now())
+            if result != "lost":
+                self._advance(conn, rollout_id)
+        return result
+
+    def finish_in(
+        self,
+        conn: Connection,
+        job: Claimed,
+        owner: str,
+        error: str | None,
+        max_attempts: int,
+        at: datetime,
+    ) -> str:
+        """Record a job's result in the caller's transaction if ``owner`` still holds it:
+        ``done``, ``failed``, ``pending`` (to be retried) or ``lost``."""
         values: dict[str, Any]
         if error is None:
             values = {"status": "done", "finished_at": at}
@@ -188,12 +249,27 @@ class Worker:
                 "next_attempt_at": self.backoff.after(at, job.attempts),
                 "last_error": error[:500],
             }
-        with writer(self.engine).begin() as conn:
-            self._lock_rollout(conn, rollout_id)
-            if not LEASED.finish(conn, job.id, owner, **values):
-                return "lost"
-            self._advance(conn, rollout_id)
+        if not LEASED.finish(conn, job.id, owner, **values):
+            return "lost"
         return str(values["status"])
+
+    def finish_done(self, conn: Connection, held: list[tuple[int, str]], at: datetime) -> set[int]:
+        """Mark done, in one statement, the (job id, owner) pairs still held; returns the
+        ids marked (the others were lost)."""
+        done: set[int] = set()
+        for start in range(0, len(held), 500):
+            chunk = held[start : start + 500]
+            rows = conn.execute(
+                update(JOBS)
+                .where(
+                    tuple_(JOBS.c.id, JOBS.c.lease_owner).in_(chunk),
+                    JOBS.c.status == "running",
+                )
+                .values(status="done", finished_at=at, lease_until=None)
+                .returning(JOBS.c.id)
+            ).all()
+            done.update(r.id for r in rows)
+        return done
 
     @staticmethod
     def _lock_rollout(conn: Connection, rollout_id: int) -> None:
@@ -394,8 +470,23 @@ class Worker:
 
     def run(self, rollout_id: int, threads: int = 4, *, until_idle: bool = True) -> RolloutState:
         """Work on the rollout with ``threads`` pushers until it is done, halted, cancelled or
-        paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state."""
+        paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state.
+
+        A fee-table rollout is pushed through the many-links engine
+        (:class:`fleet.rollout.pusher.EnginePusher`): ``threads`` is then the number of
+        terminals pushed at once, from one loop thread. A key rollout runs ``threads``
+        blocking sessions in threads."""
         self.prepare(rollout_id)
+        if self._rollout(rollout_id).kind == RolloutKind.FEES:
+            from fleet.rollout.pusher import EnginePusher  # noqa: PLC0415
+
+            pusher = EnginePusher(self, rollout_id, threads, until_idle=until_idle)
+            try:
+                pusher.run()
+            except KeyboardInterrupt:
+                self.stop.set()
+                raise
+            return self._rollout(rollout_id).state
         workers = [
             threading.Thread(
                 target=self._thread,
