@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from fleet.cli import app
 from fleet.core.errors import ConflictError, InputError, NotFoundError
 from fleet.core.models import AUDIT, NOTICES, SWAPS, TERMINALS
-from fleet.core.policy import Policy
+from fleet.core.policy import Policy, PolicyError
 from fleet.swaps import plan, swap
 from fleet.swaps.followup import record_follow_up
 
@@ -130,3 +130,16 @@ def test_follow_up_outcomes_retries_and_the_swaps_report(loaded: Engine, db_url:
     after = json.loads(runner.invoke(app, ["--db", db_url, "report", "swaps", "-f",
                                            "json"]).stdout)  # fmt: skip
     assert after["open_issues"] == []
+
+
+def test_follow_up_retry_policy() -> None:
+    p = Policy.from_toml('[swaps]\nfollow_up_attempts = 5\nfollow_up_retry_after = "3d"\n')
+    assert (p.swaps.follow_up_attempts, p.swaps.follow_up_retry_days) == (5, 3)
+    assert Policy.from_toml(p.to_toml()).swaps == p.swaps
+    for bad, message in [
+        ("[swaps]\nfollow_up_attempts = 0", "want 1 to 20"),
+        ('[swaps]\nfollow_up_attempts = "3"', "not a whole number"),
+        ('[swaps]\nfollow_up_retry_after = "soon"', "follow_up_retry_after"),
+    ]:
+        with pytest.raises(PolicyError, match=message):
+            Policy.from_toml(bad)
