@@ -59,7 +59,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("catalog", "fleet.cli.inventory:catalog_app", "Terminal models, firmware and advisories."),
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
     ("terminals", "fleet.cli.terminals:terminals_app", "The terminals of the fleet."),
-    ("fees", "fleet.cli.fees:fees_app", "Fee tables: check, publish, list, show, diff."),
+    (
+        "fees",
+        "fleet.cli.fees:fees_app",
+        "Fee tables: check, publish, list, show, diff, compliance.",
+    ),
     (
         "rollout",
         "fleet.cli.rollout:rollout_app",
@@ -68,7 +72,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "swap",
         "fleet.cli.swaps:swap_app",
-        "Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list.",
+        "Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list, follow-up.",
     ),
     (
         "notices",
@@ -78,8 +82,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "report",
         "fleet.cli.report:report_app",
-        "Ops reports (fleet, replacements, rollout, notices) as a table, CSV, JSON or one "
-        "HTML file.",
+        "Ops reports (fleet, replacements, rollout, notices, swaps) as a table, CSV, JSON or "
+        "one HTML file.",
     ),
     ("policy", "fleet.cli.admin:policy_app", "The fleet policy file (TOML)."),
     ("audit", "fleet.cli.admin:audit_app", "The audit log: who changed what, when and why."),

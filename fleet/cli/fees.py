@@ -29,7 +29,9 @@ from fleet.cli.common import (
 
 __all__ = ["fees_app"]
 
-fees_app = typer.Typer(help="Fee tables: check, publish, list, show, diff.", no_args_is_help=True)
+fees_app = typer.Typer(
+    help="Fee tables: check, publish, list, show, diff, compliance.", no_args_is_help=True
+)
 
 
 class TableJsonToml(enum.StrEnum):
@@ -277,3 +279,54 @@ def fees_diff(
     )
     columns = ["merchant", "name", "mcc", "before", "after", "change"]
     emit(impact[:limit], columns, "table", title="Fee on the typical basket")
+
+
+_COMPLIANCE = [
+    "merchant",
+    "direction",
+    "notice",
+    "delivered_at",
+    "channel",
+    "effective_at",
+    "days_of_notice",
+    "state",
+    "compliant",
+    "table_effective",
+    "required_days",
+]
+_COMPLIANCE_TABLE = ["merchant", "delivered", "channel", "effective", "days", "state",
+                     "compliant"]  # fmt: skip
+
+
+@fees_app.command("compliance")
+def fees_compliance(
+    ctx: typer.Context,
+    version: Annotated[
+        int | None, typer.Argument(help="Version (default: the newest that raises fees)")
+    ] = None,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Per merchant notified of a raise: notice delivered at, channel, effective at, days
+    of notice, compliant or not (the compliance gate of fee raises)."""
+    from fleet.fees.compliance import listing  # noqa: PLC0415
+
+    st = state(ctx)
+    with st.engine().connect() as conn:
+        number, found = listing(conn, st.policy().fees, version)
+    rows = [g.as_dict() for g in found]
+    if fmt == Format.TABLE:  # dates (UTC) to fit the width; CSV and JSON have the instants
+        for row in rows:
+            row["delivered"] = (row["delivered_at"] or "")[:10]
+            row["effective"] = (row["effective_at"] or "")[:10]
+            row["compliant"] = "yes" if row["compliant"] else "NO"
+            row["channel"] = row["channel"] or ""
+            row["days"] = "" if row["days_of_notice"] is None else row["days_of_notice"]
+    states = {s: sum(g.state == s for g in found) for s in ("in_time", "late", "waiting")}
+    emit(
+        rows,
+        _COMPLIANCE_TABLE if fmt == Format.TABLE else _COMPLIANCE,
+        fmt,
+        title=f"Fee table v{number}: {states['in_time']} in time, {states['late']} late "
+        f"(effective moved), {states['waiting']} waiting for delivery",
+        json_doc=lambda r: {"version": number, "counts": states, "merchants": r},
+    )

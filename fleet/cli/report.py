@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 __all__ = ["report_app"]
 
 report_app = typer.Typer(
-    help="Ops reports (fleet, replacements, rollout, notices) as a table, CSV, JSON or one "
-    "HTML file.",
+    help="Ops reports (fleet, replacements, rollout, notices, swaps) as a table, CSV, JSON or "
+    "one HTML file.",
     no_args_is_help=True,
 )
 
@@ -181,6 +181,21 @@ def _choices(values: list[str] | None, allowed: tuple[str, ...], name: str) -> t
     return chosen
 
 
+@report_app.command("swaps")
+def report_swaps(
+    ctx: typer.Context,
+    fmt: FormatOpt = ReportFormat.TABLE,
+    out_file: OutOpt = None,
+    force: ForceOpt = False,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Swaps and their follow-ups (回访): satisfaction by engineer, model and region,
+    follow-ups by state, open issues."""
+    from fleet.reports import swaps_report  # noqa: PLC0415
+
+    _write(swaps_report(state(ctx).engine(), _day(as_of)), fmt, out_file, force)
+
+
 @report_app.command("notices")
 def report_notices(
     ctx: typer.Context,
@@ -223,7 +238,8 @@ def report_notices(
         _choices(kind, KINDS, "--kind"),
         _choices(channel, CHANNELS, "--channel"),
     )
-    _write(notices_report(state(ctx).engine(), where), fmt, out_file, force)
+    st = state(ctx)
+    _write(notices_report(st.engine(), where, st.policy().fees), fmt, out_file, force)
 
 
 @report_app.command("scams")

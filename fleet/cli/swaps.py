@@ -3,6 +3,7 @@ field engineer's day sheet, list swaps (all of it :mod:`fleet.swaps`')."""
 
 from __future__ import annotations
 
+import enum
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,7 +44,7 @@ class _SwapGroup(TyperGroup):
 
 swap_app = typer.Typer(
     cls=_SwapGroup,
-    help="Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list.",
+    help="Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list, follow-up.",
     no_args_is_help=True,
 )
 
@@ -202,12 +203,13 @@ def swap_list(
     rows = list_swaps(state(ctx).engine(), status)
     columns = [
         "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
-        "merchant_reply", "done_at", "follow_up_on", "engineer", "reason_code", "reason",
-        "provision",
+        "merchant_reply", "done_at", "follow_up_on", "follow_up_state", "satisfaction",
+        "issue_open", "engineer", "reason_code", "reason", "provision",
     ]  # fmt: skip
     emit(
         rows, columns, fmt, title="Swaps",
-        drop_first=["provision", "follow_up_on", "engineer", "done_at", "tid", "merchant_id"],
+        drop_first=["provision", "issue_open", "follow_up_on", "follow_up_state", "engineer",
+                    "done_at", "tid", "merchant_id"],
     )  # fmt: skip
 
 
@@ -272,3 +274,52 @@ def swap_reprovision(
     st = state(ctx)
     outcome = reprovision(st.engine(), swap_id, port, keys=keys, policy=st.policy(), actor=st.actor)
     out.print(f"swap {swap_id}: provisioned: {outcome}", highlight=False, soft_wrap=True)
+
+
+class YesNo(enum.StrEnum):
+    YES = "yes"
+    NO = "no"
+
+
+@swap_app.command("follow-up")
+def swap_follow_up(
+    ctx: typer.Context,
+    swap_id: Annotated[int, typer.Argument(metavar="SWAP", help="Swap id")],
+    reached: Annotated[YesNo, typer.Option("--reached", help="Was the merchant reached?")],
+    satisfaction: Annotated[
+        int | None, typer.Option(help="1 (unhappy) to 5 (very happy); when reached")
+    ] = None,
+    issue: Annotated[
+        str | None, typer.Option(help="An issue the merchant raised (stays open until closed)")
+    ] = None,
+    close_issue: Annotated[
+        bool, typer.Option("--close-issue", help="Mark the swap's open issue resolved instead")
+    ] = False,
+    fmt: TableJsonOpt = TableJson.TABLE,
+) -> None:
+    """Record the follow-up (回访) of a swap: reached with satisfaction and an issue, or not
+    reached (another try by the policy)."""
+    from fleet.swaps.followup import close_issue as close  # noqa: PLC0415
+    from fleet.swaps.followup import record_follow_up  # noqa: PLC0415
+
+    st = state(ctx)
+    if close_issue:
+        close(st.engine(), swap_id, actor=st.actor, note=issue or "")
+        out.print(f"swap {swap_id}: issue closed", highlight=False)
+        return
+    result = record_follow_up(
+        st.engine(), swap_id, reached=reached == YesNo.YES, satisfaction=satisfaction,
+        issue=issue, actor=st.actor, policy=st.policy(),
+    )  # fmt: skip
+    if fmt == TableJson.JSON:
+        emit([result.as_dict()], [], "json", json_doc=lambda rows: rows[0])
+        return
+    if result.state == "done":
+        text = f"reached, satisfaction {result.satisfaction}/5" + (
+            ", issue open" if result.issue_open else ""
+        )
+    elif result.state == "due":
+        text = f"not reached (try {result.attempts}); next try on {result.next_due}"
+    else:
+        text = f"not reached after {result.attempts} tries: unreached"
+    out.print(f"swap {swap_id} follow-up: {text}", highlight=False, soft_wrap=True)

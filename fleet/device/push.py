@@ -10,6 +10,13 @@ updates the terminal's versions and ``last_seen`` and writes an audit entry.
 
 :func:`push_terminal` opens its own session; :func:`push_on` pushes over one the caller
 holds (provisioning: one link, one sign-on for the sync and the push).
+
+**The compliance gate** (:mod:`fleet.fees.compliance`): before anything is sent, a raise
+is checked against the terminal's merchant's notice. Delivered in time: the table as
+published. Delivered late: the same version with its effective time moved to delivery +
+notice period (the terminal keeps pricing with its previous table until then). Not
+delivered: refused (:class:`PushFailedError` with reason ``notice_gate``, not retryable)
+and audited (``push_refused``); nothing is sent.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from fleet.core.policy import FeePolicy
 from fleet.device.attempts import Attempt, recorded
 from fleet.device.keyring import KeyRing
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef
+from fleet.fees.compliance import table_for
 from fleet.fees.tables import Published, published
-from protocols.feetable import NoFeeRuleError, compute_fee
+from protocols.feetable import FeeTable, NoFeeRuleError, compute_fee
 from protocols.messages import ResponseCode
 from protocols.session import SaleOutcome
 from protocols.values import CardType
@@ -104,13 +112,14 @@ def push_terminal(
 ) -> PushOutcome:
     """Open a session to ``ref``, push ``version``, verify and record. Signs with the key of
     the version the terminal reports (``keys``). Raises :class:`PushFailedError`."""
-    published(tables, version)
+    table = gated(engine, ref.serial, ref.row.get("merchant_id"), version, tables, policy,
+                  actor=actor, worker=worker)  # fmt: skip
     attempt = Attempt(engine, ref.serial, version, worker, job_id)
     with (
         recorded(attempt, PushFailedError),
         DeviceSession(ref, keys=keys, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
     ):
-        outcome = _push(dev, version, tables, policy, attempt.progress(progress))
+        outcome = _push(dev, version, table, tables, policy, attempt.progress(progress))
     return _record_success(attempt, outcome, dev, actor=actor, url=ref.url)
 
 
@@ -126,21 +135,60 @@ def push_on(
     worker: str = "",
 ) -> PushOutcome:
     """Push ``version`` over the open session ``dev`` (just signed on), verify, record."""
-    published(tables, version)
+    table = gated(engine, dev.ref.serial, dev.ref.row.get("merchant_id"), version, tables,
+                  policy, actor=actor, worker=worker)  # fmt: skip
     attempt = Attempt(engine, dev.ref.serial, version, worker)
     with recorded(attempt, PushFailedError):
-        outcome = _push(dev, version, tables, policy, attempt.progress(progress))
+        outcome = _push(dev, version, table, tables, policy, attempt.progress(progress))
     return _record_success(attempt, outcome, dev, actor=actor, url=dev.ref.url)
+
+
+def gated(
+    engine: Engine,
+    serial: str,
+    merchant_id: str | None,
+    version: int,
+    tables: Mapping[int, Published],
+    policy: FeePolicy,
+    *,
+    actor: str,
+    worker: str = "",
+) -> FeeTable:
+    """The table a push of ``version`` to ``serial`` may send (the compliance gate, see the
+    module notes); a raise without delivered notice is audited and refused."""
+    published(tables, version)
+    with engine.connect() as conn:
+        table, gate = table_for(conn, version, merchant_id, tables, policy)
+    if table is not None:
+        return table
+    assert gate is not None
+    detail = (
+        f"table v{version} raises merchant {merchant_id}'s fees and its fee-change notice "
+        f"has no delivery evidence (notice {gate.notice}"
+        + (f", {gate.channel}" if gate.channel else "")
+        + "): the terminal keeps its previous table"
+    )
+    with writer(engine).begin() as conn:
+        audit.record(
+            conn,
+            actor=actor,
+            action="push_refused",
+            target=f"terminal:{serial}",
+            details={"version": version, "merchant": merchant_id, "rule": "notice_gate",
+                     "notice": gate.notice, "channel": gate.channel, "worker": worker},
+            reason=detail,
+        )  # fmt: skip
+    raise PushFailedError(detail, where=serial, reason="notice_gate")
 
 
 def _push(
     dev: DeviceSession,
     version: int,
+    table: FeeTable,
     tables: Mapping[int, Published],
     policy: FeePolicy,
     progress: Callable[[int, int], None] | None,
 ) -> PushOutcome:
-    table = tables[version].table
     dev.check_signing()
     session = dev.host
     result = session.push(table, progress, signed_on=dev.signed)

@@ -33,6 +33,7 @@ from fleet.reports.service import (
     notices_report,
     replacements_report,
     rollout_report,
+    swaps_report,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "notices_report",
     "replacements_report",
     "rollout_report",
+    "swaps_report",
     "table",
 ]
 

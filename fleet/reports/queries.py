@@ -34,6 +34,7 @@ from fleet.core.models import (
     MODELS,
     NOTICES,
     ROLLOUTS,
+    SWAPS,
     TERMINAL_HEALTH,
     TERMINALS,
 )
@@ -43,6 +44,7 @@ from fleet.reports.fleet import IN_FLEET, FleetAggregates
 from fleet.reports.notices import NoticeAggregates, NoticeFilter
 from fleet.reports.replacements import ReplacementTally
 from fleet.reports.rollout import RolloutAggregates, RolloutRow
+from fleet.reports.swaps import SwapAggregates
 
 __all__ = [
     "fleet_aggregates",
@@ -474,3 +476,69 @@ def notice_aggregates(engine: Engine, where: NoticeFilter) -> NoticeAggregates:
             notice_failures=q.notice_failures(conn),
             examples=_examples(conn, (e[4] for e in message_errors)),
         )
+
+
+def swap_aggregates(engine: Engine, as_of: date) -> SwapAggregates:
+    """The swaps report's aggregates: swaps done up to the end of ``as_of`` (UTC), grouped
+    by engineer, by the new terminal's model and by the merchant's region."""
+    until = datetime.combine(as_of + timedelta(days=1), time(), UTC)
+    s = SWAPS.c
+    base = SWAPS.join(MERCHANTS, MERCHANTS.c.id == s.merchant_id).outerjoin(
+        TERMINALS, TERMINALS.c.serial == s.new_serial
+    )
+    done = (s.status == "done", s.done_at < until)
+    reached = s.follow_up_state == "done"
+    by: dict[str, list[tuple[str, int, int, int, int, int]]] = {}
+    with engine.connect() as conn:
+        for key, col in (
+            ("engineer", s.engineer),
+            ("model", TERMINALS.c.model),
+            ("region", MERCHANTS.c.region),
+        ):
+            by[key] = [
+                (str(v or ""), int(n), int(r), int(t or 0), int(u), int(i))
+                for v, n, r, t, u, i in conn.execute(
+                    select(
+                        col,
+                        func.count(),
+                        func.count().filter(reached),
+                        func.sum(case((reached, s.satisfaction), else_=0)),
+                        func.count().filter(reached, s.satisfaction <= 2),
+                        func.count().filter(s.issue_open.is_(True)),
+                    )
+                    .select_from(base)
+                    .where(*done)
+                    .group_by(col)
+                )
+            ]
+        states = [
+            (str(state), int(n), int(late))
+            for state, n, late in conn.execute(
+                select(
+                    s.follow_up_state,
+                    func.count(),
+                    func.count().filter(s.follow_up_state == "due", s.follow_up_on < as_of),
+                )
+                .where(*done)
+                .group_by(s.follow_up_state)
+                .order_by(s.follow_up_state)
+            )
+        ]
+        issues = list(
+            conn.execute(
+                select(
+                    s.id.label("swap"),
+                    s.merchant_id.label("merchant"),
+                    s.engineer,
+                    TERMINALS.c.model,
+                    MERCHANTS.c.region,
+                    s.followed_up_at,
+                    s.satisfaction,
+                    s.follow_up_issue.label("issue"),
+                )
+                .select_from(base)
+                .where(*done, s.issue_open.is_(True))
+                .order_by(s.followed_up_at, s.id)
+            )
+        )
+    return SwapAggregates(by, states, issues)

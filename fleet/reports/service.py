@@ -7,19 +7,30 @@ show the report in any format.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 
 from sqlalchemy import Engine
 
-from fleet.core.policy import ReplacementPolicy
+from fleet.core.policy import FeePolicy, ReplacementPolicy
+from fleet.fees.compliance import listing, newest_raise
+from fleet.fees.tables import load_tables
 from fleet.reports import queries
+from fleet.reports.compliance import compliance_section
 from fleet.reports.fleet import build_fleet
 from fleet.reports.model import Report
 from fleet.reports.notices import NoticeFilter, build_notices
 from fleet.reports.replacements import build_replacements
 from fleet.reports.rollout import build_rollout
+from fleet.reports.swaps import build_swaps
 
-__all__ = ["fleet_report", "notices_report", "replacements_report", "rollout_report"]
+__all__ = [
+    "fleet_report",
+    "notices_report",
+    "replacements_report",
+    "rollout_report",
+    "swaps_report",
+]
 
 
 def fleet_report(engine: Engine, as_of: date) -> Report:
@@ -51,9 +62,16 @@ def rollout_report(engine: Engine, as_of: date, ids: Sequence[int] = ()) -> Repo
     return build_rollout(queries.rollout_aggregates(engine, as_of, ids), as_of, ids)
 
 
-def notices_report(engine: Engine, where: NoticeFilter) -> Report:
-    """The notices ``where`` chooses, their messages and failures, states as they are now."""
-    return build_notices(queries.notice_aggregates(engine, where), where)
+def notices_report(engine: Engine, where: NoticeFilter, fees: FeePolicy | None = None) -> Report:
+    """The notices ``where`` chooses, their messages and failures, states as they are now;
+    and the compliance of the newest fee raise per merchant (``fees``: the policy's notice
+    period)."""
+    report = build_notices(queries.notice_aggregates(engine, where), where)
+    with engine.connect() as conn:
+        tables = load_tables(conn)
+        version = newest_raise(tables)
+        gates = [] if version is None else listing(conn, fees or FeePolicy(), version, tables)[1]
+    return replace(report, sections=(*report.sections, compliance_section(version, gates)))
 
 
 def scams_report(engine: Engine, since: date, until: date, *, threshold: int) -> Report:
@@ -64,3 +82,9 @@ def scams_report(engine: Engine, since: date, until: date, *, threshold: int) ->
     days = scam_days(engine, since, until, threshold=threshold)
     complaints = recent_complaints(engine, since, until)
     return build_scams(days, complaints, since=since, until=until, threshold=threshold)
+
+
+def swaps_report(engine: Engine, as_of: date) -> Report:
+    """Swaps done up to ``as_of`` and their follow-ups (回访): satisfaction by engineer,
+    model and region, follow-ups by state, open issues."""
+    return build_swaps(queries.swap_aggregates(engine, as_of), as_of)

@@ -357,16 +357,27 @@ class SwapPolicy:
     """The follow-up (回访) comes this many days after the swap…"""
     follow_up: str = "call"
     """…as a ``call`` task for the call centre or as a ``notice``."""
+    follow_up_attempts: int = 3
+    """A merchant not reached on the follow-up is tried this many times in all…"""
+    follow_up_retry_days: int = 2
+    """…each this many days after the last attempt."""
 
     def __post_init__(self) -> None:
         if self.follow_up not in ("call", "notice"):
             raise PolicyError(f"{self.follow_up!r} (want call or notice)", where="swaps.follow_up")
-        if self.advance_days < 0 or self.follow_up_days < 0:
+        if self.advance_days < 0 or self.follow_up_days < 0 or self.follow_up_retry_days < 0:
             raise PolicyError("days must not be negative", where="swaps")
+        if not 1 <= self.follow_up_attempts <= 20:
+            raise PolicyError(
+                f"{self.follow_up_attempts} (want 1 to 20)", where="swaps.follow_up_attempts"
+            )
 
     @classmethod
     def from_table(cls, value: dict[str, Any], source: str) -> Self:
-        known = ("advance_notice", "follow_up_after", "follow_up")
+        known = (
+            "advance_notice", "follow_up_after", "follow_up", "follow_up_attempts",
+            "follow_up_retry_after",
+        )  # fmt: skip
         kwargs: dict[str, Any] = {}
         for key, raw in value.items():
             where = f"{source}: swaps.{key}"
@@ -376,6 +387,12 @@ class SwapPolicy:
                 kwargs["follow_up_days"] = _days(raw, where)
             elif key == "follow_up":
                 kwargs[key] = str(raw)
+            elif key == "follow_up_retry_after":
+                kwargs["follow_up_retry_days"] = _days(raw, where)
+            elif key == "follow_up_attempts":
+                if not isinstance(raw, int) or isinstance(raw, bool):
+                    raise PolicyError(f"{raw!r} is not a whole number", where=where)
+                kwargs[key] = raw
             else:
                 raise _unknown(where, known)
         try:
@@ -389,6 +406,8 @@ class SwapPolicy:
             f'advance_notice = "{self.advance_days}d"  # a planned swap is announced this early',
             f'follow_up_after = "{self.follow_up_days}d"  # the follow-up (回访) after a swap',
             f'follow_up = "{self.follow_up}"  # as a call task or a notice',
+            f"follow_up_attempts = {self.follow_up_attempts}  # tries to reach the merchant",
+            f'follow_up_retry_after = "{self.follow_up_retry_days}d"  # between the tries',
         ]
 
 

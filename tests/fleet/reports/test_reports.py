@@ -673,7 +673,14 @@ def test_notices_report(tiny: Engine, db_url: str) -> None:
         return json.loads(res.stdout)
 
     report = doc()
-    assert list(report)[5:] == ["by_kind", "messages", "per_day", "sms_per_day", "failures"]
+    assert list(report)[5:] == [
+        "by_kind",
+        "messages",
+        "per_day",
+        "sms_per_day",
+        "failures",
+        "fee_compliance",
+    ]
     summary = report["summary"]
     # 13 notices, one created after AS_OF (and its message, composed after it, too)
     assert summary["notices"] == 12
