@@ -22,6 +22,7 @@ MODULES = [
     "bench.health_scale",
     "bench.console_load",
     "bench.notices",
+    "bench.notices_loop",
 ]
 
 

@@ -142,6 +142,28 @@ class Demo:
         left = [p.pid for p in self.procs if p.poll() is None]
         if left:
             raise DemoError(f"possim processes still running: {left}")
+        self.forget_links()
+
+    def forget_links(self) -> None:
+        """The stopped terminals' pty links, cleared from the inventory: a pty path is
+        reused by the next process that opens a pty, and a later ``sync --all`` would talk
+        to whatever owns it now (the serial check would refuse it, but no link beats a
+        wrong one). The terminals keep what they reported (``last_seen``, versions)."""
+        if not self.db.exists():
+            return
+        with contextlib.suppress(DemoError, ValueError):
+            rows = self.query("terminals", "list", "--limit", "100000")
+            listed = rows if isinstance(rows, list) else []
+            stale = [
+                str(t["serial"])
+                for t in listed
+                if isinstance(t, dict) and str(t.get("link") or "").startswith("/dev/pts/")
+            ]
+            for serial in stale:
+                self.run("terminals", "update", serial, "--link", "",
+                         "--reason", "the demo stopped its terminal", show=False)  # fmt: skip
+            if stale:
+                console.print(f"cleared the pty links of {len(stale)} stopped terminals")
 
     # -- the steps ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from fleet.cli.common import (
     fail,
     load_keys,
     out,
+    reason_option,
     state,
 )
 from fleet.cli.push import push_progress
@@ -217,7 +218,7 @@ def rollout_status(
         emit(doc["problems"], columns, "table", title="Terminals with errors")
 
 
-ReasonOpt = Annotated[str, typer.Option(help="Why (audited)")]
+ReasonOpt = Annotated[str, reason_option("Why (audited)")]
 
 
 def _change(ctx: typer.Context, rollout_id: int, action: str, reason: str) -> None:

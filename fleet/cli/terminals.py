@@ -27,8 +27,10 @@ from fleet.cli.common import (
     emit_json,
     err_console,
     fail,
+    limit_option,
     out,
     print_import,
+    reason_option,
     show_record,
     state,
 )
@@ -37,7 +39,7 @@ from fleet.core.status import Status
 terminals_app = typer.Typer(help="The terminals of the fleet.", no_args_is_help=True)
 
 StatusOpt = Annotated[Status | None, typer.Option(help="Only this status")]
-ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit log)")]
+ReasonOpt = Annotated[str, reason_option("Why (kept in the audit log)")]
 
 
 # --- terminals -------------------------------------------------------------------------
@@ -94,7 +96,7 @@ def terminals_list(
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     firmware: Annotated[str | None, typer.Option(help="Only this firmware version")] = None,
     merchant: Annotated[str | None, typer.Option(help="Only this merchant's")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many (table: 100)")] = None,
+    limit: Annotated[int | None, limit_option("At most this many (table: 100)")] = None,
 ) -> None:
     """Terminals, filtered."""
     from fleet.inventory import TERMINAL_COLUMNS, iter_terminals  # noqa: PLC0415

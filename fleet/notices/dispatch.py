@@ -56,6 +56,8 @@ class DispatchResult:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    fell_back: int = 0
+    """SMS with no receipt within the window, their notices queued on the next channel."""
     by_channel: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: list[str] = field(default_factory=list)
 
@@ -71,11 +73,25 @@ class DispatchResult:
             "by_channel": dict(self.by_channel),
             "retried": self.retried,
             "failed": self.failed + c.failed,
+            "fell_back": self.fell_back,
             "sms_segments": c.segments,
             "sms_cost": f"{format_minor(c.cost, sms_currency)} {sms_currency}",
             "errors": self.errors[:20],
             "transports": {ch: t.name for ch, t in transports.items()},
         }
+
+    def problem(self) -> str | None:
+        """What went wrong, in one line (``None``: every message claimed was sent): how
+        many were not sent, retried later or failed for good, and the first error (a
+        server down fails them all alike)."""
+        failed = self.failed + self.composed.failed
+        if not (self.retried or failed):
+            return None
+        first = self.errors[0].split(": ", 1)[-1] if self.errors else "see notices list"
+        return (
+            f"{self.retried + failed} messages not sent ({self.retried} to retry later, "
+            f"{failed} failed): {first}"
+        )
 
     def describe(self, sms_currency: str) -> str:
         """The run in one line."""
@@ -101,6 +117,7 @@ class Dispatcher:
         worker: str | None = None,
         lease_s: float = 60.0,
         batch: int = 200,
+        receipt_window_s: float | None = None,
     ) -> None:
         self.engine = engine
         self.policy = policy
@@ -108,6 +125,11 @@ class Dispatcher:
         self.worker = worker_identity(worker)
         self.lease = timedelta(seconds=lease_s)
         self.batch = batch
+        self._down: dict[str, TransportError] = {}
+        """Channels whose server could not be reached in this pass: their other messages
+        are not tried (each would wait for the same dead server) but rescheduled."""
+        self.receipt_window_s = receipt_window_s
+        """SMS with no final receipt this long after sending fall back (None: never)."""
 
     def claim(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Up to ``batch`` messages that are ready, or whose sender's lease ran out."""
@@ -183,8 +205,13 @@ class Dispatcher:
             sender=self.policy.email_from,
         )
         try:
+            down = self._down.get(channel)
+            if down is not None:
+                raise down
             ref = transport.send(out)
         except TransportError as exc:
+            if exc.unreachable:
+                self._down[channel] = exc
             error = str(exc)[:500]
             result.errors.append(f"{message['code']}: {error}")
             if not exc.retryable or message["attempts"] >= self.policy.max_attempts:
@@ -219,16 +246,25 @@ class Dispatcher:
         stop: Callable[[], bool] = lambda: False,
         progress: Callable[[DispatchResult], None] | None = None,
     ) -> DispatchResult:
-        """Compose and send until nothing is ready (``once``), or until ``stop()``."""
+        """Compose and send until nothing is ready (``once``), or until ``stop()``. A
+        server that cannot be reached ends a ``once`` run (its messages rescheduled, with
+        the error); watching, it is tried again at the next poll."""
         result = DispatchResult()
         try:
             while not stop():
+                self._down.clear()
+                if self.receipt_window_s is not None:
+                    from fleet.notices.receipts import sweep  # noqa: PLC0415
+
+                    result.fell_back += sweep(self.engine, self.receipt_window_s)
                 result.composed.add(compose(self.engine, self.policy))
                 batch = self.claim()
                 for message in batch:
                     self.send(message, result)
                     if progress is not None:
                         progress(result)
+                if once and self._down:
+                    break
                 if not batch:
                     if once and not self._pending_soon():
                         break

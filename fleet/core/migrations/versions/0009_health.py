@@ -2,7 +2,7 @@
 counters' least-squares lines, and each model's rated life
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0008
 Create Date: 2026-12-01 04:30:00
 
 * ``health_sample``: every health report (sign-on or health poll), keyed by terminal and
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
