@@ -353,7 +353,7 @@ class Replacer:
             return None
         detail = (
             f"{counter} reaches {percent}% of {rated:,} rated {unit} about {forecast} "
-            f"(now {of}); {rate:,.0f} {unit}/day over {n} samples"
+            f"(now {value:,}, {100 * value / rated:.0f}%); {rate:,.0f} {unit}/day over {n} samples"
         )
         return Reason(counter, detail, forecast, False)
 
