@@ -18,6 +18,8 @@ MODULES = [
     "bench.rollout_fleet",
     "bench.key_rotation",
     "bench.fleet_scale",
+    "bench.health_poll",
+    "bench.health_scale",
     "bench.console_load",
     "bench.notices",
     "bench.notices_loop",

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from fleet.core.clock import now
@@ -174,12 +174,16 @@ def _record_chunk(conn: Connection, reports: Sequence[HealthReport]) -> list[str
     new = [summaries[s] for s in serials if s not in known]
     if new:
         conn.execute(TERMINAL_HEALTH.insert(), new)
-    for s in serials:
-        if s in known:
-            values = {k: v for k, v in summaries[s].items() if k != "serial"}
-            conn.execute(
-                update(TERMINAL_HEALTH).where(TERMINAL_HEALTH.c.serial == s).values(**values)
-            )
+    changed = [summaries[s] for s in serials if s in known]
+    if changed:  # one executemany, not a statement per terminal
+        names = [k for k in changed[0] if k != "serial"]
+        stmt = (
+            update(TERMINAL_HEALTH)
+            .where(TERMINAL_HEALTH.c.serial == bindparam("key_serial"))
+            .values({name: bindparam(f"new_{name}") for name in names})
+        )
+        params = [{"key_serial": r["serial"]} | {f"new_{n}": r[n] for n in names} for r in changed]
+        conn.execute(stmt, params)
     newly = [s for s in serials if summaries[s]["tamper"] and not was_tampered[s]]
     return [s for s in newly if flag_tampered(conn, s, summaries[s]["tampered_at"] or now())]
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    case,
     exists,
     false,
     func,
@@ -112,6 +113,23 @@ def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnE
     )
 
 
+def _wear_line(counter: str, policy: ReplacementPolicy) -> tuple[Any, Any]:
+    """The counter's rate per day (N/D) and the x (days since 1970) where its line reaches
+    the threshold T: x = (nT − Σy)·D / (n·N) + Σx / n; NULL without a rising line on
+    ``forecast_min_samples`` samples — :meth:`fleet.replacements.wear.Fit.reaches` in SQL,
+    so the wording reads two numbers instead of five sums."""
+    h, m = TERMINAL_HEALTH, MODELS
+    rated = m.c[WEAR[counter][1]]
+    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
+    spread = n * h.c[f"{counter}_sxx"] - sx * sx
+    rise = n * h.c[f"{counter}_sxy"] - sx * sy
+    threshold = rated * (policy.wear_percent / 100.0)
+    rate = case((spread > 0, rise / spread), else_=None)
+    line = and_(n >= policy.forecast_min_samples, spread > 0, rise > 0)
+    x = case((line, (n * threshold - sy) * spread / (n * rise) + sx / n), else_=None)
+    return rate, x
+
+
 def flag_statement(
     policy: ReplacementPolicy, horizon_end: date, *, in_serial_order: bool = False
 ) -> Select[Any]:
@@ -168,7 +186,12 @@ def flag_statement(
         TERMINAL_HEALTH.c.tampered_at,
         *[TERMINAL_HEALTH.c[value].label(f"{c}_value") for c, (value, _) in WEAR.items()],
         *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
-        *[TERMINAL_HEALTH.c[f"{c}_{s}"] for c in WEAR for s in ("n", "sx", "sxx", "sy", "sxy")],
+        *[TERMINAL_HEALTH.c[f"{c}_n"] for c in WEAR],
+        *[
+            column.label(f"{c}_{what}")
+            for c in WEAR
+            for what, column in zip(("rate", "x"), _wear_line(c, policy), strict=True)
+        ],
     ]
     return (
         select(*columns)

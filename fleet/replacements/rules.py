@@ -43,7 +43,9 @@ from typing import Any
 from fleet.core.money import format_minor
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
-from fleet.replacements.wear import Fit, wear_state
+from fleet.replacements.wear import MAX_DAYS, from_days
+
+_UNITS = {"reader": "reads", "printer": "lines", "battery": "cycles"}
 
 __all__ = [
     "REASONS",
@@ -247,6 +249,13 @@ class Replacer:
         self.advisories = advisories
         self._cells = operator.itemgetter(*[columns.index(name) for name in _PER_TERMINAL])
         self._health = operator.itemgetter(*[columns.index(name) for name in _HEALTH])
+        self._tampered_at = columns.index("tampered_at")
+        self._wear_cells = {
+            c: operator.itemgetter(
+                *[columns.index(f"{c}_{w}") for w in ("value", "rated", "n", "rate", "x")]
+            )
+            for c in ("reader", "printer", "battery")
+        }
         self._catalog: dict[tuple[str, str], _CatalogReasons] = {}
         self._age: dict[date, Reason] = {}
         self._faults: dict[int, Reason] = {}
@@ -331,30 +340,26 @@ class Replacer:
         )
 
     def _wear_reason(self, row: Any, counter: str) -> Reason | None:
-        policy = self.policy
-        value, rated = getattr(row, f"{counter}_value"), getattr(row, f"{counter}_rated")
-        fit = Fit(*(getattr(row, f"{counter}_{s}") for s in ("n", "sx", "sxx", "sy", "sxy")))
-        state = wear_state(
-            counter, value, rated, fit,
-            percent=policy.wear_percent, min_samples=policy.forecast_min_samples,
-        )  # fmt: skip
-        of = f"{state.value:,} of {rated:,} rated {state.unit} ({state.percent:.0f}%"
-        if state.past:
-            return Reason(
-                counter, f"{counter} at {of}, limit {policy.wear_percent}%)", self.as_of, True
-            )
-        if state.forecast is None or state.forecast > self.horizon_end or state.rate is None:
+        value, rated, n, rate, x = self._wear_cells[counter](row)
+        percent = self.policy.wear_percent
+        unit = _UNITS[counter]
+        of = f"{value:,} of {rated:,} rated {unit} ({100 * value / rated:.0f}%"
+        if value * 100 >= rated * percent:
+            return Reason(counter, f"{counter} at {of}, limit {percent}%)", self.as_of, True)
+        if x is None or x > MAX_DAYS:
+            return None
+        forecast = from_days(max(x, 0.0))
+        if forecast > self.horizon_end:
             return None
         detail = (
-            f"{counter} reaches {policy.wear_percent}% of {rated:,} rated {state.unit} about "
-            f"{state.forecast} (now {of}); {state.rate:,.0f} {state.unit}/day over "
-            f"{state.samples} samples"
+            f"{counter} reaches {percent}% of {rated:,} rated {unit} about {forecast} "
+            f"(now {value:,}, {100 * value / rated:.0f}%); {rate:,.0f} {unit}/day over {n} samples"
         )
-        return Reason(counter, detail, state.forecast, False)
+        return Reason(counter, detail, forecast, False)
 
     def _health_reasons(self, row: Any, flags: tuple[Any, ...]) -> list[Reason]:
         tamper, *wear = flags
-        found = [self._tamper_reason(row.tampered_at)] if tamper else []
+        found = [self._tamper_reason(row[self._tampered_at])] if tamper else []
         for counter, holds in zip(("reader", "printer", "battery"), wear, strict=True):
             if holds:
                 reason = self._wear_reason(row, counter)
