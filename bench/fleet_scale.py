@@ -1,4 +1,10 @@
-"""A fleet of 1,000,000 terminals on SQLite: import, replacement flagging, memory.
+"""A fleet of 1,000,000 terminals on SQLite and on PostgreSQL: import, replacement
+flagging, reports, memory.
+
+On PostgreSQL (issue 18: import ≤ 60 s, flagging ≤ 10 s, fleet report ≤ 5 s, ≤ 1 GiB) the
+same files go into a fresh database ``bench_<pid>`` on the local server, created and dropped
+by the run: imports COPY their rows (psycopg 3), flagging and reports read through
+server-side cursors.
 
 Targets (issue 4): importing 1 M terminals ≤ 60 s, flagging them for replacement ≤ 10 s,
 peak memory ≤ 1 GiB. The sample files come from :func:`fleet.sample.seed.write_sample`
@@ -28,11 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy.exc import OperationalError
 
 from fleet.core import db
 from fleet.core.models import TERMINALS as TERMINAL_TABLE
@@ -60,7 +69,8 @@ def _peak_mib() -> float:
 
 
 def _engine(db_path: str) -> Engine:
-    return db.connect(f"sqlite:///{db_path}")
+    """``db_path``: a SQLite file, or a database URL (PostgreSQL)."""
+    return db.connect(db_path if "://" in db_path else f"sqlite:///{db_path}")
 
 
 def step_import(db_path: str, sample: str) -> dict[str, Any]:
@@ -281,14 +291,52 @@ def prepare(tmp: Path, terminals: int, merchants: int) -> tuple[str, str, float]
 
 
 def measure(tmp: Path, terminals: int = TERMINALS, merchants: int = MERCHANTS) -> dict[str, Any]:
-    """Every step, in order, each in its own child: step → figures."""
+    """Every step, in order, each in its own child: step → figures. Then the same import,
+    flagging and reports on PostgreSQL (a fresh database, dropped after) under ``"pg"``."""
     db_path, sample, generated = prepare(tmp, terminals, merchants)
     out: dict[str, Any] = {"generate": {"s": generated}, "terminals": terminals}
     steps = ("import", "flag", "flag_sql", "report_fleet", "fleet_floor", "report_replacements")
     for step in (*steps, "reimport", "floor"):
         out[step] = child(step, db_path, sample)
     out["db_mib"] = Path(db_path).stat().st_size / 2**20
+    try:
+        with pg_database() as url:
+            out["pg"] = {
+                step: child(step, url, sample)
+                for step in ("import", "flag", "report_fleet", "report_replacements", "reimport")
+            }
+    except PgUnavailableError as exc:
+        out["pg"] = {"error": str(exc)}
     return out
+
+
+class PgUnavailableError(RuntimeError):
+    """No PostgreSQL server to measure on."""
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh, migrated database ``bench_<pid>`` on the local server (``POSFLEET_BENCH_PG``,
+    default 127.0.0.1:5432 as the tests use it), dropped afterwards."""
+    base = os.environ.get("POSFLEET_BENCH_PG", "postgresql+psycopg://127.0.0.1:5432/test")
+    name = f"bench_{os.getpid()}"
+    try:
+        admin = create_engine(base, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        raise PgUnavailableError(str(exc.orig).strip().splitlines()[0]) from None
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = db.connect(url)
+        db.upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def _vs(value: float, target: float, unit: str) -> str:
@@ -330,6 +378,32 @@ def report(m: dict[str, Any]) -> list[str]:
         f"  peak RSS, flagging process: {fl['peak_mib']:.0f} MiB {_vs(fl['peak_mib'], mem, 'MiB')}",
         f"  database file {m['db_mib']:.0f} MiB; all three targets: {verdict}",
         *_report_lines(m),
+        *_pg_lines(m),
+    ]
+
+
+def _pg_lines(m: dict[str, Any]) -> list[str]:
+    pg = m.get("pg", {})
+    if "error" in pg:
+        return [f"## PostgreSQL: not measured: {pg['error']}"]
+    n = m["terminals"]
+    imp, again, fl, rf, rr = (pg[k] for k in ("import", "reimport", "flag", "report_fleet",
+                                              "report_replacements"))  # fmt: skip
+    lite = m["import"]["terminals_s"], m["flag"]["flag_s"], m["report_fleet"]["total_s"]
+    peak = max(imp["peak_mib"], again["peak_mib"], fl["peak_mib"], rf["peak_mib"], rr["peak_mib"])
+    return [
+        "## the same on PostgreSQL (same run, same files; COPY imports, streamed reads)",
+        f"  import {n:,} terminals: {imp['terminals_s']:.1f} s "
+        f"{_vs(imp['terminals_s'], TARGETS['import'], 's')}, {n / imp['terminals_s']:,.0f} rows/s;"
+        f" SQLite {lite[0]:.1f} s ({imp['terminals_s'] / lite[0]:.2f}x); merchants "
+        f"{imp['merchants_s']:.1f} s",
+        f"  re-import of the same file: {again['terminals_s']:.1f} s; {again['inserted']:,} new",
+        f"  flag replacements: {fl['flag_s']:.1f} s {_vs(fl['flag_s'], TARGETS['flag'], 's')}; "
+        f"{fl['flagged']:,} flagged; SQLite {lite[1]:.1f} s",
+        f"  report fleet (HTML): {rf['total_s']:.2f} s {_vs(rf['total_s'], 5.0, 's')} = queries "
+        f"{rf['query_s']:.2f} s + page {rf['html_s']:.2f} s; SQLite {lite[2]:.2f} s",
+        f"  report replacements CSV of all {rr['rows']:,}: {rr['csv_s']:.1f} s",
+        f"  peak RSS of any PostgreSQL step: {peak:.0f} MiB {_vs(peak, TARGETS['memory'], 'MiB')}",
     ]
 
 

@@ -43,6 +43,7 @@ from protocols.errors import ProtocolError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from fleet.core.dbapi import QuickDatabase
     from fleet.core.policy import Policy
     from fleet.device.keyring import KeyRing
     from fleet.inventory import ImportResult
@@ -55,8 +56,10 @@ __all__ = [
     "Format",
     "ImportOutput",
     "KeyFileOpt",
+    "LimitOpt",
     "OptionalKeyFileOpt",
     "OutOpt",
+    "ReasonOpt",
     "SafeConsole",
     "State",
     "TableJson",
@@ -68,13 +71,16 @@ __all__ = [
     "fail",
     "handled",
     "hints",
+    "limit_option",
     "load_keys",
     "option_date",
     "option_days",
     "out",
     "print_import",
+    "reason_option",
     "show_record",
     "state",
+    "text_argument",
     "write_out",
 ]
 
@@ -189,12 +195,13 @@ ImportOutputOpt = Annotated[
 def _writable(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--out``, checked before the command works: its directory exists, and it is not
     the database, a directory or (without ``--force``) an existing file."""
-    if path is not None and not path.parent.is_dir():
-        raise typer.BadParameter(f"directory {path.parent} does not exist")
     if path is not None:
         from fleet.cli.outfile import check_target  # noqa: PLC0415
 
-        check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        try:
+            check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        except FleetError as exc:  # named by the option: "--out: directory … does not exist"
+            raise typer.BadParameter(exc.message) from None
     return path
 
 
@@ -228,6 +235,43 @@ AllowOpenKeyOpt = Annotated[
 ]
 
 
+# --- typed option values: checked where they are declared, bad ones exit 2 --------------
+
+
+def _text_given(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """An option's or argument's text, refused (a usage error, exit 2) when it is given
+    but blank: ``--reason ''``, ``notices verify ''``. Not given (its default) passes."""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    if source is not None and source.name == "DEFAULT":
+        return value
+    items = value if isinstance(value, list | tuple) else [value]
+    if value is not None and not "".join(str(i) for i in items).strip():
+        raise typer.BadParameter("must not be empty")
+    return value
+
+
+def reason_option(help_text: str = "Why (audited)", *aliases: str) -> Any:
+    """``--reason TEXT`` (and ``aliases``): optional or required by the parameter's
+    default, never blank."""
+    return typer.Option("--reason", *aliases, help=help_text, callback=_text_given)
+
+
+def text_argument(help_text: str) -> Any:
+    """A text argument that must not be blank."""
+    return typer.Argument(help=help_text, callback=_text_given)
+
+
+def limit_option(help_text: str = "At most this many") -> Any:
+    """``--limit N``: a count of rows, at least 1 (``--limit -5`` is a usage error)."""
+    return typer.Option("--limit", min=1, help=help_text)
+
+
+ReasonOpt = Annotated[str, reason_option()]
+"""An optional ``--reason`` (``""`` when not given)."""
+LimitOpt = Annotated[int | None, limit_option()]
+"""An optional ``--limit`` (``None``: no limit)."""
+
+
 def load_keys(paths: list[Path], *, allow_open: bool = False) -> KeyRing:
     """The key ring of ``--key-file`` (files and directories); a bad file fails the command
     (naming the file, never a key), and so does one others can read, unless ``allow_open``
@@ -254,6 +298,7 @@ class State:
     actor: str = ""
     policy_path: Path | None = None
     _engine: Engine | None = field(default=None, repr=False)
+    _quick: QuickDatabase | None = field(default=None, repr=False)
 
     def engine(self, *, current: bool = True) -> Engine:
         """The database's engine (made once), its schema checked to be current."""
@@ -265,6 +310,16 @@ class State:
             db.require_current(self._engine)
         return self._engine
 
+    def quick_database(self) -> QuickDatabase:
+        """The database on plain DB-API, no SQLAlchemy (``notices verify``: see
+        :mod:`fleet.core.dbapi`), made once, its schema checked to be current."""
+        from fleet.core.dbapi import QuickDatabase  # noqa: PLC0415 - only for that command
+
+        if self._quick is None:
+            self._quick = QuickDatabase.open(self.db)
+        self._quick.require_current()
+        return self._quick
+
     def policy(self) -> Policy:
         from fleet.core.policy import Policy  # noqa: PLC0415
 
@@ -275,6 +330,9 @@ class State:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
 
 
 def state(ctx: typer.Context) -> State:

@@ -21,6 +21,7 @@ from fleet.cli.common import (
     TableJson,
     TableJsonOpt,
     emit,
+    limit_option,
     out,
     print_import,
     show_record,
@@ -144,7 +145,7 @@ def merchants_list(
     fmt: FormatOpt = Format.TABLE,
     mcc: Annotated[int | None, typer.Option(help="Only this MCC")] = None,
     region: Annotated[str | None, typer.Option(help="Only this region")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
+    limit: Annotated[int | None, limit_option("At most this many")] = None,
 ) -> None:
     """Merchants, with their terminal count."""
     from fleet.inventory import list_merchants  # noqa: PLC0415

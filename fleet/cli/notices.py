@@ -17,8 +17,10 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
+    limit_option,
     out,
     state,
+    text_argument,
 )
 
 if TYPE_CHECKING:
@@ -124,17 +126,16 @@ def notices_dispatch(
         emit([summary], [], "json", json_doc=lambda rows: rows[0])
     else:
         out.print(result.describe(policy.sms_currency), highlight=False, soft_wrap=True)
-        for error in result.errors[:20]:
-            err_console.print(error, highlight=False, soft_wrap=True, markup=False)
-    if summary["failed"]:
-        raise typer.Exit(1)
+    problem = result.problem()
+    if problem is not None:  # a transport down: one line, exit 1 (the JSON has each error)
+        raise fail(problem)
 
 
 @notices_app.command("verify")
 def notices_verify(
     ctx: typer.Context,
     code: Annotated[
-        list[str], typer.Argument(help="The reference the merchant reads out (spaces allowed)")
+        list[str], text_argument("The reference the merchant reads out (spaces allowed)")
     ],
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
@@ -142,7 +143,7 @@ def notices_verify(
     from fleet.notices.verify import verify  # noqa: PLC0415
 
     st = state(ctx)
-    found = verify(st.engine(), "".join(code), actor=st.actor)
+    found = verify(st.quick_database(), "".join(code), actor=st.actor)
     doc = found.as_dict()
     if fmt == TableJson.JSON:
         emit([doc], [], "json", json_doc=lambda rows: rows[0])
@@ -182,7 +183,7 @@ def notices_list(
     status: Annotated[str | None, typer.Option(help="queued, composed, sent, failed…")] = None,
     kind: Annotated[str | None, typer.Option(help=_KINDS_HELP)] = None,
     merchant: Annotated[str | None, typer.Option(help="One merchant")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 200,
+    limit: Annotated[int, limit_option("At most this many, newest first")] = 200,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Notices with their message: channel, masked address, code, status, SMS cost."""

@@ -23,6 +23,7 @@ from fleet.cli.common import (
     emit_json,
     err_console,
     fail,
+    limit_option,
     option_date,
     option_days,
     out,
@@ -47,7 +48,7 @@ def replacements(
     forecast_only: Annotated[
         bool, typer.Option("--forecast", help="Only the per-quarter forecast")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Table: show the first N by priority")] = 50,
+    limit: Annotated[int, limit_option("Table: show the first N by priority")] = 50,
     out_file: OutOpt = None,
     force: ForceOpt = False,
 ) -> None:

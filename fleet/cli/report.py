@@ -25,6 +25,7 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
+    limit_option,
     option_date,
     option_days,
     out,
@@ -132,7 +133,7 @@ def report_replacements(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option(min=1, help="Table and HTML: the first N terminals (CSV, JSON: all)"),
+        limit_option("Table and HTML: the first N terminals (CSV, JSON: all)"),
     ] = 100,
 ) -> None:
     """Terminals to replace (reasons, priority, replace-by, contact) and the forecast of

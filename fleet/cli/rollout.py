@@ -20,6 +20,7 @@ from fleet.cli.common import (
     fail,
     load_keys,
     out,
+    reason_option,
     state,
 )
 from fleet.cli.push import push_progress
@@ -157,7 +158,7 @@ def rollout_run(
     worker = Worker(
         engine, keys=keys, fee_policy=st.policy().fees, policy=st.policy().rollout,
         actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
-        on_event=display,
+        on_event=display, maintenance=st.policy().maintenance,
     )  # fmt: skip
     worker.prepare(rollout_id)  # the key files checked before any display
     if quiet:
@@ -191,7 +192,8 @@ def rollout_status(
 
     from fleet.rollout import status  # noqa: PLC0415
 
-    info = status(state(ctx).engine(), rollout_id)
+    st = state(ctx)
+    info = status(st.engine(), rollout_id, maintenance=st.policy().maintenance)
     doc = info.as_dict()
     if fmt == TableJson.JSON:
         out.print_json(json.dumps(doc, default=str))
@@ -202,17 +204,21 @@ def rollout_status(
         highlight=False,
     )
     table = Table(title="Waves", title_justify="left")
-    for column in _WAVE_COLUMNS:
-        table.add_column(column, justify="right")
+    columns = [*_WAVE_COLUMNS, *(("waiting_for_window", "finishes_by") if info.windowed else ())]
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
     for w in doc["waves"]:
-        table.add_row(*(str(w.get(c, 0)) for c in _WAVE_COLUMNS))
+        if info.windowed:  # the finish is an instant: say it in UTC, to the minute
+            at = w["finishes_by"]
+            w["finishes_by"] = f"{at[:16].replace('T', ' ')} UTC" if at else "-"
+        table.add_row(*(str(w.get(c, 0)) for c in columns))
     out.print(table)
     if doc["problems"]:
         columns = ["serial", "wave", "status", "attempts", "last_error"]
         emit(doc["problems"], columns, "table", title="Terminals with errors")
 
 
-ReasonOpt = Annotated[str, typer.Option(help="Why (audited)")]
+ReasonOpt = Annotated[str, reason_option("Why (audited)")]
 
 
 def _change(ctx: typer.Context, rollout_id: int, action: str, reason: str) -> None:

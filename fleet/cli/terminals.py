@@ -27,8 +27,10 @@ from fleet.cli.common import (
     emit_json,
     err_console,
     fail,
+    limit_option,
     out,
     print_import,
+    reason_option,
     show_record,
     state,
 )
@@ -37,7 +39,7 @@ from fleet.core.status import Status
 terminals_app = typer.Typer(help="The terminals of the fleet.", no_args_is_help=True)
 
 StatusOpt = Annotated[Status | None, typer.Option(help="Only this status")]
-ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit log)")]
+ReasonOpt = Annotated[str, reason_option("Why (kept in the audit log)")]
 
 
 # --- terminals -------------------------------------------------------------------------
@@ -94,7 +96,7 @@ def terminals_list(
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     firmware: Annotated[str | None, typer.Option(help="Only this firmware version")] = None,
     merchant: Annotated[str | None, typer.Option(help="Only this merchant's")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many (table: 100)")] = None,
+    limit: Annotated[int | None, limit_option("At most this many (table: 100)")] = None,
 ) -> None:
     """Terminals, filtered."""
     from fleet.inventory import TERMINAL_COLUMNS, iter_terminals  # noqa: PLC0415
@@ -123,6 +125,7 @@ def terminals_show(
 ) -> None:
     """One terminal, its model, merchant and its audit history."""
     from fleet.core import audit  # noqa: PLC0415
+    from fleet.device.health import health_lines, health_summary  # noqa: PLC0415
     from fleet.inventory import terminal_cells, terminal_detail  # noqa: PLC0415
 
     found = terminal_detail(state(ctx).engine(), serial)
@@ -132,11 +135,16 @@ def terminals_show(
         "key_next": str(t["key_next"]),
     }
     history = [audit.as_row(a) for a in found.history]
+    engine = state(ctx).engine()
+    with engine.connect() as conn:
+        health = health_summary(conn, serial, t["model"], policy=state(ctx).policy().replacement)
     if fmt == TableJson.JSON:
         model = found.model.model_dump() if found.model else None
-        emit_json(cells | {"model_info": model, "history": history})
+        emit_json(cells | {"model_info": model, "health": health, "history": history})
         return
     show_record(f"Terminal {serial}", cells)
+    if health is not None:
+        show_record("Health", health_lines(health))
     if history:
         emit(history, ["at", "actor", "action", "reason", "details"], "table", title="History")
 

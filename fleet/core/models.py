@@ -13,6 +13,9 @@ table                   holds
 ``advisory_firmware``   catalog: which firmware versions an advisory affects
 ``merchant``            who owns terminals, and how to reach them
 ``terminal``            every device: model, firmware, TID/MID, status, versions
+``health_sample``       every health report of a terminal (sign-on or health poll)
+``terminal_health``     a terminal's latest health and the least-squares sums of its
+                        wear counters over its whole history (one row per terminal)
 ``key_version``         the master key versions the fleet issued: check value, when
                         (never a key: master keys live in files, docs/protocol.md)
 ``audit``               every change: who, when, what, why
@@ -35,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     ForeignKeyConstraint,
@@ -62,12 +66,14 @@ __all__ = [
     "ContactEvent",
     "Event",
     "Firmware",
+    "HealthSample",
     "IssuedKey",
     "Merchant",
     "Message",
     "Status",
     "Swap",
     "Terminal",
+    "TerminalHealth",
     "TerminalModel",
     "UTCDateTime",
     "VerificationLog",
@@ -100,6 +106,12 @@ class TerminalModel(SQLModel, table=True):
     currency: str = Field(default="EUR", max_length=3)
     successor: str | None = Field(default=None, max_length=40)
     """The model that replaces this one (its price is the forecast's cost)."""
+    reader_rated_cycles: int | None = None
+    """Card insertions and swipes (chip + magstripe reads) the reader is rated for."""
+    printer_rated_lines: int | None = None
+    """Lines the print head is rated for (none: no printer, or not rated)."""
+    battery_rated_cycles: int | None = None
+    """Full charge cycles the battery is rated for (none: no battery, or not rated)."""
 
     def capabilities(self) -> list[str]:
         names = ("chip", "contactless", "magstripe", "qr", "pin_pad")
@@ -223,6 +235,82 @@ class Terminal(SQLModel, table=True):
     )
     """The next key version it holds while a key change awaits confirmation (0: none). A
     server default, not a client one: inventory imports write only their own columns."""
+
+
+class HealthSample(SQLModel, table=True):
+    """One health report of a terminal (tags 0x10-0x16, docs/protocol.md), as received:
+    at a sign-on (``sync``) or a health poll (``poll``)."""
+
+    __tablename__ = "health_sample"
+    __table_args__ = (
+        ForeignKeyConstraint(["serial"], ["terminal.serial"], name="fk_health_terminal"),
+    )
+
+    serial: str = Field(primary_key=True, max_length=40)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    """When the fleet received it (the fleet's clock, UTC)."""
+    source: str = Field(default="poll", max_length=8)
+    battery_level: int | None = None
+    battery_health: int | None = None
+    """Capacity left, % of new."""
+    battery_cycles: int | None = None
+    paper: int | None = None
+    """0 ok, 1 low, 2 out (none: no printer)."""
+    printer_lines: int | None = None
+    chip: int = 0
+    contactless: int = 0
+    magstripe: int = 0
+    tamper: bool = False
+    tampered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    uptime: int = 0
+    last_reboot: int = 0
+    free_storage: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TerminalHealth(SQLModel, table=True):
+    """A terminal's latest health, and the sums a least-squares line of each wear counter
+    over its whole history rests on (x: days since 1970-01-01 UTC, y: the counter), kept
+    up to date as samples arrive, so flagging reads one row per terminal, not its history
+    (:mod:`fleet.device.health`)."""
+
+    __tablename__ = "terminal_health"
+    __table_args__ = (
+        ForeignKeyConstraint(["serial"], ["terminal.serial"], name="fk_thealth_terminal"),
+        Index("ix_terminal_health_tamper", "tamper"),
+    )
+
+    serial: str = Field(primary_key=True, max_length=40)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    """The latest sample's instant."""
+    samples: int = 0
+    tamper: bool = False
+    tampered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    battery_level: int | None = None
+    battery_health: int | None = None
+    battery_cycles: int | None = None
+    paper: int | None = None
+    printer_lines: int | None = None
+    reader: int = 0
+    """Chip + magstripe reads (what wears the reader; contactless taps do not)."""
+    contactless: int = 0
+    uptime: int = 0
+    last_reboot: int = 0
+    free_storage: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    reader_n: int = 0
+    reader_sx: float = 0.0
+    reader_sxx: float = 0.0
+    reader_sy: float = 0.0
+    reader_sxy: float = 0.0
+    printer_n: int = 0
+    printer_sx: float = 0.0
+    printer_sxx: float = 0.0
+    printer_sy: float = 0.0
+    printer_sxy: float = 0.0
+    battery_n: int = 0
+    battery_sx: float = 0.0
+    battery_sxx: float = 0.0
+    battery_sy: float = 0.0
+    battery_sxy: float = 0.0
 
 
 class IssuedKey(SQLModel, table=True):
@@ -393,6 +481,7 @@ class Swap(SQLModel, table=True):
     __table_args__ = (
         Index("ix_swap_old", "old_serial"),
         Index("ix_swap_status", "status", "planned_for"),
+        Index("ix_swap_follow_up", "follow_up_state", "follow_up_on"),
         CheckConstraint("status IN ('planned', 'done', 'cancelled')", name="ck_swap_status"),
     )
 
@@ -410,6 +499,19 @@ class Swap(SQLModel, table=True):
     created_by: str = Field(max_length=80)
     done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     follow_up_on: date | None = None
+    """When the follow-up (回访) is due: moved on by the policy after an unreached call."""
+    reason_code: str | None = Field(default=None, max_length=32)
+    """Why, as the merchant reads it (:mod:`fleet.notices.reasons`); ``reason`` is the
+    operator's note, never sent."""
+    follow_up_state: str | None = Field(default=None, max_length=12)
+    """``due`` (after the swap) → ``done`` (reached) | ``due`` again (unreached, retried) |
+    ``unreached`` (the policy's attempts used up)."""
+    follow_up_attempts: int = 0
+    followed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    satisfaction: int | None = None
+    """1–5, as the merchant said on the follow-up."""
+    follow_up_issue: str | None = Field(default=None, max_length=500)
+    issue_open: bool = False
     provision: str | None = Field(default=None, max_length=500)
     """After ``--port``: ``ok: synced; table 7 committed, verified (test fee 60)`` or what
     failed."""
@@ -659,6 +761,8 @@ MERCHANTS = table_of(Merchant)
 TERMINALS = table_of(Terminal)
 AUDIT = table_of(Audit)
 ISSUED_KEYS = table_of(IssuedKey)
+HEALTH_SAMPLES = table_of(HealthSample)
+TERMINAL_HEALTH = table_of(TerminalHealth)
 FEE_TABLES = table_of(PublishedTable)
 NOTICES = table_of(Notice)
 MESSAGES = table_of(Message)

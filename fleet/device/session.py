@@ -20,13 +20,14 @@ Link and protocol failures are raised as they are (:class:`~protocols.errors.Pro
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
-from fleet.core.errors import InputError, JobError, NotFoundError
+from fleet.core.errors import FleetError, InputError, JobError, NotFoundError
 from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.inventory import get_terminal
 from protocols.errors import LinkError
@@ -38,7 +39,15 @@ from protocols.session import HostSession, SignOn
 if TYPE_CHECKING:
     from fleet.device.keyring import KeyRing
 
-__all__ = ["DeviceError", "DeviceSession", "IdentityError", "TerminalRef", "resolve"]
+__all__ = [
+    "DeviceError",
+    "DeviceSession",
+    "IdentityError",
+    "TerminalRef",
+    "check_identity",
+    "resolve",
+    "resolve_many",
+]
 
 UNSIGNED = bytes(16)
 """Sign-on is not MACed (wire protocol §5): a session that only signs on needs no key."""
@@ -102,6 +111,15 @@ def resolve(conn: Connection, serial: str | None = None, port: str | None = None
         row = dict(found[0]._mapping)
     else:
         raise InputError("name a terminal or a link")
+    mcc = None
+    if row.get("merchant_id"):
+        mcc = conn.execute(
+            select(MERCHANTS.c.mcc).where(MERCHANTS.c.id == row["merchant_id"])
+        ).scalar()
+    return _ref(row, mcc, port)
+
+
+def _ref(row: dict[str, Any], mcc: int | None, port: str | None = None) -> TerminalRef:
     url = port or row["link"]
     if not url:
         raise InputError(f"terminal {row['serial']} has no link URL recorded: give its link")
@@ -111,12 +129,31 @@ def resolve(conn: Connection, serial: str | None = None, port: str | None = None
         raise InputError(str(exc), where=row["serial"]) from None
     if not row["tid"]:
         raise DeviceError(f"terminal {row['serial']} has no TID: it can't be signed on to")
-    mcc = None
-    if row.get("merchant_id"):
-        mcc = conn.execute(
-            select(MERCHANTS.c.mcc).where(MERCHANTS.c.id == row["merchant_id"])
-        ).scalar()
     return TerminalRef(row["serial"], row["tid"], row["mid"] or None, url, row, mcc)
+
+
+def resolve_many(conn: Connection, serials: Iterable[str]) -> dict[str, TerminalRef | FleetError]:
+    """:func:`resolve` of many terminals by serial in one query: each serial's reference,
+    or the error :func:`resolve` would raise for it."""
+    wanted = list(dict.fromkeys(serials))
+    found: dict[str, TerminalRef | FleetError] = {}
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        rows = conn.execute(
+            select(TERMINALS, MERCHANTS.c.mcc.label("merchant_mcc"))
+            .select_from(TERMINALS.outerjoin(MERCHANTS, MERCHANTS.c.id == TERMINALS.c.merchant_id))
+            .where(TERMINALS.c.serial.in_(chunk))
+        ).all()
+        for r in rows:
+            row = dict(r._mapping)
+            mcc = row.pop("merchant_mcc")
+            try:
+                found[row["serial"]] = _ref(row, mcc if row.get("merchant_id") else None)
+            except FleetError as exc:
+                found[row["serial"]] = exc
+    for serial in wanted:
+        found.setdefault(serial, NotFoundError(f"unknown terminal {serial}"))
+    return found
 
 
 class DeviceSession:
@@ -184,18 +221,22 @@ class DeviceSession:
             self._link.close()
 
     def _check_identity(self) -> None:
-        info, ref = self.signed.info, self.ref
-        if info.serial != ref.serial:
-            raise IdentityError(
-                f"{ref.url} answers as serial {info.serial}, not {ref.serial}: check the link"
-            )
-        if ref.mid and self.signed.mid != ref.mid:
-            raise IdentityError(
-                f"{ref.serial} reports MID {self.signed.mid}, the inventory has {ref.mid}"
-            )
-        if ref.mcc is not None and info.mcc != ref.mcc:
-            raise IdentityError(
-                f"{ref.serial} reports MCC {info.mcc:04d}, its merchant "
-                f"{ref.row.get('merchant_id')} has MCC {ref.mcc:04d} in the fleet: "
-                "configure the terminal"
-            )
+        check_identity(self.ref, self.signed)
+
+
+def check_identity(ref: TerminalRef, signed: SignOn) -> None:
+    """The terminal that signed on is ``ref``: same serial and, when the inventory has
+    them, the same MID and its merchant's MCC (:class:`IdentityError` otherwise)."""
+    info = signed.info
+    if info.serial != ref.serial:
+        raise IdentityError(
+            f"{ref.url} answers as serial {info.serial}, not {ref.serial}: check the link"
+        )
+    if ref.mid and signed.mid != ref.mid:
+        raise IdentityError(f"{ref.serial} reports MID {signed.mid}, the inventory has {ref.mid}")
+    if ref.mcc is not None and info.mcc != ref.mcc:
+        raise IdentityError(
+            f"{ref.serial} reports MCC {info.mcc:04d}, its merchant "
+            f"{ref.row.get('merchant_id')} has MCC {ref.mcc:04d} in the fleet: "
+            "configure the terminal"
+        )

@@ -4,7 +4,8 @@ The terminal is found by serial (its recorded link, or a given one) or by the li
 alone (:func:`fleet.device.session.resolve`). What it reports must agree with the
 inventory on identity (serial, MID; the session checks) and name a model and firmware
 the catalog knows; then model, firmware, active and pending table versions and
-``last_seen`` are written, with an audit entry of what changed. So are the key versions it
+``last_seen`` are written, and the health it reports as a sample of its history
+(:mod:`fleet.device.health`), with an audit entry of what changed. So are the key versions it
 reports (tag 0x20: current, next); a version the fleet never issued
 (:mod:`fleet.device.issued`) is recorded and then fails the sync with a
 :class:`~fleet.device.keyring.UnissuedKeyError`'s message (``reason`` ``unissued_key``).
@@ -23,6 +24,7 @@ from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.models import FIRMWARE, TERMINALS, now
+from fleet.device.health import HealthReport, record_health
 from fleet.device.issued import attach
 from fleet.device.keyring import KeyRing
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef, resolve
@@ -80,13 +82,14 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
                 f"{serial} reports model {info.model} firmware {info.firmware}, "
                 "not in the catalog: import it first"
             )
+        seen = now()
         values = {
             "model": info.model,
             "firmware": info.firmware,
             "active_version": info.active_version,
             "pending_version": info.pending_version,
             "link": url,
-            "last_seen": now(),
+            "last_seen": seen,
         }
         before = terminal_cells(row)
         after = terminal_cells(row | values)
@@ -101,6 +104,8 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
             .where(TERMINALS.c.serial == serial)
             .values(**values, **dev.key_columns())
         )
+        if signed.health is not None:  # a v1 terminal reports none
+            record_health(conn, [HealthReport(serial, signed.health, seen, "sync")])
         audit.record(
             conn,
             actor=actor,

@@ -120,7 +120,9 @@ def upsert(
     keys: Iterable[str],
     update: Iterable[str],
 ) -> None:
-    """INSERT … ON CONFLICT (keys) DO UPDATE SET update = excluded.update, in one executemany.
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET update = excluded.update, in one executemany
+    (PostgreSQL with psycopg 3: the rows are COPYed into a staging table, then upserted from
+    it in one statement, :func:`_copy_upsert`).
 
     Every row has the same keys. On SQLite the statement is compiled once and the rows go
     to the driver as tuples (through the columns' own bind processors, so values are
@@ -137,6 +139,9 @@ def upsert(
         )
     else:
         stmt = ins.on_conflict_do_nothing(index_elements=list(keys))
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_upsert(conn, table, rows, list(keys), update)
+        return
     if conn.dialect.name != "sqlite":
         conn.execute(stmt, rows)
         return
@@ -157,3 +162,55 @@ def upsert(
             values[i] = process(values[i])
         params.append(tuple(values))
     conn.exec_driver_sql(compiled.string, params)
+
+
+def _copy_upsert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], update: list[str]
+) -> None:
+    """PostgreSQL: ``COPY`` the rows into a temporary staging table of the same columns
+    (psycopg 3 writes each value in COPY's text format: tabs, newlines, backslashes and
+    quotes in values arrive as they were), then one ``INSERT … SELECT … ON CONFLICT``.
+
+    Values go through the columns' own bind processors first, as ``conn.execute`` would
+    send them; a key repeated within the rows keeps its last row (what one upsert per row
+    would leave). The staging table lives until the transaction ends.
+    """
+    names = list(rows[0])
+    by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        by_key[tuple(row[k] for k in keys)] = row
+    if len(by_key) < len(rows):
+        rows = list(by_key.values())
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer.quote
+    processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
+    stage = quote(f"posfleet_stage_{table.name}")
+    cols = ", ".join(quote(n) for n in names)
+    target = quote(table.name)
+    if table.schema:
+        target = f"{quote(table.schema)}.{target}"
+    conn.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+        f"SELECT {cols} FROM {target} WITH NO DATA"
+    )
+    conn.exec_driver_sql(f"TRUNCATE {stage}")
+    dbapi = conn.connection.driver_connection
+    assert dbapi is not None
+    with dbapi.cursor() as cur, cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+        for row in rows:
+            values = []
+            for name, process in zip(names, processors, strict=True):
+                value = row[name]
+                values.append(value if process is None else process(value))
+            copy.write_row(values)
+    key_list = ", ".join(quote(k) for k in keys)
+    if update:
+        sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)
+        action = f"DO UPDATE SET {sets}"
+    else:
+        action = "DO NOTHING"
+    # through SQLAlchemy: a refused row is an IntegrityError, as with executemany
+    conn.exec_driver_sql(
+        f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} "
+        f"ON CONFLICT ({key_list}) {action}"
+    )

@@ -52,11 +52,13 @@ __all__ = [
 
 
 class TransportError(Exception):
-    """A send failed; ``retryable`` when trying again later may work."""
+    """A send failed; ``retryable`` when trying again later may work; ``unreachable``
+    when the server could not be reached at all (every message would fail alike)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +218,9 @@ class SmtpTransport:
                 if self.user:
                     smtp.login(self.user, self.password or "")
             except (OSError, smtplib.SMTPException) as exc:
-                raise TransportError(f"{self.name}: cannot connect: {exc}") from exc
+                raise TransportError(
+                    f"{self.name}: cannot connect: {exc}", unreachable=True
+                ) from exc
             self._smtp = smtp
         return self._smtp
 

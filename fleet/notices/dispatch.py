@@ -80,6 +80,19 @@ class DispatchResult:
             "transports": {ch: t.name for ch, t in transports.items()},
         }
 
+    def problem(self) -> str | None:
+        """What went wrong, in one line (``None``: every message claimed was sent): how
+        many were not sent, retried later or failed for good, and the first error (a
+        server down fails them all alike)."""
+        failed = self.failed + self.composed.failed
+        if not (self.retried or failed):
+            return None
+        first = self.errors[0].split(": ", 1)[-1] if self.errors else "see notices list"
+        return (
+            f"{self.retried + failed} messages not sent ({self.retried} to retry later, "
+            f"{failed} failed): {first}"
+        )
+
     def describe(self, sms_currency: str) -> str:
         """The run in one line."""
         c = self.composed
@@ -112,6 +125,9 @@ class Dispatcher:
         self.worker = worker_identity(worker)
         self.lease = timedelta(seconds=lease_s)
         self.batch = batch
+        self._down: dict[str, TransportError] = {}
+        """Channels whose server could not be reached in this pass: their other messages
+        are not tried (each would wait for the same dead server) but rescheduled."""
         self.receipt_window_s = receipt_window_s
         """SMS with no final receipt this long after sending fall back (None: never)."""
 
@@ -189,8 +205,13 @@ class Dispatcher:
             sender=self.policy.email_from,
         )
         try:
+            down = self._down.get(channel)
+            if down is not None:
+                raise down
             ref = transport.send(out)
         except TransportError as exc:
+            if exc.unreachable:
+                self._down[channel] = exc
             error = str(exc)[:500]
             result.errors.append(f"{message['code']}: {error}")
             if not exc.retryable or message["attempts"] >= self.policy.max_attempts:
@@ -225,10 +246,13 @@ class Dispatcher:
         stop: Callable[[], bool] = lambda: False,
         progress: Callable[[DispatchResult], None] | None = None,
     ) -> DispatchResult:
-        """Compose and send until nothing is ready (``once``), or until ``stop()``."""
+        """Compose and send until nothing is ready (``once``), or until ``stop()``. A
+        server that cannot be reached ends a ``once`` run (its messages rescheduled, with
+        the error); watching, it is tried again at the next poll."""
         result = DispatchResult()
         try:
             while not stop():
+                self._down.clear()
                 if self.receipt_window_s is not None:
                     from fleet.notices.receipts import sweep  # noqa: PLC0415
 
@@ -239,6 +263,8 @@ class Dispatcher:
                     self.send(message, result)
                     if progress is not None:
                         progress(result)
+                if once and self._down:
+                    break
                 if not batch:
                     if once and not self._pending_soon():
                         break

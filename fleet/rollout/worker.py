@@ -1,6 +1,7 @@
-"""The rollout worker: claims jobs under leases and works them, in threads: a fee-table
-push (:func:`fleet.device.push.push_terminal`) or a key change
-(:func:`fleet.device.rotate.rotate_terminal`), by the rollout's kind.
+"""The rollout worker: claims jobs under leases and works them: a fee-table push, many
+terminals at once from one loop thread (:mod:`fleet.rollout.pusher`, jobs claimed and
+recorded in batches), or a key change (:func:`fleet.device.rotate.rotate_terminal`), in
+threads.
 
 **Claiming** goes through :mod:`fleet.core.leases`: one statement, ``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL, so any number of ``rollout run`` processes on any number of
@@ -25,7 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, String, and_, case, func, literal, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    String,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from fleet.core import audit
 from fleet.core.db import writer
@@ -33,12 +46,13 @@ from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.events import emit
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
-from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.core.policy import FeePolicy, MaintenancePolicy, RolloutPolicy
 from fleet.device.issued import attach
 from fleet.device.keyring import KeyRing, UnissuedKeyError
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.rotate import RotationOutcome, rotate_terminal
 from fleet.device.session import TerminalRef, resolve
+from fleet.device.windows import windows_for
 from fleet.fees.tables import Published, load_tables
 from fleet.rollout.events import (
     Event,
@@ -57,6 +71,8 @@ from fleet.rollout.waves import over_threshold
 __all__ = ["Claimed", "Worker"]
 
 LEASED = Leased(JOBS, "running")
+_DEFERS_PER_CLAIM = 64
+"""Jobs outside their window one claim puts back before it says "nothing now"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +133,8 @@ class Worker:
         t1_margin: float = 0.5,
         poll: float = 0.5,
         on_event: Callable[[Event], None] | None = None,
+        maintenance: MaintenancePolicy | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.engine = engine
         self.keys = keys
@@ -127,6 +145,9 @@ class Worker:
         self.link = {"baud": baud, "t2": t2, "t1_margin": t1_margin}
         self.poll = poll
         self.on_event: Callable[[Event], None] = on_event or (lambda _event: None)
+        self.maintenance = maintenance or MaintenancePolicy()
+        self.clock = clock
+        """The instant windows, leases and retries are judged at (injected in tests)."""
         self.stop = threading.Event()
         self.backoff = Backoff(policy.backoff_s)
         self._tables: dict[int, Published] | None = None
@@ -135,7 +156,30 @@ class Worker:
     # -- claiming and finishing ------------------------------------------------------------
 
     def claim(self, rollout_id: int, thread: str) -> Claimed | None:
-        at = now()
+        found = self.claim_many(rollout_id, f"{self.name}/{thread}", 1)
+        return found[0] if found else None
+
+    def claim_many(self, rollout_id: int, owner: str, n: int) -> list[Claimed]:
+        """Claim up to ``n`` ready jobs of the running rollout for ``owner`` whose terminals
+        are inside their maintenance windows (none when the rollout is not running). A job
+        claimed outside its window goes back to ``pending`` until the window opens
+        (``next_attempt_at``; its attempt not counted), and others are claimed instead."""
+        found: list[Claimed] = []
+        for _ in range(_DEFERS_PER_CLAIM):
+            batch = self._claim_batch(rollout_id, owner, n - len(found))
+            if batch is None:
+                break
+            claimed, deferred = batch
+            found.extend(claimed)
+            if not deferred or len(found) >= n:
+                break
+        found.sort(key=lambda c: c.id)
+        return found
+
+    def _claim_batch(self, rollout_id: int, owner: str, n: int) -> tuple[list[Claimed], int] | None:
+        """One transaction: up to ``n`` jobs claimed, those outside their windows deferred;
+        ``(claimed, how many deferred)``, or ``None`` when nothing was ready."""
+        at = self.clock()
         with writer(self.engine).begin() as conn:
             r = conn.execute(
                 select(ROLLOUTS.c.status, ROLLOUTS.c.wave).where(ROLLOUTS.c.id == rollout_id)
@@ -146,12 +190,12 @@ class Worker:
                 select(JOBS.c.id)
                 .where(_ready(rollout_id, r.wave, at))
                 .order_by(JOBS.c.wave, JOBS.c.id)
-                .limit(1)
+                .limit(n)
             )
             rows = LEASED.claim(
                 conn,
                 pick,
-                owner=f"{self.name}/{thread}",
+                owner=owner,
                 until=at + timedelta(seconds=self.policy.lease_s),
                 returning=(JOBS.c.id, JOBS.c.serial, JOBS.c.attempts, JOBS.c.last_error),
                 # a job still "running" here lost its worker: say so in its history
@@ -161,14 +205,60 @@ class Worker:
                     )
                 },
             )
-        if not rows:
-            return None
-        row = rows[0]
-        taken = bool(row.last_error and str(row.last_error).startswith("lease of "))
-        return Claimed(row.id, row.serial, row.attempts, taken)
+            if not rows:
+                return None
+            serials = [row.serial for row in rows]
+            windows = windows_for(conn, serials, self.maintenance)
+            kept, deferred = [], 0
+            for row in rows:
+                window = windows.get(row.serial)
+                if window is not None and not window.is_open(at):
+                    conn.execute(
+                        update(JOBS)
+                        .where(JOBS.c.id == row.id)
+                        .values(
+                            status="pending",
+                            lease_owner=None,
+                            lease_until=None,
+                            attempts=JOBS.c.attempts - 1,
+                            next_attempt_at=window.next_open(at),
+                        )
+                    )
+                    deferred += 1  # deferred to its window
+                else:
+                    kept.append(row)
+        claimed = [
+            Claimed(
+                row.id,
+                row.serial,
+                row.attempts,
+                bool(row.last_error and str(row.last_error).startswith("lease of ")),
+            )
+            for row in kept
+        ]
+        return claimed, deferred
+
+    def renew_many(self, held: list[tuple[int, str]]) -> set[int]:
+        """Extend the leases of (job id, owner) pairs; returns the ids still held."""
+        until = self.clock() + timedelta(seconds=self.policy.lease_s)
+        kept: set[int] = set()
+        with writer(self.engine).begin() as conn:
+            for start in range(0, len(held), 500):
+                chunk = held[start : start + 500]
+                rows = conn.execute(
+                    update(JOBS)
+                    .where(
+                        tuple_(JOBS.c.id, JOBS.c.lease_owner).in_(chunk),
+                        JOBS.c.status == "running",
+                    )
+                    .values(lease_until=until)
+                    .returning(JOBS.c.id)
+                ).all()
+                kept.update(r.id for r in rows)
+        return kept
 
     def renew(self, job_id: int, owner: str) -> bool:
-        until = now() + timedelta(seconds=self.policy.lease_s)
+        until = self.clock() + timedelta(seconds=self.policy.lease_s)
         with writer(self.engine).begin() as conn:
             return LEASED.renew(conn, job_id, owner, until)
 
@@ -176,7 +266,24 @@ class Worker:
         self, rollout_id: int, job: Claimed, owner: str, error: str | None, max_attempts: int
     ) -> str:
         """Record a job's result if we still hold it; open the next wave or halt."""
-        at = now()
+        with writer(self.engine).begin() as conn:
+            self._lock_rollout(conn, rollout_id)
+            result = self.finish_in(conn, job, owner, error, max_attempts, self.clock())
+            if result != "lost":
+                self._advance(conn, rollout_id)
+        return result
+
+    def finish_in(
+        self,
+        conn: Connection,
+        job: Claimed,
+        owner: str,
+        error: str | None,
+        max_attempts: int,
+        at: datetime,
+    ) -> str:
+        """Record a job's result in the caller's transaction if ``owner`` still holds it:
+        ``done``, ``failed``, ``pending`` (to be retried) or ``lost``."""
         values: dict[str, Any]
         if error is None:
             values = {"status": "done", "finished_at": at}
@@ -188,12 +295,27 @@ class Worker:
                 "next_attempt_at": self.backoff.after(at, job.attempts),
                 "last_error": error[:500],
             }
-        with writer(self.engine).begin() as conn:
-            self._lock_rollout(conn, rollout_id)
-            if not LEASED.finish(conn, job.id, owner, **values):
-                return "lost"
-            self._advance(conn, rollout_id)
+        if not LEASED.finish(conn, job.id, owner, **values):
+            return "lost"
         return str(values["status"])
+
+    def finish_done(self, conn: Connection, held: list[tuple[int, str]], at: datetime) -> set[int]:
+        """Mark done, in one statement, the (job id, owner) pairs still held; returns the
+        ids marked (the others were lost)."""
+        done: set[int] = set()
+        for start in range(0, len(held), 500):
+            chunk = held[start : start + 500]
+            rows = conn.execute(
+                update(JOBS)
+                .where(
+                    tuple_(JOBS.c.id, JOBS.c.lease_owner).in_(chunk),
+                    JOBS.c.status == "running",
+                )
+                .values(status="done", finished_at=at, lease_until=None)
+                .returning(JOBS.c.id)
+            ).all()
+            done.update(r.id for r in rows)
+        return done
 
     @staticmethod
     def _lock_rollout(conn: Connection, rollout_id: int) -> None:
@@ -394,8 +516,23 @@ class Worker:
 
     def run(self, rollout_id: int, threads: int = 4, *, until_idle: bool = True) -> RolloutState:
         """Work on the rollout with ``threads`` pushers until it is done, halted, cancelled or
-        paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state."""
+        paused (or, without ``until_idle``, until :attr:`stop` is set). Returns its state.
+
+        A fee-table rollout is pushed through the many-links engine
+        (:class:`fleet.rollout.pusher.EnginePusher`): ``threads`` is then the number of
+        terminals pushed at once, from one loop thread. A key rollout runs ``threads``
+        blocking sessions in threads."""
         self.prepare(rollout_id)
+        if self._rollout(rollout_id).kind == RolloutKind.FEES:
+            from fleet.rollout.pusher import EnginePusher  # noqa: PLC0415
+
+            pusher = EnginePusher(self, rollout_id, threads, until_idle=until_idle)
+            try:
+                pusher.run()
+            except KeyboardInterrupt:
+                self.stop.set()
+                raise
+            return self._rollout(rollout_id).state
         workers = [
             threading.Thread(
                 target=self._thread,

@@ -20,6 +20,7 @@ from fleet.notices.contact import (
     quiet_until,
     rate_until,
 )
+from fleet.notices.reasons import CATALOGUE
 from fleet.notices.sms import GSM7_BASIC, GSM7_EXTENSION, count
 from fleet.notices.text import (
     CHANNELS,
@@ -211,7 +212,8 @@ def test_each_notice_states_what_it_must(kind: str, lang: str, channel: str) -> 
     elif kind == "opt_out_confirm":  # what still reaches the merchant, and how
         assert "email" in text or "邮件" in text
     else:
-        assert "PCI PTS approval expiring" in text or "Annual scheme fee review 2027" in text
+        code = sample_items(kind)[0].payload["reason_code"]  # the catalogue's, in the language
+        assert CATALOGUE[code][lang] in text
         assert "2027" in text  # the effective date
     if kind == "fee_change":  # the impact: the typical basket's fee before and after
         assert "12345.67 EUR" in text and "13345.67 EUR" in text
