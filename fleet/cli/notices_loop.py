@@ -98,12 +98,14 @@ def notices_tasks(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
-    """Open call tasks from merchants' replies (their text as they wrote it)."""
+    """Open call tasks from merchants' replies (their text as they wrote it; the number
+    masked: the agent calls the merchant's number on file)."""
     from fleet.core.escaping import terminal_text  # noqa: PLC0415
+    from fleet.core.masking import mask_address  # noqa: PLC0415
     from fleet.notices.inbound import open_tasks  # noqa: PLC0415
 
     rows = [
-        {**t, "created_at": t["created_at"].isoformat(),
+        {**t, "created_at": t["created_at"].isoformat(), "phone": mask_address(t["phone"]),
          "text": t["text"] if fmt == Format.JSON else terminal_text(t["text"])}
         for t in open_tasks(state(ctx).engine(), limit=limit)
     ]  # fmt: skip

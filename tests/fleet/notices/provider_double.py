@@ -45,6 +45,7 @@ class Plan:
     reorder: bool = False
     """Final status first, then sent, then queued (on top of the random delays)."""
     final: Callable[[str], str] = lambda phone: "delivered"
+    """The final status for a number; "" for none ever (a receipt the provider loses)."""
     json_body: bool = False
     seed: int = 7
 
@@ -60,6 +61,8 @@ class ProviderDouble:
     sent: list[dict[str, str]] = field(default_factory=list)
     """Every callback made (for replays)."""
     answers: list[int] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    """The first few answers other than 200, with their text (for a failing test)."""
     port: int = 0
     _queue: list[tuple[float, int, dict[str, str]]] = field(default_factory=list)
     _cv: threading.Condition = field(default_factory=threading.Condition)
@@ -76,7 +79,7 @@ class ProviderDouble:
     def _schedule(self, taken: Taken) -> None:
         rnd = random.Random(f"{self.plan.seed}:{taken.provider_id}")
         final = self.plan.final(taken.phone)
-        statuses = ["queued", "sent", final]
+        statuses = ["queued", "sent", final] if final else ["queued", "sent"]
         if self.plan.reorder:
             statuses.reverse()
         now = time.monotonic()
@@ -105,6 +108,8 @@ class ProviderDouble:
             answer = client.post(self.status_url, json=doc, auth=self._auth())
         else:
             answer = client.post(self.status_url, data=doc, auth=self._auth())
+        if answer.status_code != 200 and len(self.refused) < 5:
+            self.refused.append(f"{answer.status_code} {answer.text[:200]}")
         return answer.status_code
 
     def _run(self) -> None:

@@ -5,7 +5,9 @@ anything else a call task), the scam radar and scam warnings."""
 
 from __future__ import annotations
 
+import base64
 import json
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core.db import writer
-from fleet.core.errors import InputError
+from fleet.core.errors import ConflictError, InputError
 from fleet.core.models import (
     CALL_TASKS,
     CONTACT_EVENTS,
@@ -25,6 +27,7 @@ from fleet.core.models import (
     MESSAGES,
     NOTICES,
     RECEIPTS,
+    SMS_PROVIDERS,
     SWAPS,
     TERMINALS,
 )
@@ -33,6 +36,7 @@ from fleet.notices.compose import compose
 from fleet.notices.content import forbidden
 from fleet.notices.dispatch import Dispatcher
 from fleet.notices.inbound import Inbound, handle_reply, parse_inbound
+from fleet.notices.providers import ProviderAuthError, add_provider, authenticate
 from fleet.notices.receipts import (
     Receipt,
     apply_receipt,
@@ -43,6 +47,8 @@ from fleet.notices.receipts import (
 from fleet.notices.scams import queue_scam_warning, record_complaint, scam_days
 from fleet.notices.verify_log import log_verification
 from fleet.swaps.visit import plan
+from fleet.webhooks.keybox import generate_key_file
+from fleet.webhooks.signing import sign
 from tests.fleet.notices.test_notices import OPEN, folder, merchants, put, set_merchant
 
 INBOUND = InboundPolicy()
@@ -386,3 +392,65 @@ def test_scam_warning_goes_to_the_region_under_the_contact_rules(
     for w in warnings:
         assert forbidden(f"{w.subject}\n{w.body}") is None and w.code in w.body
         assert ("冒充" in w.body) if w.language == "zh-CN" else ("claiming to be us" in w.body)
+
+
+# -- providers --------------------------------------------------------------------------
+
+
+def test_provider_secrets_are_hashed_and_hmac_signatures_checked(
+    loaded: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = tmp_path / "secrets.key"
+    generate_key_file(key)
+    monkeypatch.setenv("POSFLEET_SECRETS_KEY_FILE", str(key))
+    plain = add_provider(loaded, "plain", actor="t")
+    signed = add_provider(loaded, "signed", actor="t", hmac_key=True)
+    with pytest.raises(ConflictError):
+        add_provider(loaded, "plain", actor="t")
+    with pytest.raises(InputError):
+        add_provider(loaded, "Bad Name", actor="t")
+    with loaded.connect() as conn:
+        stored = conn.execute(select(SMS_PROVIDERS)).all()
+    for row in stored:  # never in clear
+        assert plain not in str(tuple(row)) and signed not in str(tuple(row))
+        assert plain.encode() not in (row.secret_box or b"")
+    basic = "Basic " + base64.b64encode(f"plain:{plain}".encode()).decode()
+    authenticate(loaded, "plain", {"authorization": basic}, b"")
+    authenticate(loaded, "plain", {"x-posfleet-secret": plain}, b"")
+    for name, headers in [
+        ("plain", {"x-posfleet-secret": plain + "x"}),
+        ("plain", {}),
+        ("nobody", {"x-posfleet-secret": plain}),
+        ("plain", {"authorization": "Basic !!!"}),
+    ]:
+        with pytest.raises(ProviderAuthError) as caught:
+            authenticate(loaded, name, headers, b"")
+        assert plain not in str(caught.value)
+    body = b"MessageSid=SM1&MessageStatus=sent"
+    stamp = int(time.time())
+    good = {"posfleet-timestamp": str(stamp), "posfleet-signature": sign(signed, stamp, body)}
+    authenticate(loaded, "signed", good, body)
+    authenticate(loaded, "signed", {"x-posfleet-secret": signed}, body)
+    for headers, data in [
+        (good, body + b"&x=1"),  # the body changed
+        ({**good, "posfleet-timestamp": str(stamp - 3600)}, body),  # replayed later
+        ({**good, "posfleet-signature": "v1=00"}, body),
+    ]:
+        with pytest.raises(ProviderAuthError):
+            authenticate(loaded, "signed", headers, data)
+    rotated = add_provider(loaded, "plain", actor="t", rotate=True)
+    with pytest.raises(ProviderAuthError):
+        authenticate(loaded, "plain", {"x-posfleet-secret": plain}, b"")
+    authenticate(loaded, "plain", {"x-posfleet-secret": rotated}, b"")
+
+
+def test_dispatch_with_a_provider_sweeps_sms_without_receipts(
+    loaded: Engine, tmp_path: Path
+) -> None:
+    (m,) = sms_notice(loaded, tmp_path)
+    assert message_of(loaded, m).delivery is None
+    swept = Dispatcher(loaded, OPEN, folder(tmp_path), receipt_window_s=0).run(once=True)
+    assert swept.fell_back == 1 and swept.sent == 1  # expired, and its notice sent by email
+    assert message_of(loaded, m, "sms").delivery == "expired"
+    assert message_of(loaded, m, "email").status == "sent"
+    assert Dispatcher(loaded, OPEN, folder(tmp_path)).run(once=True).fell_back == 0

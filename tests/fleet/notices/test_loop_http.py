@@ -18,10 +18,13 @@ import httpx
 from sqlalchemy import Engine, func, select
 
 from fleet.core.models import EVENTS, MERCHANTS, MESSAGES, NOTICES, RECEIPTS
+from fleet.core.policy import InboundPolicy
 from fleet.notices.channels import AppriseTransport, CallListTransport, FolderTransport
 from fleet.notices.dispatch import Dispatcher
 from fleet.notices.providers import add_provider
+from fleet.notices.receipts import sweep
 from tests.fleet.notices.provider_double import Plan, provider_double
+from tests.fleet.notices.test_loop import bounce_for
 from tests.fleet.notices.test_notices import OPEN, put, set_merchant
 from tests.fleet.web.server import serve
 
@@ -68,13 +71,12 @@ def fallback_count(engine: Engine) -> Counter[str]:
 
 def test_the_loop_over_real_http(loaded: Engine, db_url: str, tmp_path: Path) -> None:
     rows = sms_merchants(loaded, 12)
-    bad_phone = rows[0].phone
+    bad_phone, silent_phone = rows[0].phone, rows[3].phone
     secret = add_provider(loaded, "twilio", actor="test")
+    finals = {bad_phone: "undelivered", silent_phone: ""}  # "": its receipt never comes
     plan = Plan(
-        delay=(0.0, 0.4),
-        duplicates=0.5,
-        final=lambda p: "undelivered" if p == bad_phone else "delivered",
-    )
+        delay=(0.0, 0.4), duplicates=0.5, final=lambda p: finals.get(p, "delivered")
+    )  # fmt: skip
     with (
         serve(db_url, tmp_path) as served,
         provider_double(served.url, "twilio", secret, plan) as double,
@@ -83,13 +85,16 @@ def test_the_loop_over_real_http(loaded: Engine, db_url: str, tmp_path: Path) ->
         assert len(double.taken) == 12
         assert all(t.reference and t.reference in t.body for t in double.taken)
         assert double.idle(30)
-        assert all(code == 200 for code in double.answers), double.answers
+        assert all(code == 200 for code in double.answers), (
+            double.refused,
+            served.log.read_text(errors="replace")[-2000:],
+        )
         got = deliveries(loaded)
-        assert got[bad_phone] == "undelivered"
-        assert all(state == "delivered" for phone, state in got.items() if phone != bad_phone)
+        assert got[bad_phone] == "undelivered" and got[silent_phone] == "sent"
+        assert all(v == "delivered" for k, v in got.items() if k not in finals)
         assert double.replay() == [200] * len(double.sent)  # all again: nothing changes
         assert deliveries(loaded) == got
-        assert fallback_count(loaded) == Counter({rows[0].id: 1})
+        assert fallback_count(loaded) == Counter({rows[0].id: 1})  # only the undelivered
         # the provider's secret: wrong or missing is 401, for a known or unknown provider
         doc = {"MessageSid": "SMx", "MessageStatus": "failed"}
         url = f"{served.url}/api/v1/hooks/sms/twilio/status"
@@ -108,21 +113,40 @@ def test_the_loop_over_real_http(loaded: Engine, db_url: str, tmp_path: Path) ->
         assert double.reply(rows[2].phone, "<script>x</script>").json()["action"] == "call_task"
         tasks = httpx.get(f"{served.url}/api/v1/call-tasks").status_code
         assert tasks == 401  # not for the anonymous
+        # the undelivered SMS's notice goes by email now; its bounce, posted, to a call
+        dispatch(loaded, tmp_path)
+        with loaded.connect() as conn:
+            notice = conn.execute(select(NOTICES).where(NOTICES.c.merchant_id == rows[0].id)).one()
+            mail = conn.execute(select(MESSAGES).where(MESSAGES.c.id == notice.message_id)).one()
+            opted = conn.execute(
+                select(MERCHANTS.c.opt_out).where(MERCHANTS.c.id == rows[1].id)
+            ).scalar_one()
+        assert mail.channel == "email" and mail.status == "sent"
+        assert opted == ["sms"]
+        bounce_url = f"{served.url}/api/v1/hooks/mail/twilio/bounce"
+        dsn = bounce_for(mail.id, mail.code, mail.address)
+        headers = {"Content-Type": "message/rfc822"}
+        assert httpx.post(bounce_url, content=dsn, headers=headers).status_code == 401
+        posted = httpx.post(bounce_url, content=dsn, headers=headers, auth=("twilio", secret))
+        assert posted.status_code == 200 and posted.json()["fell_back"] is True
+        junk = httpx.post(bounce_url, content=b"hello", headers=headers, auth=("twilio", secret))
+        assert junk.status_code == 422
         log = served.log.read_text(encoding="utf-8", errors="replace")
     assert secret not in log
-    # the undelivered SMS's notice goes by email now
-    dispatch(loaded, tmp_path)
     with loaded.connect() as conn:
         notice = conn.execute(select(NOTICES).where(NOTICES.c.merchant_id == rows[0].id)).one()
-        mail = conn.execute(select(MESSAGES).where(MESSAGES.c.id == notice.message_id)).one()
-        opted = conn.execute(
-            select(MERCHANTS.c.opt_out).where(MERCHANTS.c.id == rows[1].id)
-        ).scalar_one()
-    assert mail.channel == "email" and mail.status == "sent"
-    assert opted == ["sms"]
+    assert (notice.status, notice.channel) == ("queued", "call")
+    # the SMS whose receipt never came: expired after the window, by email too (once)
+    later = datetime.now(UTC) + timedelta(hours=3)
+    # (and the opt-out's confirmation, sent through the folder: expired, nothing to carry)
+    assert sweep(loaded, InboundPolicy().receipt_window_s, at=later) == 2
+    assert sweep(loaded, InboundPolicy().receipt_window_s, at=later) == 0
+    assert deliveries(loaded)[silent_phone] == "expired"
+    assert fallback_count(loaded) == Counter({rows[0].id: 2, rows[3].id: 1})
     with loaded.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(RECEIPTS)).scalar_one()
-    assert stored == len({(d["MessageSid"], d["MessageStatus"]) for d in double.sent}) + 1
+    callbacks = {(d["MessageSid"], d["MessageStatus"]) for d in double.sent}
+    assert stored == len(callbacks) + 2  # and the unmatched SMx, and the bounce
 
 
 def _post_all(
@@ -172,11 +196,12 @@ def test_sigkill_while_processing_callbacks_changes_nothing_twice(
         while sum(len(o) for o in out) < len(docs) // 3:
             time.sleep(0.002)
         served.proc.kill()  # SIGKILL mid-stream
+        first_log = served.log.read_text(errors="replace")[-1500:]
         served.proc.wait(timeout=10)
         for t in threads:
             t.join(timeout=30)
     answered = sum(code == 200 for o in out for code in o)
-    assert 0 < answered < len(docs)  # killed part way
+    assert 0 < answered < len(docs), (Counter(c for o in out for c in o), first_log)
     with serve(db_url, tmp_path) as served:  # restarted: the provider retries everything
         url = f"{served.url}/api/v1/hooks/sms/twilio/status"
         codes = _post_all(url, auth, docs, [])

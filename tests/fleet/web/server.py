@@ -64,7 +64,10 @@ def serve(
             if proc.poll() is not None:
                 raise RuntimeError(f"posfleet serve exited {proc.returncode}: {log.read_text()}")
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                # ours, not another process that took the port before our bind
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200 and _listens(
+                    proc.pid, port
+                ):
                     break
             except httpx.HTTPError:
                 pass
@@ -79,6 +82,37 @@ def serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on ``port`` (Linux ``/proc``): a
+    port found free can be taken by another test's server before ours binds it, and that
+    one would answer ``/health`` too. Elsewhere: assume so."""
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return True
+    inodes = set()
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            return True
+    return False
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]+)"')
