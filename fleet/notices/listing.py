@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from fleet.core.errors import NotFoundError
-from fleet.core.masking import mask_address
+from fleet.core.masking import mask_address, redact_addresses
 from fleet.core.models import AUDIT, MERCHANTS, MESSAGES, NOTICES
 from fleet.core.money import format_minor
 
@@ -53,6 +53,8 @@ def list_notices(
     for row in rows:
         address = row.pop("address")
         row["to"] = (mask_address(address) if mask else address) if address else ""
+        if mask and row.get("error"):  # a gateway's refusal quotes the number it refused
+            row["error"] = redact_addresses(row["error"])
         currency = row.pop("cost_currency")
         if row["cost"] is not None:
             row["cost"] = f"{format_minor(row['cost'], currency)} {currency}"
@@ -106,6 +108,8 @@ def notice_detail(engine: Engine, notice_id: int, *, mask: bool = True) -> dict[
         msg = dict(message._mapping)
         address = msg.pop("address")
         msg["to"] = mask_address(address) if mask else address
+        if mask and msg.get("error"):
+            msg["error"] = redact_addresses(msg["error"])
         msg.pop("lease_owner", None)
         msg.pop("lease_until", None)
         history.append({"at": message.created_at, "what": f"composed as {message.code} "
@@ -115,7 +119,7 @@ def notice_detail(engine: Engine, notice_id: int, *, mask: bool = True) -> dict[
                             f" after {message.attempts} attempt(s)"})  # fmt: skip
         elif message.error:
             history.append({"at": None, "what": f"{message.status} after {message.attempts} "
-                            f"attempt(s): {message.error}"})  # fmt: skip
+                            f"attempt(s): {msg['error']}"})  # fmt: skip
     for check in checks:
         genuine = (check["details"] or {}).get("genuine")
         history.append({"at": check["at"], "what": f"verified by {check['actor']}: "

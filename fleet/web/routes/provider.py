@@ -102,7 +102,18 @@ async def bounce(request: Request, provider: ProviderName) -> Response:
 
 
 class ScamComplaint(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A scam complaint names its merchant or its region (or both): the schema says so, so
+    that a client reading it never sends one that is refused for lacking both."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["merchant_id"], "properties": {"merchant_id": {"type": "string"}}},
+                {"required": ["region"], "properties": {"region": {"type": "string"}}},
+            ]
+        },
+    )
 
     channel: Literal["call", "sms", "email", "visit"]
     merchant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,15}$")
