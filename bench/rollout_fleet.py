@@ -179,7 +179,7 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
 
 
 def run(counts: tuple[int, ...] = COUNTS, drops: tuple[float, ...] = (0.0, DROP),
-        profile: bool = False) -> list[str]:  # fmt: skip
+        profile: bool = False, echo: bool = False) -> list[str]:  # fmt: skip
     lines = [
         "Rollout of an 8 KiB fee table to possim fleet terminals over TCP (SQLite, one worker "
         "process, the engine; each push verified by status + test sale; T1 = frame + 0.5 s, "
@@ -187,7 +187,10 @@ def run(counts: tuple[int, ...] = COUNTS, drops: tuple[float, ...] = (0.0, DROP)
     ]
     for drop in drops:
         for count in counts:
-            lines += one_run(count, drop, profile and not drop)
+            point = one_run(count, drop, profile and not drop)
+            if echo:
+                print("\n".join(point), flush=True)
+            lines += point
     return lines
 
 
@@ -196,4 +199,4 @@ if __name__ == "__main__":
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
     chosen = tuple(int(a) for a in args) or COUNTS
     drops = (0.0,) if "--clean" in flags else (DROP,) if "--drop" in flags else (0.0, DROP)
-    print("\n".join(run(chosen, drops, "--profile" in flags)))
+    run(chosen, drops, "--profile" in flags, echo=True)
