@@ -19,8 +19,9 @@ end unless ``--keep``):
 At the end it checks and prints: every terminal's active and pending tables byte-equal to
 the published ones and the new version held; no half-active table (each stored table's
 bytes match its digest); every job done, with exactly one successful attempt; never two
-workers on one terminal at once (attempt spans); every notice sent, each Message-ID
-received once, repeats only within the documented window (one message per SMTP
+workers on one terminal at once (attempt spans); every notice composed and its message
+sent (a notice the content check refuses at compose is listed with its reason), each
+Message-ID received once, repeats only within the documented window (one message per SMTP
 connection per kill) and counted; the kills and restarts done. Every loop is bounded in
 count and time (``--max-seconds``). Exit 0 when every check passes.
 
@@ -40,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -314,10 +315,22 @@ def main(argv: list[str] | None = None) -> int:
                 sent = conn.execute(
                     select(func.count()).where(MESSAGES.c.status == "sent", ours)
                 ).scalar_one()
-                total_msgs = conn.execute(select(func.count()).where(ours)).scalar_one()
+                # what is left to do: notices not yet composed, messages not yet sent (a
+                # notice may also fail at compose, e.g. the content check: not pending)
+                left = (
+                    conn.execute(
+                        select(func.count()).where(
+                            NOTICES.c.merchant_id.like("N%"),
+                            NOTICES.c.status.not_in(("sent", "failed", "cancelled")),
+                        )
+                    ).scalar_one()
+                    + conn.execute(
+                        select(func.count()).where(ours, MESSAGES.c.status != "sent")
+                    ).scalar_one()
+                )
                 state = conn.execute(text("SELECT status FROM rollout WHERE id = :r"),
                                      {"r": rid}).scalar_one()  # fmt: skip
-            return jobs_done, sent, total_msgs, state
+            return jobs_done, sent, left, state
 
         total_jobs = sum(sizes)
         next_chaos = time.monotonic() + rng.uniform(3, 6)
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures.append(f"time limit of {args.max_seconds:.0f} s reached")
                 break
             try:
-                jobs_done, sent, _total_msgs, state = progress()
+                jobs_done, sent, left, state = progress()
             except Exception as exc:  # the database restart: try again next turn
                 log(f"progress query failed ({type(exc).__name__}); retrying")
                 engine.dispose()
@@ -342,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             dispatcher_done = (
                 not dispatcher.alive()
                 and dispatcher.proc is not None
-                and (dispatcher.proc.returncode == 0 and sent >= args.notices)
+                and (dispatcher.proc.returncode == 0 and left == 0)
             )
             if rollout_over and dispatcher_done:
                 break
@@ -352,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
                     code = p.proc.returncode
                     if p in workers and rollout_over and code == 0:
                         continue
-                    if p is dispatcher and code == 0 and sent >= args.notices:
+                    if p is dispatcher and code == 0 and left == 0:
                         continue
                     p.crashes.append(code)
                     restarts_after_exit[p.name] += 1
@@ -519,13 +532,32 @@ def main(argv: list[str] | None = None) -> int:
         window = CONNECTIONS * (
             dispatcher_kills + db_restarted + sum(1 for c in dispatcher.crashes if c != 0)
         )
-        repeated_ok = all(emails[mid].attempts > 1 for mid in set(received)
-                          if received.count(mid) > 1 and mid in emails)  # fmt: skip
+        seen = Counter(received)
+        repeated_ok = all(emails[mid].attempts > 1 for mid, k in seen.items() if k > 1)
+        with engine.connect() as conn:
+            notice_states = dict(
+                conn.execute(
+                    select(NOTICES.c.status, func.count())
+                    .where(NOTICES.c.merchant_id.like("N%"))
+                    .group_by(NOTICES.c.status)
+                ).all()
+            )
+            refused_rows = conn.execute(
+                select(NOTICES.c.merchant_id, NOTICES.c.note).where(
+                    NOTICES.c.merchant_id.like("N%"), NOTICES.c.status == "failed"
+                )
+            ).all()
+        refused = [r.note for r in refused_rows]
+        with_message = {m.merchant_id for m in messages}
+        refused_merchants = {r.merchant_id for r in refused_rows} - with_message
         checks.append(
             (
-                f"every notice sent ({len(sent_msgs):,} of {len(messages):,} messages)",
-                len(sent_msgs) == len(messages) == args.notices,
-                "",
+                f"every notice sent ({len(sent_msgs):,} of {len(messages):,} messages sent)",
+                len(sent_msgs) == len(messages)
+                and set(notice_states) <= {"sent", "failed"}
+                and len(with_message) + len(refused_merchants) == args.notices,
+                f"notices by status {notice_states}"
+                + (f"; refused at compose: {sorted(set(refused))}" if refused else ""),
             )
         )
         checks.append(
