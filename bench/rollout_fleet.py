@@ -114,7 +114,7 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
             table.write_text(fee_toml())
             plan = publish(engine, table, actor="bench", policy=FeePolicy())
             size = len(plan.table.to_bytes())
-            policy = RolloutPolicy(backoff_s=0.5, lease_s=60)
+            policy = RolloutPolicy(backoff_s=0.5, lease_s=60, max_attempts=10)
             rid, sizes = create(
                 engine,
                 plan.version,
@@ -122,6 +122,8 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
                 policy=policy,
                 actor="bench",
                 waves=(10_000, 100_000, 1_000_000),
+                # a loaded machine answers past T2 at times: the bench measures, never halts
+                max_failure_ppm=1_000_000,
             )
             worker = Worker(
                 engine,
