@@ -31,6 +31,7 @@ count and time (``--max-seconds``). Exit 0 when every check passes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import itertools
 import os
@@ -77,9 +78,14 @@ def log(msg: str) -> None:
 
 
 def free_base(count: int) -> int:
-    """A first port such that ``count`` consecutive ports are free now."""
+    """A first port such that ``count`` consecutive ports are free now, below the
+    kernel's ephemeral range (a worker's outgoing connection could otherwise hold the port
+    of a killed ``possim fleet`` and keep it from coming back)."""
+    low = 32_768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(200):
-        base = random.randrange(20_000, 60_000 - count)
+        base = random.randrange(10_000, max(10_001, low - count))
         socks = []
         try:
             for port in range(base, base + count):
