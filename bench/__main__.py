@@ -20,6 +20,7 @@ MODULES = [
     "bench.fleet_scale",
     "bench.console_load",
     "bench.notices",
+    "bench.notices_loop",
 ]
 
 

@@ -287,9 +287,14 @@ class Link:
             self._step()
 
     def serve_forever(
-        self, handler: Callable[[bytes], bytes | None], stop: threading.Event
+        self,
+        handler: Callable[[bytes], bytes | None],
+        stop: threading.Event,
+        *,
+        until: Callable[[], bool] | None = None,
     ) -> None:
-        """Terminal side: :meth:`serve_once` until ``stop`` is set.
+        """Terminal side: :meth:`serve_once` until ``stop`` is set (or ``until()`` is true,
+        asked after each request and each ``poll`` without one: an idle timeout).
 
         A response that is never ACKed is given up (the host will resend its request and
         get the cached response); a failed port raises :class:`LinkError` unless ``stop``
@@ -305,6 +310,8 @@ class Link:
                     return
                 if self._broken is not None or self._closed:
                     raise
+            if until is not None and until():
+                return
 
     # -- internals ----------------------------------------------------------------------
 

@@ -22,17 +22,25 @@ from typing import Final
 from protocols.errors import EncodeError
 
 __all__ = [
+    "MAX_AMOUNT",
     "MAX_SERIAL",
     "MAX_UNIX_SECONDS",
     "Capability",
     "CardType",
+    "check_amount",
     "check_serial",
+    "check_tid",
     "unix_seconds",
     "utc_datetime",
 ]
 
 MAX_UNIX_SECONDS: Final = 253_402_300_799
 """9999-12-31T23:59:59Z, the last second a :class:`~datetime.datetime` can hold."""
+
+MAX_AMOUNT: Final = 999_999_999_999
+"""The largest amount in minor units: field 4 is 12 digits."""
+TID_LENGTH: Final = 8
+"""Field 41: the TID is 8 printable ASCII characters."""
 
 MAX_SERIAL: Final = 40
 """The longest serial, in characters."""
@@ -126,3 +134,38 @@ digit first)
     if len(text) > MAX_SERIAL:
         raise ValueError(f"serial {text!r} is longer than {MAX_SERIAL} characters")
     return text
+
+
+def check_tid(text: str) -> str:
+    """``text`` if it is a TID (field 41: 8 printable ASCII characters); ``ValueError``
+    says why not.
+
+    >>> check_tid("TERM0001")
+    'TERM0001'
+    >>> check_tid("WRONG")
+    Traceback (most recent call last):
+    ValueError: tid 'WRONG' must be 8 printable ASCII characters
+    """
+    if (
+        not isinstance(text, str)
+        or len(text) != TID_LENGTH
+        or not text.isascii()
+        or not text.isprintable()
+    ):
+        raise ValueError(f"tid {text!r} must be {TID_LENGTH} printable ASCII characters")
+    return text
+
+
+def check_amount(minor: int) -> int:
+    """``minor`` if it is an amount a sale can carry (field 4: 0..999,999,999,999 minor
+    units); ``ValueError`` says why not.
+
+    >>> check_amount(10000)
+    10000
+    >>> check_amount(10**12)
+    Traceback (most recent call last):
+    ValueError: amount 1000000000000 (minor units) is not 0..999999999999
+    """
+    if isinstance(minor, bool) or not isinstance(minor, int) or not 0 <= minor <= MAX_AMOUNT:
+        raise ValueError(f"amount {minor!r} (minor units) is not 0..{MAX_AMOUNT}")
+    return minor

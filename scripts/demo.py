@@ -14,7 +14,9 @@ output as it happens:
 7. two flagged terminals swapped for new ones from stock (each new one is an emulated
    terminal too: synced, pushed its merchant's table and verified with a test sale);
 8. the notices dispatched to the local outbox folder, and one verified by its code;
-9. the ops reports as self-contained HTML files.
+9. health: one terminal's tamper switch tripped, a health poll, a worn reader's history
+   imported (flagged P1 and P2 with its forecast date); then the ops reports as
+   self-contained HTML files (with their health sections).
 
 At the end it prints where every file is, stops every process it started and checks that
 none is left. Output goes to ``out/demo`` (``--out``); a previous demo's output there is
@@ -71,6 +73,8 @@ class Demo:
         self.sims = out / "terminals"
         self.log = out / "possim.log"
         self.procs: list[subprocess.Popen[str]] = []
+        self.served: list[dict[str, str]] = []
+        self.swapped: list[tuple[str, str]] = []
         self.env = os.environ | {
             "POSFLEET_DB": str(self.db),
             "POSFLEET_POLICY": str(self.policy),
@@ -138,6 +142,28 @@ class Demo:
         left = [p.pid for p in self.procs if p.poll() is None]
         if left:
             raise DemoError(f"possim processes still running: {left}")
+        self.forget_links()
+
+    def forget_links(self) -> None:
+        """The stopped terminals' pty links, cleared from the inventory: a pty path is
+        reused by the next process that opens a pty, and a later ``sync --all`` would talk
+        to whatever owns it now (the serial check would refuse it, but no link beats a
+        wrong one). The terminals keep what they reported (``last_seen``, versions)."""
+        if not self.db.exists():
+            return
+        with contextlib.suppress(DemoError, ValueError):
+            rows = self.query("terminals", "list", "--limit", "100000")
+            listed = rows if isinstance(rows, list) else []
+            stale = [
+                str(t["serial"])
+                for t in listed
+                if isinstance(t, dict) and str(t.get("link") or "").startswith("/dev/pts/")
+            ]
+            for serial in stale:
+                self.run("terminals", "update", serial, "--link", "",
+                         "--reason", "the demo stopped its terminal", show=False)  # fmt: skip
+            if stale:
+                console.print(f"cleared the pty links of {len(stale)} stopped terminals")
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -315,6 +341,57 @@ class Demo:
         # what the merchant's call to the hotline finds, quoting the code of a notice
         self.run("notices", "verify", sent[-1]["code"])
 
+    def health(self, served: list[dict[str, str]], swapped: list[tuple[str, str]]) -> None:
+        """A served terminal's tamper switch tripped, a health poll of every linked
+        terminal, and a worn reader's history imported: each flagged, the reader with the
+        day its wear line reaches the policy's share of rated life."""
+        console.print(
+            "[dim]health: the terminals report wear and tamper (tags 0x10-0x16); a tripped "
+            "switch is P1 at once, a worn part P2 with a forecast date from its history[/]"
+        )
+        gone = {old for old, _ in swapped}
+        tampered = next(
+            row["serial"]
+            for i, row in enumerate(served)
+            if i != NOISY and row["serial"] not in gone
+        )
+        state = self.sims / tampered
+        console.print(f"[bold cyan]$ possim tamper --state-dir {state}[/]")
+        done = subprocess.run(
+            [str(BIN / "possim"), "tamper", "--state-dir", str(state)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise DemoError(f"possim tamper failed: {done.stderr.strip()}")
+        self.run("health", "poll")
+        flagged = self.query("replacements")
+        due = {t["serial"] for t in flagged["terminals"]}  # type: ignore[index]
+        worn = next(
+            t["serial"]
+            for t in self.terminals().values()
+            if t["model"] == "PF-300"
+            and t["status"] == "deployed"
+            and not t.get("link")
+            and t["serial"] not in due
+        )
+        history = self.data / "health.csv"
+        now = datetime.now(UTC).replace(microsecond=0)
+        with history.open("w", encoding="utf-8") as fh:  # ten weekly samples, 1,000 reads a day
+            fh.write("serial,at,chip,contactless,magstripe,printer_lines\n")
+            for week in range(9, -1, -1):
+                reads = 1_290_000 - 7_000 * week
+                at = (now - timedelta(days=7 * week)).isoformat()
+                fh.write(f"{worn},{at},{reads - reads // 10},4000,{reads // 10},900000\n")
+        self.run("health", "import", str(history))
+        found = self.query("replacements")
+        for t in found["terminals"]:  # type: ignore[index]
+            for reason in t["reasons"]:
+                if reason["code"] in ("tamper", "reader") and t["serial"] in (tampered, worn):
+                    console.print(
+                        f"  {t['serial']}  {t['priority']}  {reason['code']}: {reason['detail']}"
+                    )
+        self.run("health", "show", worn, "--limit", "3")
+
     def report(self) -> list[Path]:
         self.step(
             9,
@@ -322,6 +399,7 @@ class Demo:
             "one self-contained HTML file each: inline SVG charts, nothing fetched, phone "
             "numbers masked",
         )
+        self.health(self.served, self.swapped)
         self.reports.mkdir()
         self.run("report", "notices")
         files = []
@@ -430,6 +508,7 @@ def main() -> int:
     try:
         demo.prepare()
         served = demo.seed()
+        demo.served = served
         demo.record_links(demo.serve(served))
         demo.step(3, "sync", "sign on to every terminal with a link (0800/001) and record it")
         demo.run("sync", "--all")
@@ -438,6 +517,7 @@ def main() -> int:
         demo.fees()
         demo.push()
         swapped = demo.swap(demo.merchants())
+        demo.swapped = swapped
         demo.notices()
         files = demo.report()
         password = demo.console_user()

@@ -14,34 +14,31 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import resource
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from protocols.errors import ProtocolError
-from protocols.link import Link
-from protocols.mac import read_master_key
-from protocols.messages import EntryMode, ResponseCode
-from protocols.pty import PtyPair
-from protocols.session import HostSession
-from protocols.values import Capability, CardType
+from protocols.values import Capability, CardType, check_amount, check_tid
+from terminal_sim.defaults import IDLE_TIMEOUT
 from terminal_sim.line import line_command
-from terminal_sim.report import health_document, keys_document, print_keys_and_health
-from terminal_sim.serve import FleetServer, parse_tcp, serve_terminal
-from terminal_sim.state import StateStore
-from terminal_sim.terminal import DEFAULT_CAPABILITIES, Terminal, TerminalConfig
-from terminal_sim.wear import InitialWear, WearProfile, initial_wear, profile_for
+from terminal_sim.wear_profile import WearProfile
+
+if TYPE_CHECKING:
+    from terminal_sim.terminal import TerminalConfig
+    from terminal_sim.wear import InitialWear
+
+# Each command imports the codec, link, MAC, state and terminal modules it works with (as
+# ``posfleet``'s commands do): ``possim --help`` loads none of them
+# (tests/terminal_sim/test_cli_startup.py checks).
 
 app = typer.Typer(
     name="possim",
@@ -99,6 +96,15 @@ def _ready(line: str) -> None:
     sys.stdout.flush()
 
 
+IdleTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        min=0,
+        help="Seconds a TCP host may stay silent before it is disconnected, so that the "
+        "next host is served (0: never).",
+    ),
+]
+
 WearOption = Annotated[
     WearProfile | None,
     typer.Option(
@@ -122,6 +128,8 @@ def _wear(
     """The terminal's first-boot wear under ``profile`` (computed only if it boots first)."""
     if profile is None:
         return None
+    from terminal_sim.wear import initial_wear, profile_for  # noqa: PLC0415
+
     model = profile_for(config.model)
     return lambda: initial_wear(
         profile, seed, config.serial, model, config.capabilities, datetime.now(UTC)
@@ -157,11 +165,15 @@ def serve(
         str, typer.Option(help="'pty', a device such as /dev/ttyUSB0, or tcp://HOST:PORT.")
     ] = "pty",
     baud: Annotated[int, typer.Option(help="Line speed assumed for T1.")] = 9600,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
 ) -> None:
     """Serve one emulated terminal. Prints `READY <url>` first, then logs to stderr."""
+    from terminal_sim.serve import parse_tcp, serve_terminal  # noqa: PLC0415
+    from terminal_sim.terminal import Terminal, TerminalConfig  # noqa: PLC0415
+
     try:
         config = TerminalConfig.from_master_key_file(
             key_file,
@@ -181,7 +193,9 @@ def serve(
     stop = _stop_on_signals()
     terminal = Terminal(config, state_dir, wear=_wear(wear_profile, wear_seed, config))
     try:
-        serve_terminal(terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud)
+        serve_terminal(
+            terminal, port, stop, lambda url: _ready(f"READY {url}"), baud=baud, idle_s=idle_timeout
+        )
     except (OSError, ProtocolError) as exc:
         raise fail(f"{port}: {exc}") from None
     finally:
@@ -198,6 +212,9 @@ def read_manifest(path: Path, key_file: Path, *, allow_open: bool = False) -> li
     """Terminals from a CSV manifest; every bad row is reported as ``file:line: column: why``.
     Serials follow the fleet's rule (:func:`protocols.values.check_serial`): each names its
     terminal's folder under ``--state-dir``, so ``../x`` or ``/tmp/x`` is a bad row."""
+    from protocols.mac import read_master_key  # noqa: PLC0415
+    from terminal_sim.terminal import DEFAULT_CAPABILITIES, TerminalConfig  # noqa: PLC0415
+
     master = read_master_key(key_file, allow_open=allow_open)
     configs: list[TerminalConfig] = []
     problems: list[str] = []
@@ -244,6 +261,9 @@ def read_manifest(path: Path, key_file: Path, *, allow_open: bool = False) -> li
 def generated_fleet(
     count: int, key_file: Path, model: str, firmware: str, mcc: int, *, allow_open: bool = False
 ) -> list[TerminalConfig]:
+    from protocols.mac import read_master_key  # noqa: PLC0415
+    from terminal_sim.terminal import TerminalConfig  # noqa: PLC0415
+
     master = read_master_key(key_file, allow_open=allow_open)
     return [
         TerminalConfig(
@@ -281,6 +301,7 @@ def fleet(
     ] = 0.0,
     corrupt: Annotated[float, typer.Option(help="Flip a bit in this share of frames.")] = 0.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the fault dice.")] = None,
+    idle_timeout: IdleTimeoutOpt = IDLE_TIMEOUT,
     wear_profile: WearOption = None,
     wear_seed: WearSeedOption = 0,
     allow_open_key_file: AllowOpenKeyOpt = False,
@@ -289,6 +310,11 @@ def fleet(
 
     Prints `READY <serial> <url>` per terminal, then `READY ALL`.
     """
+    import resource  # noqa: PLC0415
+
+    from terminal_sim.serve import FleetServer, parse_tcp  # noqa: PLC0415
+    from terminal_sim.terminal import Terminal  # noqa: PLC0415
+
     if (manifest is None) == (count is None):
         raise fail("give either --manifest or --count", 2)
     if not (0 <= drop < 1 and 0 <= corrupt < 1):
@@ -313,7 +339,9 @@ def fleet(
         Terminal(c, state_dir / c.serial, wear=_wear(wear_profile, wear_seed, c)) for c in configs
     ]
     try:
-        server = FleetServer(terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed)
+        server = FleetServer(
+            terminals, host, base, baud, drop=drop, corrupt=corrupt, seed=seed, idle_s=idle_timeout
+        )
     except ProtocolError as exc:
         for t in terminals:
             t.close()
@@ -332,6 +360,9 @@ def fleet(
 
 def state_document(state_dir: Path) -> dict[str, Any]:
     """The terminal's state as plain data (what ``show --json`` prints)."""
+    from terminal_sim.report import health_document, keys_document  # noqa: PLC0415
+    from terminal_sim.state import StateStore  # noqa: PLC0415
+
     store = StateStore(state_dir)
     try:
         if not store.exists:
@@ -386,6 +417,10 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print a terminal's state: tables, pending activation, partial download, last sales."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from terminal_sim.report import print_keys_and_health  # noqa: PLC0415
+
     try:
         doc = state_document(state_dir)
     except FileNotFoundError as exc:
@@ -447,10 +482,30 @@ def parse_amount(text: str, exponent: int = 2) -> int:
         raise ValueError(f"amount {text!r} is not a number") from None
     if not value.is_finite() or value < 0:
         raise ValueError(f"amount {text!r} must be a positive number")
+    if value and value.adjusted() > 15:  # past field 4's 12 digits, before any arithmetic
+        raise ValueError(f"amount {text!r} is more than a sale can carry")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
         raise ValueError(f"amount {text!r} has more than {exponent} decimals")
-    return int(minor)
+    try:
+        return check_amount(int(minor))
+    except ValueError:
+        raise ValueError(f"amount {text!r} is more than a sale can carry") from None
+
+
+def _usage(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """An option's value checked as it is parsed: a ``ValueError`` is a usage error (one
+    line, exit 2) before anything is opened or sent. possim's options are typed here."""
+
+    def callback(value: Any) -> Any:
+        if value is None:
+            return value
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return callback
 
 
 def _money(minor: int | None) -> str:
@@ -460,8 +515,16 @@ def _money(minor: int | None) -> str:
 @app.command()
 def sale(
     port: Annotated[str, typer.Option(help="The terminal: /dev/pts/N, socket://HOST:PORT, …")],
-    tid: Annotated[str, typer.Option(help="The terminal's TID.")],
-    amount: Annotated[str, typer.Option(help="Amount in major units, e.g. 100.00.")],
+    tid: Annotated[str, typer.Option(help="The terminal's TID.", callback=_usage(check_tid))],
+    amount: Annotated[
+        int,
+        typer.Option(
+            help="Amount in major units, e.g. 100.00.",
+            parser=str,
+            callback=_usage(parse_amount),
+            metavar="AMOUNT",
+        ),
+    ],
     card: Annotated[str, typer.Option(help="debit, credit, international or qr.")] = "credit",
     entry: Annotated[str, typer.Option(help="chip, contactless, magstripe or qr.")] = "chip",
     currency: Annotated[int, typer.Option(help="ISO 4217 numeric currency.")] = 156,
@@ -469,8 +532,12 @@ def sale(
     fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
 ) -> None:
     """Act as the cash register: send a 0200 sale and print the approval and the fee."""
+    from protocols.link import Link  # noqa: PLC0415
+    from protocols.messages import EntryMode, ResponseCode  # noqa: PLC0415
+    from protocols.session import HostSession  # noqa: PLC0415
+
     try:
-        minor = parse_amount(amount)
+        minor = amount
         card_type = CARDS[card.lower()]
         entry_mode = EntryMode[{"magstripe": "MAGSTRIPE"}.get(entry.lower(), entry.upper())]
     except KeyError as exc:
@@ -523,6 +590,10 @@ def tamper(
     A tampered terminal refuses fee-table downloads and key changes with 66 until it is
     replaced; sales, sign-on (which reports the tamper) and health polls still answer.
     """
+    import sqlite3  # noqa: PLC0415
+
+    from terminal_sim.state import StateStore  # noqa: PLC0415
+
     store = StateStore(state_dir)
     try:
         before = store.tampered_at()
@@ -556,6 +627,8 @@ def cable(
 
     Prints `READY <end A> <end B>`; connect any serial tool to either end.
     """
+    from protocols.pty import PtyPair  # noqa: PLC0415
+
     stop = _stop_on_signals()
     with PtyPair() as pair:
         _ready(f"READY {pair.a} {pair.b}")

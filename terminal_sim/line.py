@@ -34,7 +34,6 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import serial
 import typer
 
 from protocols.errors import LinkError
@@ -263,6 +262,8 @@ class Line:
             port = FdPort(fd, timeout=_POLL, name=end, close_fd=True)
             self._owned.append(port)
             return port, end
+        import serial  # noqa: PLC0415 - only a URL end needs pyserial; `possim --help` does not
+
         try:
             port = serial.serial_for_url(end, baudrate=self.config.baud, timeout=_POLL)
         except (OSError, ValueError) as exc:

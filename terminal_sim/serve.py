@@ -6,7 +6,10 @@ One terminal (``possim serve``):
 * ``/dev/ttyX`` or any pyserial URL — the terminal opens it (real hardware, a line);
 * ``tcp://HOST:PORT`` — the terminal listens; a host connects with ``socket://HOST:PORT``.
   One host at a time, as on a serial line: the next connection is served when the first
-  one closes.
+  one closes — or when it has been silent for the **idle timeout** (``idle_s``, default
+  :data:`IDLE_TIMEOUT` = 30 s; ``possim serve|fleet --idle-timeout``): a peer that
+  connects and sends nothing (or stops halfway) never holds a terminal for good. A
+  terminal in the middle of an exchange (answering, waiting for an ACK) is never idle.
 
 Many terminals in one process (``possim fleet``): one listening socket each, all served
 by **one loop thread**: a :class:`protocols.netloop.NetLoop` selector loop drives every
@@ -43,10 +46,11 @@ from protocols.linkstate import LinkMachine
 from protocols.netloop import Channel, NetLoop
 from protocols.ports import SocketPort
 from protocols.pty import FdPort, open_pty
+from terminal_sim.defaults import IDLE_TIMEOUT
 from terminal_sim.faults import FaultInjector
 from terminal_sim.terminal import Terminal
 
-__all__ = ["FleetServer", "parse_tcp", "serve_terminal"]
+__all__ = ["IDLE_TIMEOUT", "FleetServer", "IdleWatch", "parse_tcp", "serve_terminal"]
 
 log = logging.getLogger("possim.serve")
 
@@ -54,6 +58,28 @@ POLL = 0.25
 """Longest blocking read of a serving terminal: bytes are read as soon as they arrive;
 this only bounds how late a deadline (T1, the inter-byte timeout) or a stop is noticed.
 Idle connected terminals wake 4 times a second."""
+
+
+class IdleWatch:
+    """When a connection was last heard from: one rule for ``possim serve`` and
+    ``possim fleet``. A link is idle when no byte came for ``idle_s`` seconds and its
+    machine is not in an exchange (:attr:`~protocols.linkstate.LinkMachine.busy`)."""
+
+    __slots__ = ("_bytes", "_since", "idle_s", "machine")
+
+    def __init__(self, machine: LinkMachine, idle_s: float, now: float) -> None:
+        self.machine = machine
+        self.idle_s = idle_s
+        self._bytes = machine.stats.bytes_received
+        self._since = now
+
+    def expired(self, now: float) -> bool:
+        """True once the peer has been silent for ``idle_s`` (never when ``idle_s`` is 0)."""
+        received = self.machine.stats.bytes_received
+        if received != self._bytes or self.machine.busy:
+            self._bytes, self._since = received, now
+            return False
+        return self.idle_s > 0 and now - self._since >= self.idle_s
 
 
 def parse_tcp(url: str) -> tuple[str, int]:
@@ -75,15 +101,26 @@ def _link(port: object, baud: int) -> Link:
     return Link(port, baud, request_key=lambda body: body, poll=POLL)  # type: ignore[arg-type]
 
 
-def serve_connection(terminal: Terminal, port: object, baud: int, stop: threading.Event) -> None:
-    """Serve one connection until the peer goes away or ``stop`` is set."""
+def serve_connection(
+    terminal: Terminal,
+    port: object,
+    baud: int,
+    stop: threading.Event,
+    *,
+    idle_s: float = 0.0,
+) -> None:
+    """Serve one connection until the peer goes away, ``stop`` is set, or (``idle_s`` > 0)
+    the peer has been silent that long."""
     link = _link(port, baud)
+    watch = IdleWatch(link.machine, idle_s, time.monotonic())
     try:
-        link.serve_forever(terminal.handle, stop)
+        link.serve_forever(terminal.handle, stop, until=lambda: watch.expired(time.monotonic()))
     except LinkError as exc:
         log.info("%s: %s", terminal.config.serial, exc)
     finally:
         link.close()
+    if watch.expired(time.monotonic()) and not stop.is_set():
+        log.info("%s: host silent for %g s: connection closed", terminal.config.serial, idle_s)
 
 
 def serve_terminal(
@@ -93,10 +130,12 @@ def serve_terminal(
     ready: Callable[[str], None],
     *,
     baud: int = 9600,
+    idle_s: float = IDLE_TIMEOUT,
 ) -> None:
     """Serve ``terminal`` on ``where`` (``pty``, ``tcp://H:P``, a device or URL) until ``stop``.
 
     ``ready(url)`` is called once the terminal can be reached, with what a host opens.
+    Over TCP a host silent for ``idle_s`` seconds is disconnected (0: never).
     """
     if where == "pty":
         master, path = open_pty()
@@ -121,7 +160,7 @@ def serve_terminal(
                 log.info("%s: host connected", terminal.config.serial)
                 sock_port = SocketPort(conn, timeout=POLL)
                 try:
-                    serve_connection(terminal, sock_port, baud, stop)
+                    serve_connection(terminal, sock_port, baud, stop, idle_s=idle_s)
                 finally:
                     sock_port.close()
         return
@@ -144,7 +183,7 @@ class _Slot:
 class _TerminalChannel(Channel):
     """One host connection to one terminal of the fleet."""
 
-    __slots__ = ("fleet", "slot")
+    __slots__ = ("fleet", "idle", "slot")
 
     def __init__(self, fleet: FleetServer, slot: _Slot, conn: socket.socket, now: float) -> None:
         faults = fleet.faults_for_connection()
@@ -160,6 +199,7 @@ class _TerminalChannel(Channel):
         )
         self.fleet = fleet
         self.slot = slot
+        self.idle = IdleWatch(machine, fleet.idle_s, now)
 
     def _dispatch(self, body: bytes) -> None:
         self.fleet.pool.submit(self._handle, body)
@@ -204,10 +244,14 @@ class FleetServer:
         corrupt: float = 0.0,
         seed: int | None = None,
         handlers: int = 16,
+        idle_s: float = IDLE_TIMEOUT,
     ):
         if not (0 <= drop < 1 and 0 <= corrupt < 1):
             raise ValueError("drop and corrupt are probabilities in [0, 1)")
         self.baud = baud
+        self.idle_s = idle_s
+        """Seconds a connected host may stay silent before it is disconnected (0: never)."""
+        self._swept = 0.0
         self.drop = drop
         self.corrupt = corrupt
         self._rng = random.Random(seed)
@@ -250,8 +294,20 @@ class FleetServer:
         """Accept and serve until ``stop`` is set; then close open connections."""
         while not stop.is_set():
             self.loop.run_once(0.2)
+            self.close_idle(time.monotonic())
         for channel in list(self.channels):
             channel.close()
+
+    def close_idle(self, now: float) -> None:
+        """Disconnect hosts silent for :attr:`idle_s` (looked at about once a second, so a
+        silent peer holds its terminal, never the loop, and at most ``idle_s`` + 1 s)."""
+        if not self.idle_s or now - self._swept < min(1.0, self.idle_s / 2):
+            return
+        self._swept = now
+        for channel in [c for c in self.channels if c.idle.expired(now)]:
+            log.info("%s: host silent for %g s: connection closed", channel.machine.name,
+                     self.idle_s)  # fmt: skip
+            channel.close("idle")
 
     def _acceptor(self, slot: _Slot) -> Callable[[object], None]:
         def accept(_: object) -> None:

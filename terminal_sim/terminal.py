@@ -52,7 +52,7 @@ from protocols.tlv import (
     SaleResult,
     SignOnInfo,
 )
-from protocols.values import Capability, check_serial
+from protocols.values import Capability, check_serial, check_tid
 from terminal_sim.rekey import KeySlots, decide_change, decide_confirm
 from terminal_sim.state import BootInfo, SaleRecord, StateStore
 from terminal_sim.wear import InitialWear, Wear, after_sale, health_info, profile_for
@@ -83,9 +83,12 @@ class TerminalConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name, value, size in (("tid", self.tid, 8), ("mid", self.mid, 15)):
-            if len(value) != size or not value.isascii() or not value.isprintable():
-                problems.append(f"{name} {value!r} must be {size} printable ASCII characters")
+        try:
+            check_tid(self.tid)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if len(self.mid) != 15 or not self.mid.isascii() or not self.mid.isprintable():
+            problems.append(f"mid {self.mid!r} must be 15 printable ASCII characters")
         try:  # the fleet's rule: the state of a fleet lives in a folder per serial
             check_serial(self.serial)
         except ValueError as exc:

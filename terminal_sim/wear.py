@@ -23,12 +23,12 @@ import math
 import random
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 from protocols.health import Battery, CardReads, HealthInfo, PaperState, Printer, RebootReason
 from protocols.messages import EntryMode
 from protocols.values import Capability
+from terminal_sim.wear_profile import WearProfile
 
 __all__ = [
     "GENERIC",
@@ -214,20 +214,7 @@ def health_info(
 
 
 # --- wear profiles for fleets -------------------------------------------------------------
-
-
-class WearProfile(StrEnum):
-    """``possim fleet --wear-profile``: how used the terminals of a fleet are."""
-
-    NEW = "new"
-    """Up to six months in service: little wear, nothing tampered."""
-    MIXED = "mixed"
-    """Up to eight years in service (most under four) at varied trade (median 60 sales a
-    day): a realistic spread, some terminals past their rated life, about 1.5 % tampered,
-    a few out of paper."""
-    WORN = "worn"
-    """Four to ten years of busy trade (median 150 sales a day): most parts near or past
-    their rated life, about 5 % tampered."""
+# (:class:`WearProfile` itself lives in terminal_sim/wear_profile.py, light for `possim`.)
 
 
 @dataclass(frozen=True, slots=True)

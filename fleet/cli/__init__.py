@@ -14,9 +14,11 @@ exits 2).
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import re
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 
 from fleet.cli.common import State, exit_code_for, fail
 from fleet.core.actor import default_actor
-from fleet.core.errors import FleetError
+from fleet.core.errors import FleetError, JobError
 from protocols.errors import ProtocolError
 
 __all__ = ["COMMANDS", "app", "main"]
@@ -48,6 +50,11 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "Push a table to a terminal or a group: sign on, skip terminals already at it, send,\n"
         "commit, verify with a status query and a test sale, record.",
     ),
+    (
+        "health",
+        "fleet.cli.health:health_app",
+        "Terminal health: poll many terminals (0800/303), show a terminal's history.",
+    ),
     ("db", "fleet.cli.admin:db_app", "The database: schema migrations (Alembic)."),
     ("catalog", "fleet.cli.inventory:catalog_app", "Terminal models, firmware and advisories."),
     ("merchants", "fleet.cli.inventory:merchants_app", "Merchants and how to reach them."),
@@ -61,7 +68,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (
         "swap",
         "fleet.cli.swaps:swap_app",
-        "Terminal swaps: `posfleet swap OLD NEW --reason …`, plan, sheet, list.",
+        "Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list.",
     ),
     (
         "notices",
@@ -144,9 +151,30 @@ class _Root(TyperGroup):
             raise
         except Exception as exc:
             usage = _usage_line(exc)
-            if usage is None:
+            if usage is not None:
+                raise fail(usage, 2) from None
+            typed = _environment_error(ctx, exc)
+            if typed is None:
                 raise
-            raise fail(usage, 2) from None
+            raise typer.Exit(exit_code_for(typed)) from None
+
+
+def _environment_error(ctx: Any, exc: Exception) -> FleetError | None:
+    """What the world did to a command, as a typed error (``None``: a bug, which keeps its
+    traceback): the database busy, not a database or unusable (:func:`fleet.core.db.
+    translate`, when a command loaded it), a file that can't be read or written."""
+    db = sys.modules.get("fleet.core.db")
+    if db is not None:
+        where = None
+        with contextlib.suppress(FleetError):
+            root = ctx.find_root().obj
+            where = db.display_url(db.resolve_url(getattr(root, "db", None)))
+        typed: FleetError | None = db.translate(exc, where)
+        if typed is not None:
+            return typed
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return JobError(exc.strerror or str(exc), where=str(exc.filename))
+    return None
 
 
 _NOT_ONE_OF = re.compile(r"(?:Value error, )?(?P<value>.*) is not one of (?P<choices>.*)\.")

@@ -20,6 +20,7 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
+    limit_option,
     out,
     state,
 )
@@ -115,7 +116,7 @@ def audit_list(
     until: Annotated[
         str | None, typer.Option(help="Through this date (UTC) or before an instant")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many")] = None,
+    limit: Annotated[int | None, limit_option("At most this many")] = None,
     out_file: OutOpt = None,
     force: ForceOpt = False,
 ) -> None:

@@ -43,6 +43,7 @@ from protocols.errors import ProtocolError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from fleet.core.dbapi import QuickDatabase
     from fleet.core.policy import Policy
     from fleet.device.keyring import KeyRing
     from fleet.inventory import ImportResult
@@ -55,8 +56,10 @@ __all__ = [
     "Format",
     "ImportOutput",
     "KeyFileOpt",
+    "LimitOpt",
     "OptionalKeyFileOpt",
     "OutOpt",
+    "ReasonOpt",
     "SafeConsole",
     "State",
     "TableJson",
@@ -66,15 +69,19 @@ __all__ = [
     "err_console",
     "exit_code_for",
     "fail",
+    "fit_columns",
     "handled",
     "hints",
+    "limit_option",
     "load_keys",
     "option_date",
     "option_days",
     "out",
     "print_import",
+    "reason_option",
     "show_record",
     "state",
+    "text_argument",
     "write_out",
 ]
 
@@ -189,12 +196,13 @@ ImportOutputOpt = Annotated[
 def _writable(ctx: typer.Context, path: Path | None) -> Path | None:
     """``--out``, checked before the command works: its directory exists, and it is not
     the database, a directory or (without ``--force``) an existing file."""
-    if path is not None and not path.parent.is_dir():
-        raise typer.BadParameter(f"directory {path.parent} does not exist")
     if path is not None:
         from fleet.cli.outfile import check_target  # noqa: PLC0415
 
-        check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        try:
+            check_target(path, force=bool(ctx.params.get("force")), db=state(ctx).db)
+        except FleetError as exc:  # named by the option: "--out: directory … does not exist"
+            raise typer.BadParameter(exc.message) from None
     return path
 
 
@@ -228,6 +236,43 @@ AllowOpenKeyOpt = Annotated[
 ]
 
 
+# --- typed option values: checked where they are declared, bad ones exit 2 --------------
+
+
+def _text_given(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """An option's or argument's text, refused (a usage error, exit 2) when it is given
+    but blank: ``--reason ''``, ``notices verify ''``. Not given (its default) passes."""
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    if source is not None and source.name == "DEFAULT":
+        return value
+    items = value if isinstance(value, list | tuple) else [value]
+    if value is not None and not "".join(str(i) for i in items).strip():
+        raise typer.BadParameter("must not be empty")
+    return value
+
+
+def reason_option(help_text: str = "Why (audited)", *aliases: str) -> Any:
+    """``--reason TEXT`` (and ``aliases``): optional or required by the parameter's
+    default, never blank."""
+    return typer.Option("--reason", *aliases, help=help_text, callback=_text_given)
+
+
+def text_argument(help_text: str) -> Any:
+    """A text argument that must not be blank."""
+    return typer.Argument(help=help_text, callback=_text_given)
+
+
+def limit_option(help_text: str = "At most this many") -> Any:
+    """``--limit N``: a count of rows, at least 1 (``--limit -5`` is a usage error)."""
+    return typer.Option("--limit", min=1, help=help_text)
+
+
+ReasonOpt = Annotated[str, reason_option()]
+"""An optional ``--reason`` (``""`` when not given)."""
+LimitOpt = Annotated[int | None, limit_option()]
+"""An optional ``--limit`` (``None``: no limit)."""
+
+
 def load_keys(paths: list[Path], *, allow_open: bool = False) -> KeyRing:
     """The key ring of ``--key-file`` (files and directories); a bad file fails the command
     (naming the file, never a key), and so does one others can read, unless ``allow_open``
@@ -254,6 +299,7 @@ class State:
     actor: str = ""
     policy_path: Path | None = None
     _engine: Engine | None = field(default=None, repr=False)
+    _quick: QuickDatabase | None = field(default=None, repr=False)
 
     def engine(self, *, current: bool = True) -> Engine:
         """The database's engine (made once), its schema checked to be current."""
@@ -265,6 +311,16 @@ class State:
             db.require_current(self._engine)
         return self._engine
 
+    def quick_database(self) -> QuickDatabase:
+        """The database on plain DB-API, no SQLAlchemy (``notices verify``: see
+        :mod:`fleet.core.dbapi`), made once, its schema checked to be current."""
+        from fleet.core.dbapi import QuickDatabase  # noqa: PLC0415 - only for that command
+
+        if self._quick is None:
+            self._quick = QuickDatabase.open(self.db)
+        self._quick.require_current()
+        return self._quick
+
     def policy(self) -> Policy:
         from fleet.core.policy import Policy  # noqa: PLC0415
 
@@ -275,6 +331,9 @@ class State:
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._quick is not None:
+            self._quick.close()
+            self._quick = None
 
 
 def state(ctx: typer.Context) -> State:
@@ -413,8 +472,13 @@ def emit(
     out_file: Path | None = None,
     force: bool = False,
     json_doc: Callable[[list[dict[str, Any]]], Any] | None = None,
+    drop_first: Sequence[str] = (),
 ) -> int:
     """Write rows as a Rich table, CSV or JSON (to ``out_file`` or stdout); returns the count.
+
+    A table shows the columns that fit the screen without splitting a word
+    (:func:`fit_columns`: ``drop_first`` are left out first, then from the right; a note
+    on stderr names them); CSV and JSON have every column.
 
     ``json_doc`` replaces the plain list of rows for JSON output (e.g. rows + a summary).
     CSV cells are escaped against formula injection (:func:`fleet.core.escaping.csv_cell`:
@@ -422,11 +486,11 @@ def emit(
     only with ``force`` (:mod:`fleet.cli.outfile`).
     """
     if out_file is None:
-        return _emit(rows, columns, fmt, title, json_doc, _Stdout())
+        return _emit(rows, columns, fmt, title, json_doc, _Stdout(), drop_first)
     from fleet.cli.outfile import atomic_text  # noqa: PLC0415
 
     with atomic_text(out_file, force=force, newline="" if fmt == "csv" else None) as stream:
-        return _emit(rows, columns, fmt, title, json_doc, stream)
+        return _emit(rows, columns, fmt, title, json_doc, stream, drop_first)
 
 
 class _Stdout:
@@ -437,6 +501,37 @@ class _Stdout:
         return len(text)
 
 
+_LONGEST_WORD = 32
+"""A word longer than this (a hash, a URL) may be folded; shorter ones never are."""
+
+
+def fit_columns(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], width: int, drop_first: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """Which columns of a table fit ``width`` characters without splitting a word: the
+    indexes shown and each column's least width (its header or longest word, at most
+    :data:`_LONGEST_WORD`). Columns are left out while the least widths do not fit: first
+    those named in ``drop_first`` (in that order), then from the right; the first column
+    always stays. Every table of ``posfleet`` is laid out by this one rule.
+
+    >>> fit_columns(["serial", "model", "reason"], [["PS1", "PF-200", "a b"]], 20, ["model"])
+    ([0, 2], [6, 6, 6])
+    """
+    minimum = []
+    for i, name in enumerate(columns):
+        words = [len(name)] + [len(w) for line in cells for w in line[i].split()]
+        minimum.append(min(max(words), max(_LONGEST_WORD, len(name))))
+    shown = list(range(len(columns)))
+    order = [columns.index(c) for c in drop_first if c in columns]
+    order += [i for i in reversed(shown) if i not in order]
+    for i in order:
+        if sum(minimum[j] + 3 for j in shown) + 1 <= width or len(shown) == 1:
+            break
+        if i != 0:
+            shown.remove(i)
+    return shown, minimum
+
+
 def _emit(
     rows: Iterable[dict[str, Any]],
     columns: Sequence[str],
@@ -444,19 +539,30 @@ def _emit(
     title: str,
     json_doc: Callable[[list[dict[str, Any]]], Any] | None,
     stream: Any,
+    drop_first: Sequence[str] = (),
 ) -> int:
     count = 0
     if fmt == "table":
         from rich.table import Table  # noqa: PLC0415 - a table only when one is printed
 
-        table = Table(title=title or None, title_justify="left")
-        for i, column in enumerate(columns):
-            table.add_column(column, overflow="fold", no_wrap=i == 0)
-        for row in rows:
-            table.add_row(*(_text(row.get(c)) for c in columns))
-            count += 1
         console = out if isinstance(stream, _Stdout) else SafeConsole(file=stream, width=200)
+        cells = [[_text(row.get(c)) for c in columns] for row in rows]
+        count = len(cells)
+        shown, minimum = fit_columns(columns, cells, console.width, drop_first)
+        table = Table(title=title or None, title_justify="left")
+        for i in shown:
+            table.add_column(columns[i], overflow="fold", no_wrap=i == 0, min_width=minimum[i])
+        for line in cells:
+            table.add_row(*(line[i] for i in shown))
         console.print(table)
+        left_out = [c for i, c in enumerate(columns) if i not in shown]
+        if left_out and isinstance(stream, _Stdout):
+            err_console.print(
+                f"({len(left_out)} columns left out to fit {console.width} columns: "
+                f"{', '.join(left_out)}; --format csv or json has them all)",
+                highlight=False,
+                soft_wrap=True,
+            )
     elif fmt == "csv":
         writer = CsvWriter(stream)
         writer.header(columns)

@@ -21,7 +21,9 @@ from fleet.cli.common import (
     err_console,
     fail,
     hints,
+    limit_option,
     out,
+    reason_option,
     state,
 )
 
@@ -96,12 +98,18 @@ def fees_publish(
     override_notice: Annotated[
         bool, typer.Option("--override-notice", help="Publish a raise inside the notice period")
     ] = False,
-    reason: Annotated[
-        str | None, typer.Option(help="Why (required with --override-notice)")
-    ] = None,
+    reason: Annotated[str | None, reason_option("Why (required with --override-notice)")] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show the impact; store nothing")
     ] = False,
+    reason_code: Annotated[
+        str,
+        typer.Option(
+            "--reason-code",
+            help="Why, as merchants read it in their language: fee_review, scheme_fees, "
+            "cost_change, other",
+        ),
+    ] = "fee_review",
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Publish a table as the next version: stored immutable, notices queued, audited."""
@@ -114,11 +122,11 @@ def fees_publish(
     if dry_run:
         _, parsed = read_table_file(path)
         with st.engine().connect() as conn:
-            p = plan(conn, parsed, policy)
+            p = plan(conn, parsed, policy, reason_code=reason_code)
     else:
         p = publish(
             st.engine(), path, actor=st.actor, policy=policy,
-            override_reason=reason if override_notice else None,
+            override_reason=reason if override_notice else None, reason_code=reason_code,
         )  # fmt: skip
     wire = p.table.to_bytes()
     summary: dict[str, Any] = {
@@ -133,6 +141,7 @@ def fees_publish(
         "notices": len(p.notices()),  # what the publication queues (would queue)
         "left_out_other_currency": len(p.foreign),
         "notice_ok": p.notice_ok,
+        "reason_code": p.reason_code,
         "earliest_effective_for_a_raise": p.earliest_effective.isoformat(),
     }
     if fmt == TableJson.JSON:
@@ -198,7 +207,10 @@ def fees_list(
             row["merchants"] = merchants
             row["terminals at it"] = f"{at_it}/{terminals}"
         rows.append(row)
-    emit(rows, _LIST_TABLE if fmt == Format.TABLE else _LIST_ALL, fmt, title="Fee tables")
+    emit(
+        rows, _LIST_TABLE if fmt == Format.TABLE else _LIST_ALL, fmt, title="Fee tables",
+        drop_first=["terminals at it", "merchants", "published", "applies_to"],
+    )  # fmt: skip
 
 
 @fees_app.command("show")
@@ -237,7 +249,7 @@ def fees_diff(
     old: Annotated[int, typer.Argument(help="Old version")],
     new: Annotated[int, typer.Argument(help="New version")],
     fmt: TableJsonOpt = TableJson.TABLE,
-    limit: Annotated[int, typer.Option(help="Table: merchants shown")] = 20,
+    limit: Annotated[int, limit_option("Table: merchants shown")] = 20,
 ) -> None:
     """Rule by rule, and each merchant's fee on the typical basket before and after."""
     from fleet.fees import fee_diff  # noqa: PLC0415

@@ -17,8 +17,10 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
+    limit_option,
     out,
     state,
+    text_argument,
 )
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from fleet.core.policy import NoticePolicy
     from fleet.notices.dispatch import DispatchResult
 
-_KINDS_HELP = "fee_change, swap_planned, swap_done or follow_up"
+_KINDS_HELP = "fee_change, swap_planned, swap_done, follow_up, scam_warning or opt_out_confirm"
 """``--kind``'s help, written out: importing the kinds at start would load the domain."""
 
 notices_app = typer.Typer(
@@ -114,8 +116,9 @@ def notices_dispatch(
     sends = transports(outbox=outbox, smtp=smtp, sms=sms)
     shown = _Shown(st.engine(), fmt)
     dispatcher = Dispatcher(
-        st.engine(), policy, sends, lease_s=lease, batch=batch, connections=connections
-    )
+        st.engine(), policy, sends, lease_s=lease, batch=batch, connections=connections,
+        receipt_window_s=st.policy().inbound.receipt_window_s if sms else None,
+    )  # fmt: skip
     with shown.progress:
         try:
             result = dispatcher.run(once=not watch, progress=shown)
@@ -126,17 +129,16 @@ def notices_dispatch(
         emit([summary], [], "json", json_doc=lambda rows: rows[0])
     else:
         out.print(result.describe(policy.sms_currency), highlight=False, soft_wrap=True)
-        for error in result.errors[:20]:
-            err_console.print(error, highlight=False, soft_wrap=True, markup=False)
-    if summary["failed"]:
-        raise typer.Exit(1)
+    problem = result.problem()
+    if problem is not None:  # a transport down: one line, exit 1 (the JSON has each error)
+        raise fail(problem)
 
 
 @notices_app.command("verify")
 def notices_verify(
     ctx: typer.Context,
     code: Annotated[
-        list[str], typer.Argument(help="The reference the merchant reads out (spaces allowed)")
+        list[str], text_argument("The reference the merchant reads out (spaces allowed)")
     ],
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
@@ -144,7 +146,7 @@ def notices_verify(
     from fleet.notices.verify import verify  # noqa: PLC0415
 
     st = state(ctx)
-    found = verify(st.engine(), "".join(code), actor=st.actor)
+    found = verify(st.quick_database(), "".join(code), actor=st.actor)
     doc = found.as_dict()
     if fmt == TableJson.JSON:
         emit([doc], [], "json", json_doc=lambda rows: rows[0])
@@ -184,7 +186,7 @@ def notices_list(
     status: Annotated[str | None, typer.Option(help="queued, composed, sent, failed…")] = None,
     kind: Annotated[str | None, typer.Option(help=_KINDS_HELP)] = None,
     merchant: Annotated[str | None, typer.Option(help="One merchant")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 200,
+    limit: Annotated[int, limit_option("At most this many, newest first")] = 200,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Notices with their message: channel, masked address, code, status, SMS cost."""
@@ -206,7 +208,10 @@ def notices_list(
             "id", "kind", "merchant_id", "status", "channel", "to", "code", "sent",
             "segments", "cost", "why",
         ]  # fmt: skip
-    emit(rows, columns, fmt, title="Notices")
+    emit(
+        rows, columns, fmt, title="Notices",
+        drop_first=["segments", "cost", "merchant_id", "to", "why"],
+    )  # fmt: skip
 
 
 def _minute(at: datetime | None) -> str:
@@ -259,10 +264,32 @@ def notices_complaint(
     merchant: Annotated[str, typer.Argument()],
     channel: ChannelOpt,
     note: NoteOpt = "",
+    scam: Annotated[
+        bool,
+        typer.Option(
+            "--scam",
+            help="A scam complaint (someone claiming to be us, by --channel call, sms, email "
+            "or visit) for the scam radar; our channels are not changed",
+        ),
+    ] = False,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="With --scam: the region (default: the merchant's)"),
+    ] = None,
 ) -> None:
     """Record a complaint about a channel: kept as a complaint, and the channel is no
-    longer used for this merchant."""
-    _contact(ctx, merchant, "complaint", channel, note)
+    longer used for this merchant. With --scam: a scam complaint for the radar."""
+    if not scam:
+        _contact(ctx, merchant, "complaint", channel, note)
+        return
+    from fleet.notices.scams import record_complaint  # noqa: PLC0415
+
+    st = state(ctx)
+    cid = record_complaint(
+        st.engine(), channel=channel[0], actor=st.actor, region=region, merchant_id=merchant,
+        note=note,
+    )  # fmt: skip
+    out.print(f"{merchant}: scam complaint {cid} recorded ({channel[0]})", highlight=False)
 
 
 @notices_app.command("templates")
@@ -322,3 +349,12 @@ def notices_templates(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _register_loop() -> None:
+    from fleet.cli.notices_loop import register  # noqa: PLC0415
+
+    register(notices_app)
+
+
+_register_loop()

@@ -5,7 +5,8 @@ work, written atomically. Loaded only when a command is given a file to write.
   ``-shm`` or ``-journal`` file (by name after resolving links, or as the same file), is
   refused whatever ``--force`` says — a report written over ``fleet.db`` would destroy it.
 * **Never an existing file by surprise**: an existing file is replaced only with
-  ``--force``; a directory never.
+  ``--force``; a directory never; a file in a folder that does not exist is refused
+  before any work (never a traceback half-way).
 * **Atomic**: the text goes to a temporary file in the same directory, is flushed to disk,
   then takes the target's name in one step (``link`` when the target must not exist,
   ``rename`` with ``--force``). A command that fails half-way leaves the old file (or
@@ -61,8 +62,11 @@ _UNKNOWN = "\0unknown"
 
 
 def check_target(path: Path, *, force: bool, db: str | None) -> None:
-    """Refuse to write ``path`` if it is the database, a directory, or (without ``force``)
-    an existing file."""
+    """Refuse to write ``path`` if it is the database, a directory, in a directory that
+    does not exist, or (without ``force``) an existing file: every command that writes a
+    file checks it here before any work."""
+    if not path.parent.is_dir():
+        raise InputError(f"directory {path.parent} does not exist", where=str(path))
     if db != _UNKNOWN and _is_database(path, db):
         raise InputError(
             "is the posfleet database (or one of its files): write the output elsewhere",

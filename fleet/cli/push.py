@@ -63,6 +63,10 @@ def push_command(
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer (T2)")] = 5.0,
     retries: Annotated[int, typer.Option(help="New links after a broken one (resumes)")] = 3,
+    now: Annotated[
+        bool, typer.Option("--now", help="Push outside the maintenance window (needs --reason)")
+    ] = False,
+    reason: Annotated[str | None, typer.Option(help="Why --now (audited)")] = None,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Push a table to a terminal or a group: sign on, skip terminals already at it, send,
@@ -74,6 +78,10 @@ def push_command(
         raise fail("give --terminal SERIAL or --group G", 2)
     if port and group is not None:
         raise fail("--port works with --terminal only", 2)
+    if now and not (reason or "").strip():
+        raise fail("--now needs --reason TEXT (the override is audited)", 2)
+    if reason is not None and not now:
+        raise fail("--reason goes with --now", 2)
     st = state(ctx)
     keys = load_keys(key_file, allow_open=allow_open_key_file)
     engine = st.engine()
@@ -103,6 +111,7 @@ def push_command(
                 bar(s), note=f"attempt {n}: {e}"
             ),
             finished=lambda r: finished(r, bar(r.serial), overall),
+            maintenance=st.policy().maintenance, now_reason=reason if now else None,
         )  # fmt: skip
     results: list[dict[str, Any]] = [r.as_dict() for r in reports]
     failed = [r for r in reports if r.outcome is None]

@@ -5,6 +5,8 @@ The domain is imported inside the commands (see :mod:`fleet.cli`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,6 +25,7 @@ from fleet.cli.common import (
     emit_json,
     err_console,
     fail,
+    limit_option,
     option_date,
     option_days,
     out,
@@ -47,7 +50,7 @@ def replacements(
     forecast_only: Annotated[
         bool, typer.Option("--forecast", help="Only the per-quarter forecast")
     ] = False,
-    limit: Annotated[int, typer.Option(help="Table: show the first N by priority")] = 50,
+    limit: Annotated[int, limit_option("Table: show the first N by priority")] = 50,
     out_file: OutOpt = None,
     force: ForceOpt = False,
 ) -> None:
@@ -136,30 +139,43 @@ def sync_command(
     ] = False,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer (T2)")] = 5.0,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, max=256, help="--all: terminals at once")
+    ] = 16,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Sign on to terminals (0800/001) and record model, firmware, versions and last seen."""
     if all_ == bool(port or terminal):
         raise fail("give --port and/or --terminal, or --all", 2)
-    from fleet.device.sync import SyncError, sync  # noqa: PLC0415
+    from fleet.device.sync import SyncError, sync, sync_many  # noqa: PLC0415
     from fleet.inventory import linked_serials  # noqa: PLC0415
 
     st = state(ctx)
     engine = st.engine()
-    targets: list[tuple[str | None, str | None]] = (
-        [(serial, None) for serial in linked_serials(engine)] if all_ else [(terminal, port)]
-    )
+    outcomes: list[Any]
+    serials: list[str | None] = [terminal]
+    if all_:
+        serials = list(linked_serials(engine))
+        with _sync_progress(len(serials)) as advance:
+            outcomes = sync_many(
+                engine, [s for s in serials if s], actor=st.actor, workers=jobs, baud=baud,
+                t2=timeout, done=advance,
+            )  # fmt: skip
+    else:
+        try:
+            outcomes = [sync(engine, actor=st.actor, serial=terminal, port=port, baud=baud,
+                             t2=timeout)]  # fmt: skip
+        except SyncError as exc:
+            outcomes = [exc]
     results: list[dict[str, Any]] = []
     failures = 0
-    for serial, url in targets:
-        try:
-            result = sync(engine, actor=st.actor, serial=serial, port=url, baud=baud, t2=timeout)
-        except SyncError as exc:
+    for serial, outcome in zip(serials, outcomes, strict=True):
+        if isinstance(outcome, SyncError):
             failures += 1
-            results.append({"serial": serial, "error": str(exc), "reason": exc.reason})
-            fail(str(exc))
+            results.append({"serial": serial, "error": str(outcome), "reason": outcome.reason})
+            fail(str(outcome))
             continue
-        results.append(result.as_dict())
+        results.append(outcome.as_dict())
     if fmt == TableJson.JSON:
         emit_json(results)
     else:
@@ -172,3 +188,25 @@ def sync_command(
         emit(good, ["serial", "model", "firmware", "tables", "changed"], "table", title="Synced")
     if failures:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _sync_progress(total: int) -> Iterator[Callable[[str, Any], None]]:
+    """A bar on stderr for ``sync --all``: terminals done of ``total``, failures so far."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
+
+    from fleet.device.sync import SyncError  # noqa: PLC0415
+
+    failed = 0
+    with Progress(
+        TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+        console=err_console, transient=False,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("sync", total=total, note="")
+
+        def advance(serial: str, outcome: Any) -> None:
+            nonlocal failed
+            failed += isinstance(outcome, SyncError)
+            progress.update(task, advance=1, note=f"{failed} failed" if failed else "")
+
+        yield advance

@@ -25,6 +25,7 @@ from fleet.cli.common import (
     emit,
     err_console,
     fail,
+    limit_option,
     option_date,
     option_days,
     out,
@@ -132,7 +133,7 @@ def report_replacements(
     ] = None,
     limit: Annotated[
         int,
-        typer.Option(min=1, help="Table and HTML: the first N terminals (CSV, JSON: all)"),
+        limit_option("Table and HTML: the first N terminals (CSV, JSON: all)"),
     ] = 100,
 ) -> None:
     """Terminals to replace (reasons, priority, replace-by, contact) and the forecast of
@@ -223,3 +224,29 @@ def report_notices(
         _choices(channel, CHANNELS, "--channel"),
     )
     _write(notices_report(state(ctx).engine(), where), fmt, out_file, force)
+
+
+@report_app.command("scams")
+def report_scams(
+    ctx: typer.Context,
+    fmt: FormatOpt = ReportFormat.TABLE,
+    out_file: OutOpt = None,
+    force: ForceOpt = False,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Up to the end of this day, UTC (default: today)")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=366, help="How many days back")] = 14,
+) -> None:
+    """The scam radar: NOT GENUINE verifications and scam complaints per region and day
+    (UTC), with the policy's threshold alert (``inbound.scam_threshold``)."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from fleet.reports.service import scams_report  # noqa: PLC0415
+
+    until = _day(as_of)
+    st = state(ctx)
+    report = scams_report(
+        st.engine(), until - timedelta(days=days - 1), until,
+        threshold=st.policy().inbound.scam_threshold,
+    )  # fmt: skip
+    _write(report, fmt, out_file, force)

@@ -13,13 +13,17 @@ from rich.text import Text
 
 from fleet.cli.common import (
     AllowOpenKeyOpt,
+    Format,
+    FormatOpt,
     KeyFileOpt,
     TableJson,
     TableJsonOpt,
     emit,
     fail,
+    limit_option,
     load_keys,
     out,
+    reason_option,
     state,
 )
 from fleet.cli.push import push_progress
@@ -159,7 +163,7 @@ def rollout_run(
     worker = Worker(
         engine, keys=keys, fee_policy=st.policy().fees, policy=st.policy().rollout,
         actor=st.actor, name=name, baud=baud, t2=timeout, t1_margin=t1_margin,
-        on_event=display,
+        on_event=display, maintenance=st.policy().maintenance,
     )  # fmt: skip
     worker.prepare(rollout_id)  # the key files checked before any display
     if quiet:
@@ -180,6 +184,32 @@ def rollout_run(
 _WAVE_COLUMNS = ("wave", "share", "terminals", "done", "running", "pending", "failed", "cancelled")
 
 
+@rollout_app.command("list")
+def rollout_list(
+    ctx: typer.Context,
+    limit: Annotated[int, limit_option("At most this many, newest first")] = 50,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Rollouts, newest first: what, to whom, status, wave, terminals done and failed."""
+    from fleet.rollout import list_rollouts  # noqa: PLC0415
+
+    rows = list_rollouts(state(ctx).engine(), limit=limit)
+    for row in rows:
+        totals = row["totals"]
+        row["what"] = (
+            f"key v{row['key_version']}" if row["kind"] == "keys" else f"table v{row['version']}"
+        )
+        row["wave"] = f"{row['wave'] + 1}/{len(row['waves'])}"
+        row["done"] = totals.get("done", 0)
+        row["failed"] = totals.get("failed", 0)
+        row["jobs"] = ", ".join(f"{k} {v}" for k, v in sorted(totals.items()))
+    columns = ["id", "what", "group", "status", "wave", "terminals", "done", "failed",
+               "created_at", "created_by"]  # fmt: skip
+    if fmt != Format.TABLE:
+        columns = [*columns, "jobs", "kind", "version", "key_version", "note"]
+    emit(rows, columns, fmt, title="Rollouts", drop_first=["created_by", "created_at", "group"])
+
+
 @rollout_app.command("status")
 def rollout_status(
     ctx: typer.Context,
@@ -193,7 +223,8 @@ def rollout_status(
 
     from fleet.rollout import status  # noqa: PLC0415
 
-    info = status(state(ctx).engine(), rollout_id)
+    st = state(ctx)
+    info = status(st.engine(), rollout_id, maintenance=st.policy().maintenance)
     doc = info.as_dict()
     if fmt == TableJson.JSON:
         out.print_json(json.dumps(doc, default=str))
@@ -204,17 +235,21 @@ def rollout_status(
         highlight=False,
     )
     table = Table(title="Waves", title_justify="left")
-    for column in _WAVE_COLUMNS:
-        table.add_column(column, justify="right")
+    columns = [*_WAVE_COLUMNS, *(("waiting_for_window", "finishes_by") if info.windowed else ())]
+    for column in columns:
+        table.add_column(column.replace("_", " "), justify="right")
     for w in doc["waves"]:
-        table.add_row(*(str(w.get(c, 0)) for c in _WAVE_COLUMNS))
+        if info.windowed:  # the finish is an instant: say it in UTC, to the minute
+            at = w["finishes_by"]
+            w["finishes_by"] = f"{at[:16].replace('T', ' ')} UTC" if at else "-"
+        table.add_row(*(str(w.get(c, 0)) for c in columns))
     out.print(table)
     if doc["problems"]:
         columns = ["serial", "wave", "status", "attempts", "last_error"]
         emit(doc["problems"], columns, "table", title="Terminals with errors")
 
 
-ReasonOpt = Annotated[str, typer.Option(help="Why (audited)")]
+ReasonOpt = Annotated[str, reason_option("Why (audited)")]
 
 
 def _change(ctx: typer.Context, rollout_id: int, action: str, reason: str) -> None:

@@ -23,6 +23,7 @@ from fleet.cli.common import (
     load_keys,
     option_date,
     out,
+    reason_option,
     state,
 )
 
@@ -42,11 +43,26 @@ class _SwapGroup(TyperGroup):
 
 swap_app = typer.Typer(
     cls=_SwapGroup,
-    help="Terminal swaps: `posfleet swap OLD NEW --reason …`, plan, sheet, list.",
+    help="Terminal swaps: `posfleet swap OLD NEW --reason-code …`, plan, sheet, list.",
     no_args_is_help=True,
 )
 
-ReasonOpt = Annotated[str, typer.Option("--reason", help="Why (the merchant's notice says it)")]
+ReasonOpt = Annotated[
+    str,
+    reason_option(
+        "The operator's note: kept in the record and the audit, never sent to the merchant",
+        "--note",
+    ),
+]
+ReasonCodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reason-code",
+        help="Why, as the merchant reads it in their language: age, pci_expiry, model_eol, "
+        "firmware_eol, security_advisory, missing_payment_method, faulty, tamper, wear, "
+        "upgrade, merchant_request, other (default: from the replacement reasons)",
+    ),
+]
 EngineerOpt = Annotated[str, typer.Option("--engineer", help="Field engineer's name")]
 _NEEDS_KEY = "--port needs --key-file (or POSFLEET_KEY_FILE) to push the fee table"
 
@@ -89,7 +105,8 @@ def swap_do(
     ctx: typer.Context,
     old: Annotated[str, typer.Argument(help="Serial of the terminal taken away")],
     new: Annotated[str, typer.Argument(help="Serial of the replacement (in stock)")],
-    reason: ReasonOpt,
+    reason: ReasonOpt = "",
+    reason_code: ReasonCodeOpt = None,
     engineer: EngineerOpt = "",
     port: Annotated[
         str | None, typer.Option(help="Link to the new terminal: sync, push, test sale")
@@ -110,7 +127,7 @@ def swap_do(
     st = state(ctx)
     result = swap(
         st.engine(), old, new, reason=reason, actor=st.actor, policy=st.policy(),
-        engineer=engineer,
+        engineer=engineer, reason_code=reason_code,
     )  # fmt: skip
     if port and key and not _provision(ctx, result, port, key):
         raise typer.Exit(1)
@@ -122,7 +139,8 @@ def swap_plan(
     ctx: typer.Context,
     old: Annotated[str, typer.Argument(help="Serial of the terminal to replace")],
     on: Annotated[str, typer.Option("--on", help="Date of the visit, YYYY-MM-DD")],
-    reason: ReasonOpt,
+    reason: ReasonOpt = "",
+    reason_code: ReasonCodeOpt = None,
     new: Annotated[str | None, typer.Option("--new", help="Replacement serial, if known")] = None,
     engineer: EngineerOpt = "",
     fmt: TableJsonOpt = TableJson.TABLE,
@@ -135,7 +153,7 @@ def swap_plan(
     st = state(ctx)
     result = plan(
         st.engine(), old, day, reason=reason, actor=st.actor, policy=st.policy(),
-        engineer=engineer, new_serial=new,
+        engineer=engineer, new_serial=new, reason_code=reason_code,
     )  # fmt: skip
     _show(result, fmt)
 
@@ -184,6 +202,73 @@ def swap_list(
     rows = list_swaps(state(ctx).engine(), status)
     columns = [
         "id", "status", "old_serial", "new_serial", "merchant_id", "tid", "planned_for",
-        "done_at", "follow_up_on", "engineer", "reason", "provision",
+        "merchant_reply", "done_at", "follow_up_on", "engineer", "reason_code", "reason",
+        "provision",
     ]  # fmt: skip
-    emit(rows, columns, fmt, title="Swaps")
+    emit(
+        rows, columns, fmt, title="Swaps",
+        drop_first=["provision", "follow_up_on", "engineer", "done_at", "tid", "merchant_id"],
+    )  # fmt: skip
+
+
+SwapIdArg = Annotated[int, typer.Argument(help="The swap's id (swap list)", min=1)]
+
+
+@swap_app.command("cancel")
+def swap_cancel(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    reason: Annotated[str, reason_option("Why it is cancelled (audited)")],
+) -> None:
+    """Cancel a planned swap; its merchant's notices not sent yet are cancelled with it."""
+    from fleet.swaps import cancel  # noqa: PLC0415
+
+    st = state(ctx)
+    withdrawn = cancel(st.engine(), swap_id, reason=reason, actor=st.actor)
+    out.print(f"swap {swap_id} cancelled; {withdrawn} unsent notices cancelled", highlight=False)
+
+
+@swap_app.command("reschedule")
+def swap_reschedule(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    on: Annotated[str, typer.Option("--date", "--on", help="The new day, YYYY-MM-DD")],
+    reason: Annotated[str, reason_option("Why it moves (audited)")] = "",
+    fmt: TableJsonOpt = TableJson.TABLE,
+) -> None:
+    """Move a planned swap to another day; the merchant is told the new date."""
+    from fleet.swaps import reschedule  # noqa: PLC0415
+
+    day = option_date(on, "--date")
+    assert day is not None
+    st = state(ctx)
+    result = reschedule(
+        st.engine(), swap_id, day, actor=st.actor, policy=st.policy(), reason=reason
+    )
+    if fmt == TableJson.JSON:
+        _show(result, fmt)
+        return
+    out.print(f"swap {swap_id} planned for {day.isoformat()}; the merchant's notice is queued",
+              highlight=False)  # fmt: skip
+
+
+@swap_app.command("reprovision")
+def swap_reprovision(
+    ctx: typer.Context,
+    swap_id: SwapIdArg,
+    key_file: OptionalKeyFileOpt = None,
+    port: Annotated[
+        str | None, typer.Option(help="Link to the new terminal (default: its recorded link)")
+    ] = None,
+    allow_open_key_file: AllowOpenKeyOpt = False,
+) -> None:
+    """Provision again the new terminal of a done swap whose provisioning failed: sync,
+    push its merchant's table, verify with a test sale."""
+    from fleet.swaps import reprovision  # noqa: PLC0415
+
+    if not key_file:
+        raise fail("reprovision needs --key-file (or POSFLEET_KEY_FILE) to push the table", 2)
+    keys = load_keys(key_file, allow_open=allow_open_key_file)
+    st = state(ctx)
+    outcome = reprovision(st.engine(), swap_id, port, keys=keys, policy=st.policy(), actor=st.actor)
+    out.print(f"swap {swap_id}: provisioned: {outcome}", highlight=False, soft_wrap=True)

@@ -27,8 +27,10 @@ from fleet.cli.common import (
     emit_json,
     err_console,
     fail,
+    limit_option,
     out,
     print_import,
+    reason_option,
     show_record,
     state,
 )
@@ -37,7 +39,7 @@ from fleet.core.status import Status
 terminals_app = typer.Typer(help="The terminals of the fleet.", no_args_is_help=True)
 
 StatusOpt = Annotated[Status | None, typer.Option(help="Only this status")]
-ReasonOpt = Annotated[str, typer.Option(help="Why (kept in the audit log)")]
+ReasonOpt = Annotated[str, reason_option("Why (kept in the audit log)")]
 
 
 # --- terminals -------------------------------------------------------------------------
@@ -94,9 +96,16 @@ def terminals_list(
     model: Annotated[str | None, typer.Option(help="Only this model")] = None,
     firmware: Annotated[str | None, typer.Option(help="Only this firmware version")] = None,
     merchant: Annotated[str | None, typer.Option(help="Only this merchant's")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many (table: 100)")] = None,
+    limit: Annotated[int | None, limit_option("At most this many (table: 100)")] = None,
+    not_seen_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="Only those not heard from (synced) in N days, or never"),
+    ] = None,
 ) -> None:
     """Terminals, filtered."""
+    from datetime import timedelta  # noqa: PLC0415
+
+    from fleet.core.models import now  # noqa: PLC0415
     from fleet.inventory import TERMINAL_COLUMNS, iter_terminals  # noqa: PLC0415
 
     if fmt == Format.TABLE and limit is None:
@@ -104,13 +113,17 @@ def terminals_list(
     rows = iter_terminals(
         state(ctx).engine(),
         limit=limit,
+        not_seen_since=now() - timedelta(days=not_seen_days) if not_seen_days else None,
         status=status,
         model=model,
         firmware=firmware,
         merchant_id=merchant,
     )
     columns = _TERMINAL_TABLE if fmt == Format.TABLE else list(TERMINAL_COLUMNS)
-    shown = emit(rows, columns, fmt, title="Terminals")
+    shown = emit(
+        rows, columns, fmt, title="Terminals",
+        drop_first=["pending_version", "active_version", "fault_count", "last_seen", "tid"],
+    )  # fmt: skip
     if fmt == Format.TABLE and limit and shown == limit:
         err_console.print(f"(first {limit}; --limit to see more, --format csv for all)")
 
@@ -123,6 +136,7 @@ def terminals_show(
 ) -> None:
     """One terminal, its model, merchant and its audit history."""
     from fleet.core import audit  # noqa: PLC0415
+    from fleet.device.health import health_lines, health_summary  # noqa: PLC0415
     from fleet.inventory import terminal_cells, terminal_detail  # noqa: PLC0415
 
     found = terminal_detail(state(ctx).engine(), serial)
@@ -132,11 +146,16 @@ def terminals_show(
         "key_next": str(t["key_next"]),
     }
     history = [audit.as_row(a) for a in found.history]
+    engine = state(ctx).engine()
+    with engine.connect() as conn:
+        health = health_summary(conn, serial, t["model"], policy=state(ctx).policy().replacement)
     if fmt == TableJson.JSON:
         model = found.model.model_dump() if found.model else None
-        emit_json(cells | {"model_info": model, "history": history})
+        emit_json(cells | {"model_info": model, "health": health, "history": history})
         return
     show_record(f"Terminal {serial}", cells)
+    if health is not None:
+        show_record("Health", health_lines(health))
     if history:
         emit(history, ["at", "actor", "action", "reason", "details"], "table", title="History")
 

@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from fleet.cli.common import check_format, emit, err_console, fail, handled, option_days, out, state
+from fleet.cli.common import (
+    check_format,
+    emit,
+    err_console,
+    fail,
+    handled,
+    option_days,
+    out,
+    reason_option,
+    state,
+)
 
 users_app = typer.Typer(help="Console users and their roles.", no_args_is_help=True)
 tokens_app = typer.Typer(
@@ -72,7 +82,7 @@ def users_list(
 def users_disable(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Sign-in name")],
-    reason: Annotated[str, typer.Option(help="Why (audit log)")] = "",
+    reason: Annotated[str, reason_option("Why (audit log)")] = "",
 ) -> None:
     """Disable a user: their live sessions end at once."""
     from fleet.access import disable_user  # noqa: PLC0415

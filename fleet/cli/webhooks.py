@@ -19,11 +19,15 @@ webhooks_app = typer.Typer(
 
 @webhooks_app.command("keygen")
 def webhooks_keygen(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="Key file to write (mode 0600)")],
     force: Annotated[bool, typer.Option(help="Replace an existing key (orphans secrets)")] = False,
 ) -> None:
     """Make the secrets key that seals signing secrets (POSFLEET_SECRETS_KEY_FILE)."""
+    from fleet.cli.outfile import check_target  # noqa: PLC0415
     from fleet.webhooks import generate_key_file  # noqa: PLC0415
+
+    check_target(path, force=True, db=state(ctx).db)  # never the database, never a directory
 
     with handled():
         box = generate_key_file(path, overwrite=force)

@@ -10,8 +10,8 @@ import os
 __all__ = ["ACTIONS", "default_actor"]
 
 ACTIONS = (
-    "import", "add", "update", "sync", "swap", "swap_plan", "publish", "push", "override", "verify",
-    "key", "sign_in", "contact",
+    "import", "add", "update", "sync", "swap", "swap_plan", "swap_cancel", "swap_reschedule",
+    "publish", "push", "override", "verify", "key", "sign_in", "contact",
 )  # fmt: skip
 """What an audit entry records (``posfleet audit list --action``)."""
 

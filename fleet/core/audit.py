@@ -4,9 +4,10 @@
 the fleet can never disagree. :func:`query` filters it for ``posfleet audit list``;
 ``posfleet audit list --format csv`` exports it for auditors.
 
-:func:`record` writes through the bare clause of :mod:`fleet.core.clauses`, so that a
-quick command that audits (``posfleet notices verify``) loads no SQLModel; the readers
-use the :class:`~fleet.core.models.Audit` model and import it when they run.
+:func:`record` writes through the bare clause of :mod:`fleet.core.clauses`, or on plain
+DB-API (a :class:`~fleet.core.dbapi.QuickConnection`: ``posfleet notices verify``, which
+loads neither SQLModel nor SQLAlchemy) the statement compiled from it; the readers use the
+:class:`~fleet.core.models.Audit` model and import it when they run.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, insert, select
-
 from fleet.core.actor import ACTIONS
-from fleet.core.clauses import AUDIT_CLAUSE, now
+from fleet.core.clock import now
+from fleet.core.dbapi import QuickConnection
 
 if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
     from sqlmodel import Session
 
     from fleet.core.models import Audit
@@ -40,7 +41,7 @@ __all__ = [
 
 
 def record(
-    where: Session | Connection,
+    where: Session | Connection | QuickConnection,
     *,
     actor: str,
     action: str,
@@ -58,6 +59,13 @@ def record(
         "details": details or {},
         "reason": reason,
     }
+    if isinstance(where, QuickConnection):
+        where.rows("audit_insert", **values)
+        return
+    from sqlalchemy import insert  # noqa: PLC0415 - SQLAlchemy only where it is used
+
+    from fleet.core.clauses import AUDIT_CLAUSE  # noqa: PLC0415
+
     where.execute(insert(AUDIT_CLAUSE).values(**values))
 
 
@@ -73,6 +81,7 @@ class AuditFilter:
 
 
 def _matching(flt: AuditFilter) -> Any:
+    from sqlalchemy import select  # noqa: PLC0415
     from sqlmodel import col  # noqa: PLC0415 - the model only where it is read
 
     from fleet.core.models import Audit  # noqa: PLC0415

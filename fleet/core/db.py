@@ -11,7 +11,9 @@ newest revision, and :func:`require_current` refuses to work on one that is behi
 Every command opens an engine and checks its schema, so that check stays cheap: it reads
 Alembic's ``alembic_version`` row with one query and compares it with
 :data:`HEAD_REVISION` (a test keeps that constant equal to the newest migration). Alembic
-itself is imported only to migrate (:func:`upgrade`, :func:`downgrade`).
+itself is imported only to migrate (:func:`upgrade`, :func:`downgrade`), and SQLAlchemy
+only by the functions that make or use an engine: ``posfleet notices verify`` uses this
+module's constants and errors and runs on plain DB-API (:mod:`fleet.core.dbapi`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
-
 from fleet.core.errors import JobError
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import Engine
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "DEFAULT_DB",
     "HEAD_REVISION",
+    "DatabaseBusyError",
     "DatabaseError",
     "SchemaNotCurrentError",
     "connect",
@@ -40,13 +41,14 @@ __all__ = [
     "head_revision",
     "require_current",
     "resolve_url",
+    "translate",
     "upgrade",
     "writer",
 ]
 
 DEFAULT_DB = "posfleet.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0009"
 """The newest migration's revision: what :func:`require_current` wants to find."""
 _VERSION_TABLE = "alembic_version"
 
@@ -55,6 +57,58 @@ class DatabaseError(JobError):
     """The database can't be used: a bad URL, unreachable, or its schema not current.
 
     ``where`` is the database, its password hidden."""
+
+
+class DatabaseBusyError(DatabaseError):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a command waits for another writer to finish (SQLite's busy timeout), unless
+``POSFLEET_BUSY_TIMEOUT`` (seconds) says otherwise; then it ends with "busy"."""
+
+
+def busy_timeout_s() -> float:
+    """The busy timeout in seconds (``POSFLEET_BUSY_TIMEOUT``, else :data:`BUSY_TIMEOUT_S`)."""
+    raw = os.environ.get("POSFLEET_BUSY_TIMEOUT", "")
+    try:
+        value = float(raw) if raw.strip() else BUSY_TIMEOUT_S
+    except ValueError:
+        raise DatabaseError(f"POSFLEET_BUSY_TIMEOUT: not a number of seconds: {raw!r}") from None
+    return max(0.0, value)
+
+
+_NOT_A_DATABASE = ("file is not a database", "file is encrypted or is not a database")
+_BUSY = ("database is locked", "database table is locked", "lock timeout")
+
+
+def translate(exc: BaseException, where: str | None = None) -> DatabaseError | None:
+    """The database error a person can act on, as one :class:`DatabaseError` naming
+    ``where`` (the database): another writer holding the lock past the busy timeout
+    (:class:`DatabaseBusyError`), a file that is not a database, a database that can't be
+    opened, read or written (SQLite's and PostgreSQL's operational errors). ``None`` for
+    anything else (a constraint or a statement that fails is a bug, and keeps its
+    traceback). The CLI's root applies it to whatever a command raises."""
+    import sqlite3  # noqa: PLC0415 - the standard library's, loaded with SQLAlchemy's dialect
+
+    from sqlalchemy.exc import DatabaseError as DriverDatabaseError  # noqa: PLC0415
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+
+    orig = getattr(exc, "orig", None) or exc
+    if not isinstance(exc, DriverDatabaseError | sqlite3.DatabaseError):
+        return None
+    line = _first_line(exc)
+    if any(text in line for text in _BUSY):
+        return DatabaseBusyError(
+            f"busy: another command is writing to the database (waited {busy_timeout_s():g} s); "
+            "try again when it ends",
+            where=where,
+        )
+    if any(text in line for text in _NOT_A_DATABASE):
+        return DatabaseError("is not a database (not an SQLite file)", where=where)
+    if isinstance(exc, OperationalError) or type(orig).__name__ == "OperationalError":
+        return DatabaseError(line, where=where)
+    return None
 
 
 class SchemaNotCurrentError(DatabaseError):
@@ -72,6 +126,9 @@ class SchemaNotCurrentError(DatabaseError):
 
 def resolve_url(db: str | None = None) -> URL:
     """``--db`` value → SQLAlchemy URL (``postgresql://`` is driven by psycopg 3)."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415 - SQLAlchemy only for an engine
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
     raw = db or os.environ.get("POSFLEET_DB") or DEFAULT_DB
     if "://" not in raw:
         raw = f"sqlite:///{raw}"
@@ -93,7 +150,8 @@ def display_url(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_conn: Any, _record: Any = None) -> None:
+    """How every SQLite connection is set up (SQLAlchemy's and :mod:`fleet.core.dbapi`'s)."""
     # Let SQLAlchemy, not the sqlite3 module, delimit transactions: the module's legacy
     # mode starts one only before a write, so a SAVEPOINT (begin_nested) outside it would
     # start and, on RELEASE, COMMIT its own (a killed import would leave its first chunks).
@@ -102,7 +160,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s() * 1000)}")
     # Statement journals (one per row of an upsert that checks foreign keys) in memory,
     # not in temporary files: halves the time of a 1 M-terminal import.
     cur.execute("PRAGMA temp_store=MEMORY")
@@ -127,6 +185,9 @@ def writer(engine: Engine) -> Engine:
 
 def connect(db: str | URL | None = None, **kwargs: Any) -> Engine:
     """An engine for ``db`` (see :func:`resolve_url`)."""
+    from sqlalchemy import create_engine, event  # noqa: PLC0415 - SQLAlchemy only for an engine
+    from sqlalchemy.engine import URL  # noqa: PLC0415
+
     url = db if isinstance(db, URL) else resolve_url(db)
     if url.get_backend_name() == "sqlite":
         database = url.database or ""
@@ -135,7 +196,7 @@ def connect(db: str | URL | None = None, **kwargs: Any) -> Engine:
             if not parent.is_dir():
                 raise DatabaseError(f"directory {parent} does not exist", where=database)
         engine = create_engine(url, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
@@ -158,6 +219,9 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The database's schema revision (Alembic's), or none when it has no schema."""
+    from sqlalchemy import inspect, text  # noqa: PLC0415 - SQLAlchemy only for an engine
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+
     try:
         with engine.connect() as conn:
             if not inspect(conn).has_table(_VERSION_TABLE):
@@ -177,6 +241,7 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Run the Alembic migrations up to ``revision`` (idempotent)."""
     from alembic import command  # noqa: PLC0415 - Alembic only to migrate
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415
 
     try:
         command.upgrade(_config(engine), revision)

@@ -11,18 +11,20 @@ An event is ``kind`` (one of :data:`EVENT_KINDS`), a JSON ``payload`` of plain v
 queues; rows are never updated otherwise, and the payload never.
 
 >>> sorted(EVENT_KINDS)[:3]
-['notice.failed', 'rollout.done', 'rollout.halted']
+['notice.failed', 'notice.fallback', 'rollout.done']
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert
-
-from fleet.core.clauses import EVENT_CLAUSE, now
+from fleet.core.clock import now
+from fleet.core.dbapi import QuickConnection
 from fleet.core.errors import InputError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 __all__ = ["EVENT_KINDS", "emit"]
 
@@ -34,6 +36,7 @@ EVENT_KINDS = frozenset(
         "rollout.done",
         "terminal.flagged",
         "notice.failed",
+        "notice.fallback",
         "verify.not_genuine",
     }
 )
@@ -41,16 +44,25 @@ EVENT_KINDS = frozenset(
 
 
 def emit(
-    conn: Connection, kind: str, payload: dict[str, Any], *, at: datetime | None = None
+    conn: Connection | QuickConnection,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    at: datetime | None = None,
 ) -> int:
     """Record event ``kind`` in the caller's transaction; its id.
 
     Raises :class:`~fleet.core.errors.InputError` for a kind not in :data:`EVENT_KINDS`."""
     if kind not in EVENT_KINDS:
         raise InputError(f"unknown event kind {kind!r}", where="event")
+    values = {"kind": kind, "payload": payload, "occurred_at": at or now(), "fanned_out": False}
+    if isinstance(conn, QuickConnection):  # plain DB-API (``posfleet notices verify``)
+        return int(conn.scalar_one("event_insert", **values))
+    from sqlalchemy import insert  # noqa: PLC0415 - SQLAlchemy only where it is used
+
+    from fleet.core.clauses import EVENT_CLAUSE  # noqa: PLC0415
+
     row = conn.execute(
-        insert(EVENT_CLAUSE)
-        .values(kind=kind, payload=payload, occurred_at=at or now(), fanned_out=False)
-        .returning(EVENT_CLAUSE.c.id)
+        insert(EVENT_CLAUSE).values(**values).returning(EVENT_CLAUSE.c.id)
     ).scalar_one()
     return int(row)

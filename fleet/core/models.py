@@ -13,6 +13,9 @@ table                   holds
 ``advisory_firmware``   catalog: which firmware versions an advisory affects
 ``merchant``            who owns terminals, and how to reach them
 ``terminal``            every device: model, firmware, TID/MID, status, versions
+``health_sample``       every health report of a terminal (sign-on or health poll)
+``terminal_health``     a terminal's latest health and the least-squares sums of its
+                        wear counters over its whole history (one row per terminal)
 ``key_version``         the master key versions the fleet issued: check value, when
                         (never a key: master keys live in files, docs/protocol.md)
 ``audit``               every change: who, when, what, why
@@ -35,6 +38,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     Column,
     ForeignKeyConstraint,
@@ -62,12 +66,14 @@ __all__ = [
     "ContactEvent",
     "Event",
     "Firmware",
+    "HealthSample",
     "IssuedKey",
     "Merchant",
     "Message",
     "Status",
     "Swap",
     "Terminal",
+    "TerminalHealth",
     "TerminalModel",
     "UTCDateTime",
     "VerificationLog",
@@ -100,6 +106,12 @@ class TerminalModel(SQLModel, table=True):
     currency: str = Field(default="EUR", max_length=3)
     successor: str | None = Field(default=None, max_length=40)
     """The model that replaces this one (its price is the forecast's cost)."""
+    reader_rated_cycles: int | None = None
+    """Card insertions and swipes (chip + magstripe reads) the reader is rated for."""
+    printer_rated_lines: int | None = None
+    """Lines the print head is rated for (none: no printer, or not rated)."""
+    battery_rated_cycles: int | None = None
+    """Full charge cycles the battery is rated for (none: no battery, or not rated)."""
 
     def capabilities(self) -> list[str]:
         names = ("chip", "contactless", "magstripe", "qr", "pin_pad")
@@ -223,6 +235,82 @@ class Terminal(SQLModel, table=True):
     )
     """The next key version it holds while a key change awaits confirmation (0: none). A
     server default, not a client one: inventory imports write only their own columns."""
+
+
+class HealthSample(SQLModel, table=True):
+    """One health report of a terminal (tags 0x10-0x16, docs/protocol.md), as received:
+    at a sign-on (``sync``) or a health poll (``poll``)."""
+
+    __tablename__ = "health_sample"
+    __table_args__ = (
+        ForeignKeyConstraint(["serial"], ["terminal.serial"], name="fk_health_terminal"),
+    )
+
+    serial: str = Field(primary_key=True, max_length=40)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    """When the fleet received it (the fleet's clock, UTC)."""
+    source: str = Field(default="poll", max_length=8)
+    battery_level: int | None = None
+    battery_health: int | None = None
+    """Capacity left, % of new."""
+    battery_cycles: int | None = None
+    paper: int | None = None
+    """0 ok, 1 low, 2 out (none: no printer)."""
+    printer_lines: int | None = None
+    chip: int = 0
+    contactless: int = 0
+    magstripe: int = 0
+    tamper: bool = False
+    tampered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    uptime: int = 0
+    last_reboot: int = 0
+    free_storage: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class TerminalHealth(SQLModel, table=True):
+    """A terminal's latest health, and the sums a least-squares line of each wear counter
+    over its whole history rests on (x: days since 1970-01-01 UTC, y: the counter), kept
+    up to date as samples arrive, so flagging reads one row per terminal, not its history
+    (:mod:`fleet.device.health`)."""
+
+    __tablename__ = "terminal_health"
+    __table_args__ = (
+        ForeignKeyConstraint(["serial"], ["terminal.serial"], name="fk_thealth_terminal"),
+        Index("ix_terminal_health_tamper", "tamper"),
+    )
+
+    serial: str = Field(primary_key=True, max_length=40)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    """The latest sample's instant."""
+    samples: int = 0
+    tamper: bool = False
+    tampered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    battery_level: int | None = None
+    battery_health: int | None = None
+    battery_cycles: int | None = None
+    paper: int | None = None
+    printer_lines: int | None = None
+    reader: int = 0
+    """Chip + magstripe reads (what wears the reader; contactless taps do not)."""
+    contactless: int = 0
+    uptime: int = 0
+    last_reboot: int = 0
+    free_storage: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    reader_n: int = 0
+    reader_sx: float = 0.0
+    reader_sxx: float = 0.0
+    reader_sy: float = 0.0
+    reader_sxy: float = 0.0
+    printer_n: int = 0
+    printer_sx: float = 0.0
+    printer_sxx: float = 0.0
+    printer_sy: float = 0.0
+    printer_sxy: float = 0.0
+    battery_n: int = 0
+    battery_sx: float = 0.0
+    battery_sxx: float = 0.0
+    battery_sy: float = 0.0
+    battery_sxy: float = 0.0
 
 
 class IssuedKey(SQLModel, table=True):
@@ -360,6 +448,14 @@ class Message(SQLModel, table=True):
     provider_ref: str | None = Field(default=None, max_length=200)
     """The transport's id for it (the email's Message-ID, the file written…)."""
     error: str | None = Field(default=None, max_length=500)
+    delivery: str | None = Field(default=None, max_length=12)
+    """Beside the send state, what the provider said (:mod:`fleet.notices.receipts`):
+    ``queued`` < ``sent`` < ``delivered`` | ``undelivered`` | ``failed`` (it only moves
+    forward); an email bounce sets ``failed``. None: no receipt yet."""
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    """When the provider confirmed delivery (an SMS is delivered only on a receipt)."""
+    delivery_error: str | None = Field(default=None, max_length=200)
+    """The provider's error code, or the bounce's status and diagnostic."""
 
 
 class ContactEvent(SQLModel, table=True):
@@ -385,6 +481,7 @@ class Swap(SQLModel, table=True):
     __table_args__ = (
         Index("ix_swap_old", "old_serial"),
         Index("ix_swap_status", "status", "planned_for"),
+        Index("ix_swap_follow_up", "follow_up_state", "follow_up_on"),
         CheckConstraint("status IN ('planned', 'done', 'cancelled')", name="ck_swap_status"),
     )
 
@@ -402,9 +499,25 @@ class Swap(SQLModel, table=True):
     created_by: str = Field(max_length=80)
     done_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
     follow_up_on: date | None = None
+    """When the follow-up (回访) is due: moved on by the policy after an unreached call."""
+    reason_code: str | None = Field(default=None, max_length=32)
+    """Why, as the merchant reads it (:mod:`fleet.notices.reasons`); ``reason`` is the
+    operator's note, never sent."""
+    follow_up_state: str | None = Field(default=None, max_length=12)
+    """``due`` (after the swap) → ``done`` (reached) | ``due`` again (unreached, retried) |
+    ``unreached`` (the policy's attempts used up)."""
+    follow_up_attempts: int = 0
+    followed_up_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
+    satisfaction: int | None = None
+    """1–5, as the merchant said on the follow-up."""
+    follow_up_issue: str | None = Field(default=None, max_length=500)
+    issue_open: bool = False
     provision: str | None = Field(default=None, max_length=500)
     """After ``--port``: ``ok: synced; table 7 committed, verified (test fee 60)`` or what
     failed."""
+    merchant_reply: str | None = Field(default=None, max_length=12)
+    """The merchant's SMS answer to a planned swap: ``confirmed`` (1) or ``reschedule`` (2)."""
+    replied_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime()))
 
 
 class Rollout(SQLModel, table=True):
@@ -541,6 +654,98 @@ class VerificationLog(SQLModel, table=True):
     note: str = Field(default="", max_length=500)
 
 
+class SmsProvider(SQLModel, table=True):
+    """An SMS provider allowed to call the status and inbound endpoints. Its secret is
+    kept as a SHA-256 (compared in constant time); for HMAC signatures it is also sealed
+    under the secrets key (never in clear)."""
+
+    __tablename__ = "sms_provider"
+
+    name: str = Field(primary_key=True, max_length=40)
+    secret_hash: str = Field(max_length=64)
+    secret_box: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+    key_id: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_by: str = Field(max_length=80)
+
+
+class DeliveryReceipt(SQLModel, table=True):
+    """Every status callback once (by provider, provider message id and status): what
+    came, when, and whether it moved the message's delivery state (``applied``)."""
+
+    __tablename__ = "delivery_receipt"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_id", "status", name="uq_receipt"),
+        Index("ix_receipt_message", "message_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=40)
+    provider_id: str = Field(max_length=80)
+    status: str = Field(max_length=12)
+    error_code: str | None = Field(default=None, max_length=40)
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    message_id: int | None = None
+    applied: bool = False
+
+
+class InboundReply(SQLModel, table=True):
+    """An SMS a merchant sent us, once per provider id, and what it did."""
+
+    __tablename__ = "inbound_reply"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_id", name="uq_inbound"),
+        Index("ix_inbound_merchant", "merchant_id", "received_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=40)
+    provider_id: str = Field(max_length=80)
+    from_number: str = Field(max_length=20)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    merchant_id: str | None = Field(default=None, max_length=15)
+    message_id: int | None = None
+    """The most recent message sent to that number: the notice it answers."""
+    action: str = Field(max_length=16)
+    """``opt_out``, ``confirm``, ``reschedule``, ``call_task``, ``unmatched``."""
+
+
+class CallTask(SQLModel, table=True):
+    """Work for the call centre that came from a merchant: a reply to read back, a swap
+    to reschedule. ``text`` is the merchant's own words (escaped wherever shown)."""
+
+    __tablename__ = "call_task"
+    __table_args__ = (Index("ix_call_task_status", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    merchant_id: str | None = Field(default=None, max_length=15)
+    phone: str = Field(default="", max_length=20)
+    kind: str = Field(max_length=16)
+    """``reply`` (anything we could not act on), ``reschedule`` (a planned swap)."""
+    ref: str = Field(default="", max_length=60)
+    """What it is about: ``swap:12``, ``message:ABCDE-FGHJK``…"""
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    status: str = Field(default="open", max_length=8)
+
+
+class ScamComplaint(SQLModel, table=True):
+    """A merchant's report of a call or text claiming to be us (the scam radar)."""
+
+    __tablename__ = "scam_complaint"
+    __table_args__ = (Index("ix_scam_complaint_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    region: str = Field(max_length=40)
+    merchant_id: str | None = Field(default=None, max_length=15)
+    channel: str = Field(max_length=12)
+    """How the scam came: ``call``, ``sms``, ``email``, ``visit``."""
+    note: str = Field(default="", max_length=500)
+    actor: str = Field(max_length=80)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model (typed, for SQL built with ``table.c.column``)."""
     table = model.__table__  # type: ignore[attr-defined]
@@ -556,6 +761,8 @@ MERCHANTS = table_of(Merchant)
 TERMINALS = table_of(Terminal)
 AUDIT = table_of(Audit)
 ISSUED_KEYS = table_of(IssuedKey)
+HEALTH_SAMPLES = table_of(HealthSample)
+TERMINAL_HEALTH = table_of(TerminalHealth)
 FEE_TABLES = table_of(PublishedTable)
 NOTICES = table_of(Notice)
 MESSAGES = table_of(Message)
@@ -566,3 +773,8 @@ JOBS = table_of(RolloutJob)
 ATTEMPTS = table_of(PushAttempt)
 EVENTS = table_of(Event)
 VERIFICATIONS = table_of(VerificationLog)
+SMS_PROVIDERS = table_of(SmsProvider)
+RECEIPTS = table_of(DeliveryReceipt)
+INBOUND = table_of(InboundReply)
+CALL_TASKS = table_of(CallTask)
+SCAM_COMPLAINTS = table_of(ScamComplaint)

@@ -80,6 +80,7 @@ __all__ = [
     "is_currency",
     "numeric_code",
     "parse_currency_code",
+    "parse_decimal",
     "parse_minor",
     "precision",
     "to_decimal",
@@ -198,6 +199,31 @@ def precision(currency: str | int) -> int:
     return int(get_currency_precision(alpha))
 
 
+DECIMAL_RANGE = 30
+"""Decimal text posfleet reads (amounts, rates, percentages) lies within 10**±30: beyond,
+it is refused as out of range rather than left to overflow the decimal context."""
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Decimal text → an exact, finite :class:`~decimal.Decimal` within 10**±30, or
+    :class:`MoneyError` with the reason: the one place posfleet turns text into a decimal,
+    so that ``"1E20000000"`` is an error message, never a ``decimal.Overflow``.
+
+    >>> parse_decimal("0.60"), parse_decimal("1E20000000")
+    Traceback (most recent call last):
+    fleet.core.money.MoneyError: out of range: '1E20000000'
+    """
+    try:
+        value = Decimal(text)
+    except (InvalidOperation, ValueError, TypeError):
+        raise MoneyError(f"not a number: {text!r}") from None
+    if not value.is_finite():
+        raise MoneyError(f"not a finite number: {text!r}")
+    if value and abs(value.adjusted()) > DECIMAL_RANGE:
+        raise MoneyError(f"out of range: {text!r}")
+    return value
+
+
 def parse_minor(text: Any, currency: str | int) -> int:
     """A decimal amount (``"1,234.50"``; a whole number also as an int) → integer minor
     units of ``currency``, exactly (no float on the way). Negative, non-finite and finer
@@ -207,10 +233,10 @@ def parse_minor(text: Any, currency: str | int) -> int:
     exponent = precision(currency)
     raw = str(text).strip()
     try:
-        amount = Decimal(raw.replace(",", "").replace("_", ""))
-    except InvalidOperation:
-        raise MoneyError(f"not an amount: {text!r}") from None
-    if not amount.is_finite() or amount < 0:
+        amount = parse_decimal(raw.replace(",", "").replace("_", ""))
+    except MoneyError as exc:
+        raise MoneyError(f"not an amount ({exc.message.split(':')[0]}): {text!r}") from None
+    if amount < 0:
         raise MoneyError(f"not a non-negative amount: {text!r}")
     minor = amount.scaleb(exponent)
     if minor != minor.to_integral_value():

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import json
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 from fleet.core.errors import InputError
 from fleet.core.escaping import csv_uncell
+from fleet.core.files import DocumentError, FileTextError, load_json, load_toml, read_text
 
 __all__ = [
     "Column",
@@ -295,13 +295,9 @@ class _Positions:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise _reject(str(path), 0, exc.strerror or str(exc)) from None
-    except UnicodeDecodeError as exc:
-        raise RejectedFileError(
-            [RowError(str(path), 0, "", f"not UTF-8 text: {exc.reason}")]
-        ) from None
+        return read_text(path)
+    except FileTextError as exc:
+        raise _reject(str(path), 0, exc.message) from None
 
 
 def file_format(path: Path, fmt: str | None = None) -> str:
@@ -328,15 +324,15 @@ def read_sections(path: Path, fmt: str | None = None) -> dict[str, tuple[list[st
     text = _read_text(path)
     if fmt == "json":
         try:
-            json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _reject(name, exc.lineno, f"bad JSON: {exc.msg}") from None
+            load_json(text)
+        except DocumentError as exc:
+            raise _reject(name, exc.line, exc.message) from None
         raw: dict[str, list[tuple[int | str, Any]]] = _Positions(text).sections()
     else:
         try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise _reject(name, 0, f"bad TOML: {exc}") from None
+            doc = load_toml(text)
+        except DocumentError as exc:
+            raise _reject(name, exc.line, exc.message) from None
         raw = {
             key: [(f"{key}[{i}]", v) for i, v in enumerate(value)]
             if isinstance(value, list)

@@ -16,7 +16,7 @@ from fleet.device.keyring import KeyFileError, KeyRing, MissingKeyError, Unissue
 from fleet.device.push import PushFailedError, PushOutcome, push_on, push_terminal
 from fleet.device.rotate import RotationError, RotationOutcome, rotate_terminal
 from fleet.device.session import DeviceError, DeviceSession, IdentityError, TerminalRef, resolve
-from fleet.device.sync import SyncError, SyncResult, reaching, record_sign_on, sync
+from fleet.device.sync import SyncError, SyncResult, reaching, record_sign_on, sync, sync_many
 
 __all__ = [
     "DeviceError",
@@ -49,4 +49,5 @@ __all__ = [
     "resolve",
     "rotate_terminal",
     "sync",
+    "sync_many",
 ]

@@ -4,7 +4,8 @@ The terminal is found by serial (its recorded link, or a given one) or by the li
 alone (:func:`fleet.device.session.resolve`). What it reports must agree with the
 inventory on identity (serial, MID; the session checks) and name a model and firmware
 the catalog knows; then model, firmware, active and pending table versions and
-``last_seen`` are written, with an audit entry of what changed. So are the key versions it
+``last_seen`` are written, and the health it reports as a sample of its history
+(:mod:`fleet.device.health`), with an audit entry of what changed. So are the key versions it
 reports (tag 0x20: current, next); a version the fleet never issued
 (:mod:`fleet.device.issued`) is recorded and then fails the sync with a
 :class:`~fleet.device.keyring.UnissuedKeyError`'s message (``reason`` ``unissued_key``).
@@ -12,7 +13,8 @@ reports (tag 0x20: current, next); a version the fleet never issued
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,7 @@ from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.models import FIRMWARE, TERMINALS, now
+from fleet.device.health import HealthReport, record_health
 from fleet.device.issued import attach
 from fleet.device.keyring import KeyRing
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef, resolve
@@ -30,7 +33,7 @@ from fleet.inventory import get_terminal, terminal_cells
 from protocols.errors import LinkError, ProtocolError
 from protocols.session import SignOn
 
-__all__ = ["SyncError", "SyncResult", "reaching", "record_sign_on", "sync"]
+__all__ = ["SyncError", "SyncResult", "reaching", "record_sign_on", "sync", "sync_many"]
 
 
 class SyncError(DeviceError):
@@ -80,13 +83,14 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
                 f"{serial} reports model {info.model} firmware {info.firmware}, "
                 "not in the catalog: import it first"
             )
+        seen = now()
         values = {
             "model": info.model,
             "firmware": info.firmware,
             "active_version": info.active_version,
             "pending_version": info.pending_version,
             "link": url,
-            "last_seen": now(),
+            "last_seen": seen,
         }
         before = terminal_cells(row)
         after = terminal_cells(row | values)
@@ -101,6 +105,8 @@ def record_sign_on(engine: Engine, dev: DeviceSession, *, actor: str) -> SyncRes
             .where(TERMINALS.c.serial == serial)
             .values(**values, **dev.key_columns())
         )
+        if signed.health is not None:  # a v1 terminal reports none
+            record_health(conn, [HealthReport(serial, signed.health, seen, "sync")])
         audit.record(
             conn,
             actor=actor,
@@ -156,3 +162,41 @@ def sync(
         raise SyncError(exc.message, where=exc.where) from exc
     with reaching(ref), DeviceSession(ref, keys=ring, baud=baud, t2=t2) as dev:
         return record_sign_on(engine, dev, actor=actor)
+
+
+SYNC_WORKERS = 16
+"""Terminals signed on to at once by :func:`sync_many` (each its own link): an unreachable
+terminal costs its T1 resends (about 3 s), which run side by side instead of in turn."""
+
+
+def sync_many(
+    engine: Engine,
+    serials: Sequence[str],
+    *,
+    actor: str,
+    workers: int = SYNC_WORKERS,
+    baud: int = 115200,
+    t2: float = 5.0,
+    keys: KeyRing | None = None,
+    done: Callable[[str, SyncResult | SyncError], None] | None = None,
+) -> list[SyncResult | SyncError]:
+    """:func:`sync` each of ``serials``, ``workers`` at a time; the outcome of each (its
+    result or its :class:`SyncError`), in the order of ``serials``. ``done(serial,
+    outcome)`` is called as each ends (from the calling thread), for a progress bar. Each
+    records in its own transaction (SQLite takes the writes in turn)."""
+
+    def one(serial: str) -> SyncResult | SyncError:
+        try:
+            return sync(engine, actor=actor, serial=serial, baud=baud, t2=t2, keys=keys)
+        except SyncError as exc:
+            return exc
+
+    outcomes: dict[str, SyncResult | SyncError] = {}
+    with ThreadPoolExecutor(max(1, min(workers, len(serials) or 1))) as pool:
+        futures = {pool.submit(one, serial): serial for serial in serials}
+        for future in as_completed(futures):
+            serial = futures[future]
+            outcomes[serial] = future.result()
+            if done is not None:
+                done(serial, outcomes[serial])
+    return [outcomes[serial] for serial in serials]

@@ -8,7 +8,10 @@ versions strictly increase. Which table each merchant should have is
 typical basket, its effective time must be at least ``notice_period`` after publication;
 :func:`publish` refuses a shorter one unless given an override reason, which is audited.
 Reductions may take effect at once. Publishing queues one ``fee_change`` notice per
-merchant whose basket fee changes, in the same transaction (the notices outbox).
+merchant whose basket fee changes, in the same transaction (the notices outbox). The notice
+states the publication's **reason code** (``fee_review`` unless given), worded in the
+merchant's language from :mod:`fleet.notices.reasons`; the table's name and description
+are the operator's and never reach a merchant.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy import Connection, Engine, insert
 
 from fleet.core import audit
 from fleet.core.db import writer
+from fleet.core.files import FileTextError, read_text
 from fleet.core.models import FEE_TABLES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import FeePolicy
@@ -30,6 +34,8 @@ from fleet.fees.tablefile import ParsedTable, parse_fee_toml, sha256
 from fleet.fees.tables import load_tables
 from fleet.fees.targets import foreign_merchants, merchants_in
 from fleet.notices import FeeChange, queue_many
+from fleet.notices.reasons import FEE_CODES
+from fleet.notices.reasons import reason_code as checked
 from protocols.feetable import FeeTable
 
 __all__ = ["Plan", "plan", "publish", "read_table_file"]
@@ -48,6 +54,8 @@ class Plan:
     published_at: datetime
     foreign: tuple[tuple[str, str], ...] = ()
     """Merchants of the group the table leaves out, paid in another currency (id, country)."""
+    reason_code: str = "fee_review"
+    """Why, as the merchants read it (:mod:`fleet.notices.reasons`; never the file's text)."""
 
     @property
     def raises(self) -> list[Impact]:
@@ -71,7 +79,6 @@ class Plan:
 
     def notices(self) -> list[tuple[str, FeeChange]]:
         """The ``fee_change`` notice of each merchant whose basket fee changes."""
-        reason = self.parsed.description or self.parsed.name or f"fee table {self.version}"
         return [
             (
                 i.merchant_id,
@@ -83,7 +90,7 @@ class Plan:
                     basket_old=i.old_fee,
                     basket_new=i.new_fee,
                     direction="up" if i.raised else "new" if i.old_fee is None else "down",
-                    reason=reason,
+                    reason_code=self.reason_code,
                     sales=len(self.basket),
                     basket_total=sum(b.amount for b in self.basket),
                 ),
@@ -95,9 +102,9 @@ class Plan:
 
 def read_table_file(path: Path) -> tuple[str, ParsedTable]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FeeFileError(f"{path}: {exc.strerror}") from None
+        text = read_text(path)
+    except FileTextError as exc:
+        raise FeeFileError(str(exc)) from None
     return text, parse_fee_toml(text, str(path))
 
 
@@ -108,8 +115,11 @@ def plan(
     *,
     at: datetime | None = None,
     version: int | None = None,
+    reason_code: str = "fee_review",
 ) -> Plan:
-    """The impact of publishing ``parsed`` now (or ``at``), per affected merchant."""
+    """The impact of publishing ``parsed`` now (or ``at``), per affected merchant.
+    ``reason_code``: why, from the catalogue (:mod:`fleet.notices.reasons`)."""
+    reason_code = checked(reason_code, allowed=FEE_CODES)
     tables = load_tables(conn)
     latest = max(tables, default=0)
     number = version if version is not None else latest + 1
@@ -128,7 +138,10 @@ def plan(
     foreign = tuple(
         (r.id, r.country) for r in foreign_merchants(conn, parsed.group, parsed.currency)
     )
-    return Plan(number, parsed, table, impacts, basket, policy.notice_days, at or now(), foreign)
+    return Plan(
+        number, parsed, table, impacts, basket, policy.notice_days, at or now(), foreign,
+        reason_code,
+    )  # fmt: skip
 
 
 def publish(
@@ -139,6 +152,7 @@ def publish(
     policy: FeePolicy,
     override_reason: str | None = None,
     at: datetime | None = None,
+    reason_code: str = "fee_review",
 ) -> Plan:
     """Store the table of ``path`` as the next version, queue its notices, audit it.
 
@@ -149,7 +163,7 @@ def publish(
     with writer(engine).begin() as conn:
         if conn.dialect.name == "postgresql":  # one publisher at a time: versions stay dense
             conn.exec_driver_sql("LOCK TABLE fee_table IN EXCLUSIVE MODE")
-        p = plan(conn, parsed, policy, at=at)
+        p = plan(conn, parsed, policy, at=at, reason_code=reason_code)
         if not p.notice_ok:
             first = p.raises[0]
             detail = (
@@ -205,6 +219,7 @@ def publish(
                 "left_out_other_currency": len(p.foreign),
                 "raised": len(p.raises),
                 "notices": len(notices),
+                "reason_code": p.reason_code,
             },
             at=p.published_at,
         )

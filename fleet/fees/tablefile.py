@@ -36,13 +36,19 @@ fleet.fees.errors.FeeFileError: rules[0].card: unknown card type 'gold' (want an
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from fleet.core.money import MoneyError, alpha_code, numeric_code, parse_currency_code, parse_minor
+from fleet.core.files import DocumentError, load_toml
+from fleet.core.money import (
+    MoneyError,
+    alpha_code,
+    numeric_code,
+    parse_currency_code,
+    parse_decimal,
+    parse_minor,
+)
 from fleet.fees.describe import describe_rule
 from fleet.fees.errors import FeeFileError
 from fleet.fees.group import Group, parse_mcc_ranges
@@ -81,11 +87,11 @@ def parse_rate(text: Any, where: str = "rate") -> int:
     if not isinstance(text, str) or not text.strip().endswith("%"):
         raise FeeFileError(f'{where}: write a rate as a percent string, e.g. "0.60%"')
     try:
-        percent = Decimal(text.strip()[:-1].strip())
-    except InvalidOperation:
+        percent = parse_decimal(text.strip()[:-1].strip())
+    except MoneyError:
         raise FeeFileError(f"{where}: not a percentage: {text!r}") from None
     ppm = percent * (PPM // 100)
-    if not percent.is_finite() or ppm != ppm.to_integral_value():
+    if ppm != ppm.to_integral_value():
         raise FeeFileError(f"{where}: {text} is finer than 0.0001%")
     if not 0 <= ppm <= PPM:
         raise FeeFileError(f"{where}: {text} is not between 0% and 100%")
@@ -141,9 +147,9 @@ def parse_fee_toml(text: str, source: str = "") -> ParsedTable:
     """Check a fee-table file and build its rules (see the module's example)."""
     prefix = f"{source}: " if source else ""
     try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise FeeFileError(f"{prefix}not TOML: {exc}") from None
+        doc = load_toml(text)
+    except DocumentError as exc:
+        raise FeeFileError(f"{prefix}{exc.message}") from None
     try:
         return _parse(doc)
     except FeeFileError as exc:

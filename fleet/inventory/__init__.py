@@ -37,6 +37,7 @@ from fleet.inventory.merchants import (
     get_merchant,
     import_merchants,
     list_merchants,
+    update_merchant,
 )
 from fleet.inventory.terminal_import import import_terminals
 from fleet.inventory.terminals import (
@@ -83,5 +84,6 @@ __all__ = [
     "set_links",
     "terminal_cells",
     "terminal_detail",
+    "update_merchant",
     "update_terminal",
 ]

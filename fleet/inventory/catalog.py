@@ -34,7 +34,7 @@ from fleet.core.records import (
     read_sections,
 )
 from fleet.core.values import parse_bool, parse_currency, parse_date, parse_list, parse_money
-from fleet.inventory.cells import amount, bounded_text, severity, token
+from fleet.inventory.cells import amount, bounded_text, rated, severity, token
 from fleet.inventory.importing import (
     FileErrors,
     ImportResult,
@@ -75,6 +75,9 @@ MODEL = Schema(
         Column("unit_price", amount, required=False, default="0"),
         Column("currency", parse_currency, required=False, default="EUR"),
         Column("successor", token(40, "model code"), required=False),
+        Column("reader_rated_cycles", rated, required=False),
+        Column("printer_rated_lines", rated, required=False),
+        Column("battery_rated_cycles", rated, required=False),
     ),
 )
 FIRMWARE_SCHEMA = Schema(

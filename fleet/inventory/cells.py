@@ -93,3 +93,8 @@ def severity(text: str) -> str:
 def count(text: str) -> int:
     """A whole number ≥ 0 (a fault count, a table version)."""
     return parse_int(text)
+
+
+def rated(text: str) -> int:
+    """A rated life: a whole number ≥ 1 (reader cycles, printer lines, battery cycles)."""
+    return parse_int(text, low=1)

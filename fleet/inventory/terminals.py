@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleet.core import audit, clock
@@ -172,14 +172,21 @@ def get_terminal(conn: Connection, serial: str) -> dict[str, Any] | None:
 
 
 def iter_terminals(
-    engine: Engine, limit: int | None = None, **filters: Any
+    engine: Engine,
+    limit: int | None = None,
+    *,
+    not_seen_since: datetime | None = None,
+    **filters: Any,
 ) -> Iterator[dict[str, Any]]:
-    """Terminals by serial as column → value, filtered by equal columns, streamed."""
+    """Terminals by serial as column → value, filtered by equal columns, streamed;
+    ``not_seen_since``: only those not heard from since then (never seen included)."""
     table = TERMINALS
     stmt = select(table).order_by(table.c.serial)
     for name, value in filters.items():
         if value is not None:
             stmt = stmt.where(table.c[name] == value)
+    if not_seen_since is not None:
+        stmt = stmt.where(or_(table.c.last_seen.is_(None), table.c.last_seen < not_seen_since))
     if limit:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:

@@ -52,11 +52,13 @@ __all__ = [
 
 
 class TransportError(Exception):
-    """A send failed; ``retryable`` when trying again later may work."""
+    """A send failed; ``retryable`` when trying again later may work; ``unreachable``
+    when the server could not be reached at all (every message would fail alike)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.unreachable = unreachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +223,9 @@ class SmtpTransport:
                 if self.user:
                     smtp.login(self.user, self.password or "")
             except (OSError, smtplib.SMTPException) as exc:
-                raise TransportError(f"{self.name}: cannot connect: {exc}") from exc
+                raise TransportError(
+                    f"{self.name}: cannot connect: {exc}", unreachable=True
+                ) from exc
             self._smtp = smtp
         return self._smtp
 
@@ -258,6 +262,12 @@ class SmtpTransport:
             self._smtp = None
 
 
+_REFERENCE_SCHEMES = frozenset({"json", "jsons", "form", "forms", "xml", "xmls"})
+"""Apprise's plain-HTTP forms: each send carries the message's code in an
+``X-Posfleet-Reference`` header, for the provider to return in its status callbacks
+(:mod:`fleet.notices.receipts` finds the message by it)."""
+
+
 class AppriseTransport:
     """Any Apprise URL; ``{phone}`` in it becomes the merchant's number (E.164)."""
 
@@ -276,6 +286,8 @@ class AppriseTransport:
 
     def send(self, out: Outgoing) -> str:
         target = self.url.replace("{phone}", quote(out.address, safe=""))
+        if urlsplit(target).scheme in _REFERENCE_SCHEMES:  # the provider echoes it back
+            target += ("&" if "?" in target else "?") + f"+X-Posfleet-Reference={out.code}"
         sender = self._apprise.Apprise()
         sender.add(target)
         if not sender.notify(body=out.body, title=""):

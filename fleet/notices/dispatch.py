@@ -91,6 +91,8 @@ class DispatchResult:
     sent: int = 0
     retried: int = 0
     failed: int = 0
+    fell_back: int = 0
+    """SMS with no receipt within the window, their notices queued on the next channel."""
     by_channel: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     errors: list[str] = field(default_factory=list)
 
@@ -106,11 +108,25 @@ class DispatchResult:
             "by_channel": dict(self.by_channel),
             "retried": self.retried,
             "failed": self.failed + c.failed,
+            "fell_back": self.fell_back,
             "sms_segments": c.segments,
             "sms_cost": f"{format_minor(c.cost, sms_currency)} {sms_currency}",
             "errors": self.errors[:20],
             "transports": {ch: t.name for ch, t in transports.items()},
         }
+
+    def problem(self) -> str | None:
+        """What went wrong, in one line (``None``: every message claimed was sent): how
+        many were not sent, retried later or failed for good, and the first error (a
+        server down fails them all alike)."""
+        failed = self.failed + self.composed.failed
+        if not (self.retried or failed):
+            return None
+        first = self.errors[0].split(": ", 1)[-1] if self.errors else "see notices list"
+        return (
+            f"{self.retried + failed} messages not sent ({self.retried} to retry later, "
+            f"{failed} failed): {first}"
+        )
 
     def describe(self, sms_currency: str) -> str:
         """The run in one line."""
@@ -137,6 +153,7 @@ class Dispatcher:
         lease_s: float = 60.0,
         batch: int = 200,
         connections: int = 1,
+        receipt_window_s: float | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -150,6 +167,11 @@ class Dispatcher:
         self._flying: dict[int, float] = {}
         """Messages claimed and not yet finished → until when (monotonic) the lease is
         surely ours."""
+        self._down: dict[str, TransportError] = {}
+        """Channels whose server could not be reached in this pass: their other messages
+        are not tried (each would wait for the same dead server) but rescheduled."""
+        self.receipt_window_s = receipt_window_s
+        """SMS with no final receipt this long after sending fall back (None: never)."""
 
     def claim(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Up to ``batch`` messages that are ready, or whose sender's lease ran out."""
@@ -228,6 +250,9 @@ class Dispatcher:
         sending with the bookkeeping)."""
         transport = self.transports[message["channel"]]
         try:
+            down = self._down.get(message["channel"])
+            if down is not None:
+                raise down
             ref = transport.send(self.outgoing(message))
         except TransportError as exc:
             self._failed(message, exc, transport, result)
@@ -243,6 +268,8 @@ class Dispatcher:
         transport: Transport,
         result: DispatchResult,
     ) -> None:
+        if exc.unreachable:
+            self._down[message["channel"]] = exc
         error = str(exc)[:500]
         result.errors.append(f"{message['code']}: {error}")
         if not exc.retryable or message["attempts"] >= self.policy.max_attempts:
@@ -281,7 +308,10 @@ class Dispatcher:
         the next batch and the other senders keep sending. A dispatcher killed between a
         server's 250 and that commit leaves the message ``sending``; it is sent again, with
         the same Message-ID, once its lease runs out. The window: at most one message per
-        connection."""
+        connection.
+
+        A server that cannot be reached ends a ``once`` run (its messages rescheduled, with
+        the error); watching, it is tried again at the next claim."""
         result = DispatchResult()
         todo: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
         done: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
@@ -297,7 +327,15 @@ class Dispatcher:
         next_renew = time.monotonic() + lease_s / 3
         try:
             while not stop():
-                if len(self._flying) <= self.batch // 2:
+                if once and self._down:
+                    if not self._flying:
+                        break  # the server is down: the rest waits for the next run
+                elif len(self._flying) <= self.batch // 2:
+                    self._down.clear()
+                    if self.receipt_window_s is not None:
+                        from fleet.notices.receipts import sweep  # noqa: PLC0415
+
+                        result.fell_back += sweep(self.engine, self.receipt_window_s)
                     result.composed.add(compose(self.engine, self.policy))
                     batch = self.claim()
                     for message in batch:
@@ -399,8 +437,13 @@ class Dispatcher:
                     done.put(_Sent(message, "", transport.name, transport, skipped=True))
                     continue
                 try:
+                    down = self._down.get(message["channel"])
+                    if down is not None:
+                        raise down  # its server is down: rescheduled, not tried
                     ref = transport.send(self.outgoing(message))
                 except TransportError as exc:
+                    if exc.unreachable:
+                        self._down[message["channel"]] = exc
                     done.put(_Sent(message, "", transport.name, transport, exc))
                     continue
                 # recorded at once, by this sender: a kill repeats at most the one message

@@ -6,10 +6,15 @@ stores :meth:`to_json`, and the texts read it back with :func:`payload_of`. The 
 are the ones notices have always been stored with, so stored notices stay readable.
 
 >>> p = payload_of("swap_done", {"swap": 3, "old": "PS1", "new": "PS2", "model": "PF-300",
-...                              "tid": "T1", "date": "2026-12-01", "reason": "worn",
+...                              "tid": "T1", "date": "2026-12-01", "reason_code": "wear",
 ...                              "engineer": "", "version": 7})
->>> p.date, p.version, payload_of("swap_done", p.to_json()) == p
-(datetime.date(2026, 12, 1), 7, True)
+>>> p.date, p.version, p.reason_code, payload_of("swap_done", p.to_json()) == p
+(datetime.date(2026, 12, 1), 7, 'wear', True)
+
+A payload carries a **reason code** (:mod:`fleet.notices.reasons`), never the operator's
+free text: the texts word the code in the merchant's language. A notice stored before the
+catalogue (a free-text ``reason`` key) reads as the generic code of its kind, so no
+operator text queued earlier reaches a merchant either.
 """
 
 from __future__ import annotations
@@ -21,9 +26,18 @@ from typing import Any, Literal
 
 from fleet.core.errors import InputError
 
-__all__ = ["KINDS", "SWAP_KINDS", "FeeChange", "NoticePayload", "SwapNotice", "payload_of"]
+__all__ = [
+    "KINDS",
+    "LOOP_KINDS",
+    "SWAP_KINDS",
+    "FeeChange",
+    "LoopNotice",
+    "NoticePayload",
+    "SwapNotice",
+    "payload_of",
+]
 
-KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up")
+KINDS = ("fee_change", "swap_planned", "swap_done", "follow_up", "scam_warning", "opt_out_confirm")
 SWAP_KINDS = ("swap_planned", "swap_done", "follow_up")
 
 
@@ -40,7 +54,8 @@ class FeeChange:
     """None: the merchant had no table before."""
     basket_new: int
     direction: Literal["up", "down", "new"]
-    reason: str
+    reason_code: str = "fee_review"
+    """A code of :mod:`fleet.notices.reasons` (the merchant reads its text)."""
     sales: int = 4
     basket_total: int | None = None
     kind: Literal["fee_change"] = "fee_change"
@@ -61,7 +76,7 @@ class FeeChange:
             basket_old=doc["basket_old"],
             basket_new=int(doc["basket_new"]),
             direction=doc.get("direction", "new"),
-            reason=str(doc.get("reason") or ""),
+            reason_code=str(doc.get("reason_code") or "fee_review"),
             sales=int(doc.get("sales", 4)),
             basket_total=doc.get("basket_total"),
         )
@@ -79,7 +94,8 @@ class SwapNotice:
     tid: str
     date: date
     """The visit (planned) or the swap (done), on the merchant's clock."""
-    reason: str
+    reason_code: str
+    """A code of :mod:`fleet.notices.reasons` (the merchant reads its text)."""
     engineer: str = ""
     version: int | None = None
     """The fee table the new terminal carries (done and follow-up)."""
@@ -104,13 +120,34 @@ class SwapNotice:
             model=doc.get("model"),
             tid=str(doc["tid"]),
             date=date.fromisoformat(str(doc["date"])[:10]),
-            reason=str(doc["reason"]),
+            reason_code=str(doc.get("reason_code") or "other"),
             engineer=str(doc.get("engineer") or ""),
             version=doc.get("version"),
         )
 
 
-NoticePayload = FeeChange | SwapNotice
+LOOP_KINDS = ("scam_warning", "opt_out_confirm")
+
+
+@dataclass(frozen=True, slots=True)
+class LoopNotice:
+    """What the loop sends on its own: a scam warning to a region's merchants, or the
+    one confirmation of an SMS opt-out. No operator text: only the region's name."""
+
+    kind: Literal["scam_warning", "opt_out_confirm"]
+    region: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"region": self.region}
+
+    @classmethod
+    def from_json(cls, kind: str, doc: Mapping[str, Any]) -> LoopNotice:
+        if kind not in LOOP_KINDS:
+            raise InputError(f"unknown notice kind {kind!r}")
+        return cls(kind=kind, region=str(doc.get("region") or ""))  # type: ignore[arg-type]
+
+
+NoticePayload = FeeChange | SwapNotice | LoopNotice
 
 
 def payload_of(kind: str, doc: Mapping[str, Any]) -> NoticePayload:
@@ -119,4 +156,6 @@ def payload_of(kind: str, doc: Mapping[str, Any]) -> NoticePayload:
         return FeeChange.from_json(doc)
     if kind in SWAP_KINDS:
         return SwapNotice.from_json(kind, doc)
+    if kind in LOOP_KINDS:
+        return LoopNotice.from_json(kind, doc)
     raise InputError(f"unknown notice kind {kind!r}")

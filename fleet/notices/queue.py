@@ -3,20 +3,21 @@ publication), so no event is without its notice. Its text fields (a swap's reaso
 table's description…) are checked first (:func:`fleet.notices.content.check_payload`): a
 notice a merchant must not read refuses the event itself.
 
-It writes through the bare clause of :mod:`fleet.core.clauses`: importing
-:mod:`fleet.notices` (as ``posfleet notices verify`` does) builds no SQLModel class."""
+It writes through the bare clause of :mod:`fleet.core.clauses`, imported when it writes:
+importing :mod:`fleet.notices` (as ``posfleet notices verify`` does) loads neither
+SQLAlchemy nor a SQLModel class."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert
-
-from fleet.core.clauses import NOTICE_CLAUSE as NOTICES
-from fleet.core.clauses import now
+from fleet.core.clock import now
 from fleet.notices.payloads import NoticePayload
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 __all__ = ["queue", "queue_many"]
 
@@ -33,6 +34,10 @@ def queue(
 ) -> None:
     """Queue one notice in the caller's transaction (once per kind, merchant and event);
     ``channel`` forces one (a follow-up call task)."""
+    from sqlalchemy import insert  # noqa: PLC0415 - SQLAlchemy only to write
+
+    from fleet.core.clauses import NOTICE_CLAUSE as NOTICES  # noqa: PLC0415
+
     _check(payload, ref)
     conn.execute(
         insert(NOTICES).values(
@@ -62,6 +67,10 @@ def queue_many(
     at: datetime | None = None,
 ) -> int:
     """Queue (merchant id, payload) pairs of one event in bulk; returns how many."""
+    from sqlalchemy import insert  # noqa: PLC0415 - SQLAlchemy only to write
+
+    from fleet.core.clauses import NOTICE_CLAUSE as NOTICES  # noqa: PLC0415
+
     at = at or now()
     rows: list[dict[str, Any]] = [
         {

@@ -27,7 +27,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateError
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
 from fleet.notices.content import FORBIDDEN, forbidden
-from fleet.notices.payloads import KINDS, FeeChange, payload_of
+from fleet.notices.payloads import KINDS, FeeChange, LoopNotice, payload_of
+from fleet.notices.reasons import CATALOGUE, FEE_CODES, SWAP_CODES, reason_text
 from fleet.notices.sms import SmsCount, count
 
 __all__ = [
@@ -120,20 +121,22 @@ def context(item: NoticeItem, *, language: str, zone: str, policy: NoticePolicy)
             "version": p.version,
             "effective": _date(p.effective, lang, zone, clock=True),
             "zone": zone,
-            "reason": p.reason or (f"费率表第{p.version}版" if zh else "new fee table"),
+            "reason": reason_text(p.reason_code, lang),
             "sales": p.sales,
             "basket_total": _money(p.basket_total, p.currency, lang),
             "before": _money(old, p.currency, lang),
             "after": _money(new, p.currency, lang),
             "change": change,
         }
+    if isinstance(p, LoopNotice):
+        return {"region": p.region or ("您所在地区" if zh else "your area")}
     return {
         "old": p.old,
         "new": p.new or ("待定" if zh else "to be chosen"),
         "model": p.model or "",
         "tid": p.tid,
         "date": _date(p.date, lang, zone, clock=False),
-        "reason": p.reason,
+        "reason": reason_text(p.reason_code, lang),
         "engineer": p.engineer,
         "version": p.version or ("无" if zh else "none"),
     }
@@ -180,20 +183,27 @@ def render(
     return Rendered(subject, frame, count(frame) if channel == "sms" else None)
 
 
+def _longest(codes: Sequence[str]) -> str:
+    """The code whose text is longest in any language: what a template check renders."""
+    return max(codes, key=lambda c: max(len(t.encode()) for t in CATALOGUE[c].values()))
+
+
 def sample_items(kind: str) -> list[NoticeItem]:
     """Long but realistic payloads of ``kind``: what template checks render."""
     if kind == "fee_change":
         payload: dict[str, Any] = {
             "version": 12345, "old_version": 12344, "effective": "2027-12-31T00:00:00+08:00",
             "currency": "EUR", "basket_old": 1_234_567, "basket_new": 1_334_567,
-            "direction": "up", "reason": "Annual scheme fee review 2027",
+            "direction": "up", "reason_code": _longest(FEE_CODES),
             "sales": 4, "basket_total": 46_500,
         }  # fmt: skip
+    elif kind in ("scam_warning", "opt_out_confirm"):
+        payload = {"region": "Region name of forty characters, long!!"}
     else:
         payload = {
             "swap": 123456, "old": "PS00012345678", "new": "PS00087654321",
             "model": "Verifone V660P-A", "tid": "T1234567", "date": "2027-12-31",
-            "reason": "PCI PTS approval expiring", "engineer": "Engineer Name",
+            "reason_code": _longest(SWAP_CODES), "engineer": "Engineer Name",
             "version": 12345,
         }  # fmt: skip
     return [NoticeItem(kind, payload)]
@@ -210,9 +220,12 @@ class TemplateProblem:
 
 def check_templates(policy: NoticePolicy) -> list[TemplateProblem]:
     """Render every kind × language × channel (and an email / call digest) with long sample
-    values; report URLs, requests for secrets, missing hotline / code / never-ask line,
-    and SMS over the policy's segment limit."""
-    problems = []
+    values (the longest reason of the catalogue) and check every reason text; report URLs,
+    requests for secrets, missing hotline / code / never-ask line, and SMS over the
+    policy's segment limit."""
+    from fleet.notices.reasons import check_catalogue  # noqa: PLC0415
+
+    problems = [TemplateProblem("reason catalogue", p) for p in check_catalogue()]
     code = "ABCDE-FGHJK"
     merchant = "Merchant name of forty characters, long!"
     for lang in LANGUAGES:

@@ -5,30 +5,29 @@ Every check is also kept in the verification log (:mod:`fleet.notices.verify_log
 who asked, from where, for which calling merchant), and a NOT GENUINE one emits the
 ``verify.not_genuine`` event in the same transaction (scam radar, webhooks).
 
-It is the hot path of ``posfleet notices verify``: it reads and writes through the bare
-clauses of :mod:`fleet.core.clauses` and imports nothing that builds SQLModel classes,
-Jinja2 templates or fee tables (``tests/fleet/cli/test_cli_startup.py`` keeps it so).
+It is the hot path of ``posfleet notices verify``: it runs on plain DB-API
+(:mod:`fleet.core.dbapi`: sqlite3 or psycopg) the SQL that SQLAlchemy compiles from the
+bare clauses of :mod:`fleet.core.clauses` (kept in :mod:`fleet.core.verify_sql`), and
+imports neither SQLAlchemy nor anything that builds SQLModel classes, Jinja2 templates or
+fee tables (``tests/fleet/cli/test_cli_startup.py`` keeps it so). Given an engine (the web
+console), it runs the same statements on a connection of the engine's pool.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
-from sqlalchemy import Engine, select
+from typing import TYPE_CHECKING, Any
 
 from fleet.core import audit
-
-# The bare clauses under the models' names: the queries read as they do elsewhere.
-from fleet.core.clauses import MERCHANT_CLAUSE as MERCHANTS
-from fleet.core.clauses import MESSAGE_CLAUSE as MESSAGES
-from fleet.core.clauses import NOTICE_CLAUSE as NOTICES
-from fleet.core.clauses import now
-from fleet.core.db import writer
+from fleet.core.clock import now
+from fleet.core.dbapi import QuickDatabase
 from fleet.core.events import emit
 from fleet.core.masking import mask_address
 from fleet.notices.codes import normalise_code
 from fleet.notices.verify_log import log_verification
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 __all__ = ["Verification", "verify"]
 
@@ -63,49 +62,53 @@ class Verification:
 
 
 def verify(
-    engine: Engine, code: str, *, actor: str, address: str = "", caller: str | None = None
+    db: Engine | QuickDatabase,
+    code: str,
+    *,
+    actor: str,
+    address: str = "",
+    caller: str | None = None,
 ) -> Verification:
     """Whether ``code`` is on a message we composed, and that message. Every check is
     audited (who asked about which code), so guessing shows up in the log; ``address``
     (where the check came from) and ``caller`` (the merchant calling, when the agent
-    knows it) go into the verification log."""
+    knows it) go into the verification log. The check, its audit entry, its log row and
+    (NOT GENUINE) its event are one transaction."""
     wanted = normalise_code(code)
     at = now()
-    with writer(engine).begin() as conn:
-        row = conn.execute(select(MESSAGES).where(MESSAGES.c.code == wanted)).first()
-        audit.record(
-            conn,
-            actor=actor,
-            action="verify",
-            target=f"notice_code:{wanted}",
-            details={"genuine": row is not None},
-        )
-        merchant_id = row.merchant_id if row is not None else caller
-        region = (
-            conn.execute(select(MERCHANTS.c.region).where(MERCHANTS.c.id == merchant_id)).scalar()
-            if merchant_id
-            else None
-        )
-        log_verification(
-            conn, at=at, code=wanted, genuine=row is not None, actor=actor,
-            message_id=row.id if row is not None else None, merchant_id=merchant_id,
-            region=region, address=address,
-        )  # fmt: skip
-        if row is None:
-            emit(
+    quick = db if isinstance(db, QuickDatabase) else QuickDatabase.from_engine(db)
+    try:
+        with quick.begin() as conn:
+            row = conn.first("message_by_code", code=wanted)
+            audit.record(
                 conn,
-                "verify.not_genuine",
-                {"code": wanted, "caller": caller, "region": region, "checked_by": actor},
-                at=at,
+                actor=actor,
+                action="verify",
+                target=f"notice_code:{wanted}",
+                details={"genuine": row is not None},
             )
-            return Verification(wanted, False)
-        notices = [
-            {"id": n.id, "kind": n.kind, "ref": n.ref, "queued_at": n.created_at.isoformat()}
-            for n in conn.execute(
-                select(NOTICES).where(NOTICES.c.message_id == row.id).order_by(NOTICES.c.id)
-            )
-        ]
-        name = conn.execute(
-            select(MERCHANTS.c.name).where(MERCHANTS.c.id == row.merchant_id)
-        ).scalar_one()
-    return Verification(wanted, True, dict(row._mapping), notices, name)
+            merchant_id = row["merchant_id"] if row is not None else caller
+            region = conn.scalar("merchant_region", id=merchant_id) if merchant_id else None
+            log_verification(
+                conn, at=at, code=wanted, genuine=row is not None, actor=actor,
+                message_id=row["id"] if row is not None else None, merchant_id=merchant_id,
+                region=region, address=address,
+            )  # fmt: skip
+            if row is None:
+                emit(
+                    conn,
+                    "verify.not_genuine",
+                    {"code": wanted, "caller": caller, "region": region, "checked_by": actor},
+                    at=at,
+                )
+                return Verification(wanted, False)
+            notices = [
+                {"id": n["id"], "kind": n["kind"], "ref": n["ref"],
+                 "queued_at": n["created_at"].isoformat()}
+                for n in conn.rows("notices_of_message", message_id=row["id"])
+            ]  # fmt: skip
+            name = conn.scalar_one("merchant_name", id=row["merchant_id"])
+    finally:
+        if quick is not db:
+            quick.close()
+    return Verification(wanted, True, row, notices, name)

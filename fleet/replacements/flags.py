@@ -7,6 +7,10 @@ terminals in ``terminal_flag``: it adds the ones that are P1 now and were not, e
 are (so a terminal that becomes P1 again is flagged again). The first call on a fleet
 only records the baseline: the terminals P1 already are not news.
 
+A tamper switch newly tripped is flagged at once, in the transaction that stores the
+health report (:func:`flag_tampered`), not at the next :func:`record_p1`; that one then
+finds it recorded and stays quiet.
+
 Two processes recording at once insert each new row once (``ON CONFLICT DO NOTHING …
 RETURNING``), and only the one that inserted it emits its event.
 """
@@ -15,17 +19,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Engine, delete, func, select
+from sqlalchemy import Column, Connection, Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, SQLModel
 
 from fleet.core.db import writer
 from fleet.core.events import emit
-from fleet.core.models import UTCDateTime, now, table_of
+from fleet.core.models import TERMINALS, UTCDateTime, now, table_of
 from fleet.core.policy import ReplacementPolicy
 from fleet.replacements.query import flag
 
-__all__ = ["FLAGS", "TerminalFlag", "record_p1"]
+__all__ = ["FLAGS", "TerminalFlag", "flag_tampered", "record_p1"]
 
 _CHUNK = 1000
 
@@ -75,3 +79,33 @@ def record_p1(engine: Engine, policy: ReplacementPolicy, as_of: date) -> list[st
                     at=at,
                 )  # fmt: skip
     return [] if baseline else added
+
+
+def flag_tampered(conn: Connection, serial: str, at: datetime) -> bool:
+    """Record ``serial`` as P1 now (its tamper switch tripped) and emit
+    ``terminal.flagged`` in the caller's transaction; False (nothing emitted) when it was
+    already recorded P1, or when no baseline exists yet (the first :func:`record_p1`
+    records it with the others)."""
+    if conn.execute(select(func.count()).select_from(FLAGS)).scalar_one() == 0:
+        return False
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(FLAGS)
+        .values(serial=serial, priority=1, flagged_at=now(), replace_by=now().date())
+        .on_conflict_do_nothing()
+        .returning(FLAGS.c.serial)
+    )
+    if conn.execute(stmt).first() is None:
+        return False
+    row = conn.execute(
+        select(TERMINALS.c.merchant_id, TERMINALS.c.model).where(TERMINALS.c.serial == serial)
+    ).first()
+    merchant, model = (row.merchant_id, row.model) if row else (None, None)
+    emit(
+        conn,
+        "terminal.flagged",
+        {"serial": serial, "priority": "P1", "merchant_id": merchant, "model": model,
+         "replace_by": now().date().isoformat(), "reasons": ["tamper"],
+         "tampered_at": at.isoformat()},
+    )  # fmt: skip
+    return True

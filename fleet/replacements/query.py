@@ -1,20 +1,32 @@
 """The one SQL query of the replacements: every rule evaluated in the database.
 
-One statement joins terminals to their model, their firmware, the model's successor and
-the open advisories, evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean
-column and returns only the terminals where at least one holds; :func:`flag` streams
-them through the pure :class:`~fleet.replacements.rules.Replacer`, which words the
-reasons and ranks them. A million terminals take seconds (``make bench``).
+One statement joins terminals to their model, their firmware, the model's successor, the
+open advisories and their latest health with its wear sums (``terminal_health``),
+evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean column and returns
+only the terminals where at least one holds; :func:`flag` streams them through the pure
+:class:`~fleet.replacements.rules.Replacer`, which words the reasons and ranks them. A
+million terminals take seconds (``make bench``).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, exists, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+)
 
 from fleet.core.models import (
     ADVISORIES,
@@ -22,11 +34,13 @@ from fleet.core.models import (
     FIRMWARE,
     ISSUED_KEYS,
     MODELS,
+    TERMINAL_HEALTH,
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
+from fleet.replacements.wear import days
 
 __all__ = ["flag", "flag_statement", "open_advisories"]
 
@@ -59,6 +73,45 @@ def _foreign_key() -> ColumnElement[bool]:
     )
 
 
+WEAR: dict[str, tuple[str, str]] = {
+    "reader": ("reader", "reader_rated_cycles"),
+    "printer": ("printer_lines", "printer_rated_lines"),
+    "battery": ("battery_cycles", "battery_rated_cycles"),
+}
+"""Wear counter → (its latest value in ``terminal_health``, its rated life in the catalog)."""
+
+
+def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnElement[bool]:
+    """The counter is past ``wear_percent`` of its model's rated life, or its least-squares
+    line (on ``forecast_min_samples`` samples or more) gets there by ``horizon_end``:
+    :func:`fleet.replacements.wear.wear_state` in SQL, without a division.
+
+    With T the threshold, D = nΣx² − (Σx)² and N = nΣxy − ΣxΣy (slope N/D, intercept
+    (Σy − Σx·N/D)/n), the line reaches T before H (days since 1970 at the end of the
+    horizon's last day) when D > 0, N > 0 and n·T·D < Σy·D + N·(n·H − Σx)."""
+    h, m = TERMINAL_HEALTH, MODELS
+    value, rated = h.c[WEAR[counter][0]], m.c[WEAR[counter][1]]
+    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
+    spread = n * h.c[f"{counter}_sxx"] - sx * sx
+    rise = n * h.c[f"{counter}_sxy"] - sx * sy
+    threshold = rated * (policy.wear_percent / 100.0)
+    end = literal(days(datetime.combine(horizon_end + timedelta(days=1), datetime.min.time(), UTC)))
+    reaches = and_(
+        n >= policy.forecast_min_samples,
+        spread > 0,
+        rise > 0,
+        n * threshold * spread < sy * spread + rise * (n * end - sx),
+    )
+    return func.coalesce(
+        and_(
+            rated.is_not(None),
+            value.is_not(None),
+            or_(value * 100 >= rated * policy.wear_percent, reaches),
+        ),
+        false(),
+    )
+
+
 def flag_statement(
     policy: ReplacementPolicy, horizon_end: date, *, in_serial_order: bool = False
 ) -> Select[Any]:
@@ -87,6 +140,8 @@ def flag_statement(
         "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
         "faults": t.c.fault_count >= policy.fault_threshold,
         "key": _foreign_key(),
+        "tamper": func.coalesce(TERMINAL_HEALTH.c.tamper, false()),
+        **{counter: _wear(counter, policy, horizon_end) for counter in WEAR},
     }
     status = func.coalesce(t.c.status, "") if in_serial_order else t.c.status
     columns = [
@@ -110,6 +165,10 @@ def flag_statement(
         succ.c.currency.label("successor_currency"),
         *[rule.label(f"r_{code.replace('-', '_')}") for code, rule in rules.items()],
         *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+        TERMINAL_HEALTH.c.tampered_at,
+        *[TERMINAL_HEALTH.c[value].label(f"{c}_value") for c, (value, _) in WEAR.items()],
+        *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
+        *[TERMINAL_HEALTH.c[f"{c}_{s}"] for c in WEAR for s in ("n", "sx", "sxx", "sy", "sxy")],
     ]
     return (
         select(*columns)
@@ -117,6 +176,7 @@ def flag_statement(
         .join(m, m.c.code == t.c.model)
         .outerjoin(f, and_(f.c.model == t.c.model, f.c.version == t.c.firmware))
         .outerjoin(succ, succ.c.code == m.c.successor)
+        .outerjoin(TERMINAL_HEALTH, TERMINAL_HEALTH.c.serial == t.c.serial)
         .outerjoin(
             open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
         )
@@ -164,4 +224,6 @@ def flag(
             policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
         )
         for row in result:
-            yield replacement(row)
+            found = replacement(row)
+            if found is not None:  # None: a wear line the SQL kept at a float's edge
+                yield found

@@ -16,12 +16,18 @@ code                the terminal is due when
 ``faults``          it has ``fault_threshold`` recorded faults or more
 ``key``             it reported a MAC key version the fleet never issued (a leaked
                     master key was used to re-key it: it may be compromised)
+``tamper``          its latest health report says the tamper switch tripped
+``reader``          its reader (chip + magstripe reads), printer (lines) or battery
+``printer``         (charge cycles) is at or past ``wear_percent`` of its model's
+``battery``         rated life, or the least-squares line of that counter over its
+                    history (``forecast_min_samples`` samples or more) reaches it by
+                    the horizon: due that day (:mod:`fleet.replacements.wear`)
 ==================  ===========================================================
 
 Priority (:func:`priority`): **P1** when a security or compliance reason is already in
-effect (PTS expired, model or firmware unsupported, open advisory, a key never issued);
-**P2** when the
-terminal is over age or faults, or its replace-by date is within ``urgent_days``; **P3**
+effect (PTS expired, model or firmware unsupported, open advisory, a key never issued, a
+tripped tamper switch); **P2** when the terminal is over age or faults, or a wear counter
+is past its share of rated life, or its replace-by date is within ``urgent_days``; **P3**
 otherwise. The replace-by date is the earliest reason's date (today when that is already
 past). The forecast (:class:`Forecast`) sums units and cost per quarter of that date.
 """
@@ -31,12 +37,13 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from fleet.core.money import format_minor
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
+from fleet.replacements.wear import Fit, wear_state
 
 __all__ = [
     "REASONS",
@@ -49,8 +56,11 @@ __all__ = [
     "quarter",
 ]
 
-REASONS = ("age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults", "key")
-SECURITY_REASONS = frozenset({"pts", "model-eos", "firmware-eos", "advisory", "key"})
+REASONS = (
+    "age", "model-eos", "pts", "firmware-eos", "advisory", "capability", "faults", "key",
+    "tamper", "reader", "printer", "battery",
+)  # fmt: skip
+SECURITY_REASONS = frozenset({"pts", "model-eos", "firmware-eos", "advisory", "key", "tamper"})
 """Reasons of security or compliance: one in effect makes a terminal P1."""
 
 
@@ -171,6 +181,9 @@ def priority(*, security: bool, pressing: bool, replace_by: date, urgent_end: da
     return 3
 
 
+_HEALTH = ("r_tamper", "r_reader", "r_printer", "r_battery")
+"""The health rules' columns, read for every row; the health values only when one holds."""
+
 _PER_TERMINAL = (
     "serial",
     "model",
@@ -233,6 +246,7 @@ class Replacer:
         self.urgent_end = urgent_end
         self.advisories = advisories
         self._cells = operator.itemgetter(*[columns.index(name) for name in _PER_TERMINAL])
+        self._health = operator.itemgetter(*[columns.index(name) for name in _HEALTH])
         self._catalog: dict[tuple[str, str], _CatalogReasons] = {}
         self._age: dict[date, Reason] = {}
         self._faults: dict[int, Reason] = {}
@@ -310,7 +324,45 @@ class Replacer:
         detail = f"reported {held}, which the fleet never issued: it may be compromised"
         return Reason("key", detail, self.as_of, True)
 
-    def __call__(self, row: Any) -> Replacement:
+    def _tamper_reason(self, at: datetime | None) -> Reason:
+        when = f"at {at.isoformat(timespec='minutes')}" if at else "at an unknown time"
+        return Reason(
+            "tamper", f"tamper switch tripped {when}: it may be compromised", self.as_of, True
+        )
+
+    def _wear_reason(self, row: Any, counter: str) -> Reason | None:
+        policy = self.policy
+        value, rated = getattr(row, f"{counter}_value"), getattr(row, f"{counter}_rated")
+        fit = Fit(*(getattr(row, f"{counter}_{s}") for s in ("n", "sx", "sxx", "sy", "sxy")))
+        state = wear_state(
+            counter, value, rated, fit,
+            percent=policy.wear_percent, min_samples=policy.forecast_min_samples,
+        )  # fmt: skip
+        of = f"{state.value:,} of {rated:,} rated {state.unit} ({state.percent:.0f}%"
+        if state.past:
+            return Reason(
+                counter, f"{counter} at {of}, limit {policy.wear_percent}%)", self.as_of, True
+            )
+        if state.forecast is None or state.forecast > self.horizon_end or state.rate is None:
+            return None
+        detail = (
+            f"{counter} reaches {policy.wear_percent}% of {rated:,} rated {state.unit} about "
+            f"{state.forecast} (now {of}); {state.rate:,.0f} {state.unit}/day over "
+            f"{state.samples} samples"
+        )
+        return Reason(counter, detail, state.forecast, False)
+
+    def _health_reasons(self, row: Any, flags: tuple[Any, ...]) -> list[Reason]:
+        tamper, *wear = flags
+        found = [self._tamper_reason(row.tampered_at)] if tamper else []
+        for counter, holds in zip(("reader", "printer", "battery"), wear, strict=True):
+            if holds:
+                reason = self._wear_reason(row, counter)
+                if reason is not None:
+                    found.append(reason)
+        return found
+
+    def __call__(self, row: Any) -> Replacement | None:
         (serial, model, firmware, merchant, status, made, count, over_age, over_faults,
          foreign_key, key_version, key_next) = self._cells(row)  # fmt: skip
         part = self._catalog.get((model, firmware))
@@ -339,7 +391,16 @@ class Replacer:
         if foreign_key:  # a key the fleet never issued: compromised, due now
             reasons = (*reasons, self._key_reason(key_version, key_next))
             due, security = self.as_of, True
-        assert due is not None  # the query returns only rows where a rule holds
+        health = self._health(row)
+        if any(health):  # a tripped tamper switch, or a worn part
+            for reason in self._health_reasons(row, health):
+                reasons = (*reasons, reason)
+                if due is None or reason.due < due:
+                    due = reason.due
+                security = security or reason.code == "tamper"
+                pressing = pressing or (reason.in_effect and reason.code != "tamper")
+        if due is None:  # only a wear line the SQL kept at a float's edge
+            return None
         replace_by = max(self.as_of, due)
         return Replacement(
             serial,

@@ -116,5 +116,5 @@ def _draw(ax: Any, chart: Chart) -> None:
         ax.set_ylim(0, tallest * 1.08)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
-    if n > 1:
+    if n > 1 or chart.stacked:  # a stack's colours mean statuses: named even when alone
         ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -52,6 +52,9 @@ class FleetAggregates:
     which are also the ones the firmware table counts."""
     open_advisories: Mapping[tuple[str, str], Sequence[str]] = field(default_factory=dict)
     """(model, version) → the ids of its advisories that have no fix."""
+    health: Sequence[tuple[str, int, int, Sequence[float | None]]] = ()
+    """(model, terminals that reported health, tampered, mean share of rated life in % of
+    reader, printer, battery) over the terminals in the fleet."""
 
 
 def age_years(made: date, as_of: date) -> int:
@@ -247,6 +250,45 @@ def _sections(
     )
 
 
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{share:.1f}%"
+
+
+def _health_section(agg: FleetAggregates) -> tuple[Section, ...]:
+    """Terminals' own health per model; no section when none reported any."""
+    if not agg.health:
+        return ()
+    rows = tuple(
+        {
+            "model": model,
+            "reporting": n,
+            "tampered": tampered,
+            **{
+                f"{c}_share": _percent(x)
+                for c, x in zip(("reader", "printer", "battery"), shares, strict=True)
+            },
+        }
+        for model, n, tampered, shares in agg.health
+    )
+    return (
+        Section(
+            "health",
+            "Health reported by the terminals",
+            columns(
+                "model",
+                ("reporting", "reporting", "int"),
+                ("tampered", "tampered", "int"),
+                ("reader_share", "reader, mean % of rated"),
+                ("printer_share", "printer, mean % of rated"),
+                ("battery_share", "battery, mean % of rated"),
+            ),
+            rows,
+            note="terminals in stock, deployed or faulty that reported health (sync or health "
+            "poll): their latest report; a share is blank when the model's part is not rated",
+        ),
+    )
+
+
 def build_fleet(agg: FleetAggregates, as_of: date) -> Report:
     """The fleet report on ``as_of`` from its aggregates."""
     models, by_status, in_use = _models(agg.counts, agg.vendors)
@@ -263,7 +305,10 @@ def build_fleet(agg: FleetAggregates, as_of: date) -> Report:
         as_of=as_of,
         params={"statuses_counted": list(IN_FLEET)},
         summary=_summary(by_status, len(models), firmware, ages, as_of),
-        sections=_sections(list(models.values()), firmware, age_rows, as_of),
+        sections=(
+            *_sections(list(models.values()), firmware, age_rows, as_of),
+            *_health_section(agg),
+        ),
         main="models",
         charts=_charts(models, ages, buckets, as_of),
     )

@@ -34,6 +34,7 @@ from fleet.core.models import (
     MODELS,
     NOTICES,
     ROLLOUTS,
+    TERMINAL_HEALTH,
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
@@ -96,7 +97,32 @@ def fleet_aggregates(engine: Engine) -> FleetAggregates:
             .order_by(ADVISORIES.c.id)
         ):
             unfixed.setdefault((str(m), str(v)), []).append(str(ident))
-    return FleetAggregates(counts, vendors, firmware_eos, by_made, unfixed)
+        health = _health_by_model(conn)
+    return FleetAggregates(counts, vendors, firmware_eos, by_made, unfixed, health)
+
+
+def _health_by_model(conn: Connection) -> list[tuple[str, int, int, list[float | None]]]:
+    """Per model, over the terminals in the fleet that reported health: how many, how many
+    tampered, and each wear counter's mean share of the model's rated life (%)."""
+    t, m, h = TERMINALS, MODELS, TERMINAL_HEALTH
+    shares = [
+        func.avg(h.c.reader * 100.0 / m.c.reader_rated_cycles),
+        func.avg(h.c.printer_lines * 100.0 / m.c.printer_rated_lines),
+        func.avg(h.c.battery_cycles * 100.0 / m.c.battery_rated_cycles),
+    ]
+    rows = conn.execute(
+        select(m.c.code, func.count(), func.sum(case((h.c.tamper, 1), else_=0)), *shares)
+        .select_from(h)
+        .join(t, t.c.serial == h.c.serial)
+        .join(m, m.c.code == t.c.model)
+        .where(t.c.status.in_(IN_FLEET))
+        .group_by(m.c.code)
+        .order_by(m.c.code)
+    )
+    return [
+        (str(r[0]), int(r[1]), int(r[2] or 0), [None if x is None else float(x) for x in r[3:]])
+        for r in rows
+    ]
 
 
 def merchant_phones(engine: Engine, ids: Iterable[str]) -> dict[str, str | None]:

@@ -16,7 +16,7 @@ from typing import Any
 from fleet.core.masking import mask_phone
 from fleet.core.money import format_minor, to_decimal
 from fleet.core.policy import ReplacementPolicy
-from fleet.replacements.rules import REASONS, Forecast, Replacement, quarter
+from fleet.replacements.rules import REASONS, Forecast, Reason, Replacement, quarter
 from fleet.reports.model import (
     Chart,
     Column,
@@ -48,6 +48,8 @@ class ReplacementTally:
     _by_day: Counter[tuple[date, int]] = field(default_factory=Counter)
     """(replace-by date, priority) → units: few keys, turned into quarters at the end."""
     _rows: list[Replacement] = field(default_factory=list)
+    _health: list[dict[str, Any]] = field(default_factory=list)
+    """The health reasons (tamper, wear), the first :data:`HEALTH_ROWS` by priority and date."""
 
     def add(self, r: Replacement) -> None:
         self.count += 1
@@ -55,6 +57,8 @@ class ReplacementTally:
         self._by_day[(r.replace_by, r.priority)] += 1
         for reason in r.reasons:
             self.by_reason[reason.code] += 1
+            if reason.code in HEALTH_REASONS:
+                self._add_health(r, reason)
         self._rows.append(r)
         if self.limit is not None and len(self._rows) >= 2 * self.limit + 1024:
             self._rows.sort(key=Replacement.sort_key)
@@ -81,8 +85,32 @@ class ReplacementTally:
             del self._rows[self.limit :]
         return self._rows
 
+    def _add_health(self, r: Replacement, reason: Reason) -> None:
+        self._health.append(
+            {"serial": r.serial, "model": r.model, "merchant_id": r.merchant_id,
+             "priority": f"P{r.priority}", "reason": reason.code, "detail": reason.detail,
+             "due": reason.due, "in_effect": reason.in_effect}
+        )  # fmt: skip
+        if len(self._health) >= 2 * HEALTH_ROWS:
+            self._health.sort(key=_health_order)
+            del self._health[HEALTH_ROWS:]
+
+    def health_rows(self) -> list[dict[str, Any]]:
+        self._health.sort(key=_health_order)
+        del self._health[HEALTH_ROWS:]
+        return self._health
+
     def merchant_ids(self) -> set[str]:
         return {r.merchant_id for r in self.rows() if r.merchant_id}
+
+
+HEALTH_REASONS = frozenset({"tamper", "reader", "printer", "battery"})
+HEALTH_ROWS = 1000
+"""The health section lists at most this many reasons (the terminals section has all)."""
+
+
+def _health_order(row: Mapping[str, Any]) -> tuple[str, date, str, str]:
+    return (row["priority"], row["due"], row["serial"], row["reason"])
 
 
 def _major(minor: int, currency: str) -> float:
@@ -176,7 +204,10 @@ def _summary(tally: ReplacementTally, totals: Sequence[Mapping[str, Any]]) -> tu
 
 
 def _sections(
-    rows: Sequence[Row], total: int, forecast: Sequence[Mapping[str, Any]]
+    rows: Sequence[Row],
+    total: int,
+    forecast: Sequence[Mapping[str, Any]],
+    health: Sequence[Mapping[str, Any]] = (),
 ) -> tuple[Section, ...]:
     limit_note = (
         f"first {len(rows):,} of {total:,} by priority, replace-by date and serial; "
@@ -218,7 +249,27 @@ def _sections(
         ),
         tuple(forecast),
     )
-    return terminals, by_quarter
+    if not health:  # no terminal reported tamper or wear: no section
+        return terminals, by_quarter
+    health_section = Section(
+        "health",
+        "Health: tampered and worn terminals",
+        (
+            Column("serial"),
+            Column("model"),
+            Column("merchant_id", "merchant"),
+            Column("priority", "P"),
+            Column("reason"),
+            Column("detail"),
+            Column("due", "due", "date"),
+            Column("in_effect", "now", "bool"),
+        ),
+        tuple(health),
+        note="from the terminals' own health reports: a tripped tamper switch; a reader, "
+        "printer or battery past its share of rated life, or the day its wear line over the "
+        "health history gets there (forecast)",
+    )
+    return terminals, by_quarter, health_section
 
 
 def build_replacements(
@@ -255,7 +306,9 @@ def build_replacements(
             "fault_threshold": policy.fault_threshold,
         },
         summary=_summary(tally, totals),
-        sections=_sections(_terminal_rows(tally, phones), tally.count, forecast),
+        sections=_sections(
+            _terminal_rows(tally, phones), tally.count, forecast, tally.health_rows()
+        ),
         main="terminals",
         charts=_charts(tally),
     )

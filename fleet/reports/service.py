@@ -54,3 +54,13 @@ def rollout_report(engine: Engine, as_of: date, ids: Sequence[int] = ()) -> Repo
 def notices_report(engine: Engine, where: NoticeFilter) -> Report:
     """The notices ``where`` chooses, their messages and failures, states as they are now."""
     return build_notices(queries.notice_aggregates(engine, where), where)
+
+
+def scams_report(engine: Engine, since: date, until: date, *, threshold: int) -> Report:
+    """The scam radar from ``since`` to ``until`` (UTC days, both included)."""
+    from fleet.notices.scams import recent_complaints, scam_days  # noqa: PLC0415
+    from fleet.reports.scams import build_scams  # noqa: PLC0415
+
+    days = scam_days(engine, since, until, threshold=threshold)
+    complaints = recent_complaints(engine, since, until)
+    return build_scams(days, complaints, since=since, until=until, threshold=threshold)

@@ -21,7 +21,8 @@ from fleet.core import audit
 from fleet.core.db import writer
 from fleet.core.errors import ConflictError, NotFoundError
 from fleet.core.models import JOBS, ROLLOUTS, now
-from fleet.core.policy import RolloutPolicy
+from fleet.core.policy import MaintenancePolicy, RolloutPolicy
+from fleet.device.windows import has_windows, windows_for
 from fleet.fees.group import Group
 from fleet.fees.targets import push_targets
 from fleet.rollout.waves import share_text, split_waves
@@ -225,13 +226,22 @@ class WaveStatus:
     share_ppm: int
     counts: dict[str, int] = field(default_factory=dict)
     """Jobs per status (``pending``, ``running``, ``done``, ``failed``, ``cancelled``)."""
+    waiting: int = 0
+    """Pending jobs whose terminal's maintenance window is closed now."""
+    finishes_by: datetime | None = None
+    """When its last waiting terminal's window opens (the wave can finish then); None:
+    no terminal waits for a window."""
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"wave": self.wave, "share": share_text(self.share_ppm), "terminals": self.total}
+    def as_dict(self, *, windowed: bool = False) -> dict[str, Any]:
+        doc = {"wave": self.wave, "share": share_text(self.share_ppm), "terminals": self.total}
+        if windowed:
+            doc["waiting_for_window"] = self.waiting
+            doc["finishes_by"] = self.finishes_by.isoformat() if self.finishes_by else None
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +273,8 @@ class RolloutStatus:
     kind: RolloutKind = RolloutKind.FEES
     key_from: int | None = None
     """The key version terminals move from (a key rollout)."""
+    windowed: bool = False
+    """The policy has maintenance windows: the waves say who waits for one."""
 
     @property
     def what(self) -> str:
@@ -297,7 +309,7 @@ class RolloutStatus:
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
             "totals": self.totals,
-            "waves": [w.as_dict() | w.counts for w in self.waves],
+            "waves": [w.as_dict(windowed=self.windowed) | w.counts for w in self.waves],
             "problems": [
                 {
                     "serial": p.serial,
@@ -312,8 +324,45 @@ class RolloutStatus:
         }
 
 
-def status(engine: Engine, rollout_id: int) -> RolloutStatus:
-    """The rollout, per-wave job counts, and the failing terminals with their last error."""
+def _window_waits(
+    conn: Connection,
+    rollout_id: int,
+    waves: list[WaveStatus],
+    maintenance: MaintenancePolicy,
+    at: datetime,
+) -> None:
+    """Per wave: pending jobs whose window is closed at ``at``, and when the last of them
+    opens (not before the job's own ``next_attempt_at``)."""
+    pending = conn.execute(
+        select(JOBS.c.serial, JOBS.c.wave, JOBS.c.next_attempt_at).where(
+            JOBS.c.rollout_id == rollout_id, JOBS.c.status == "pending"
+        )
+    ).all()
+    found = windows_for(conn, [p.serial for p in pending], maintenance)
+    for p in pending:
+        window = found.get(p.serial)
+        if window is None or window.window.always:
+            continue
+        start = max(at, p.next_attempt_at) if p.next_attempt_at else at
+        if start == at and window.is_open(at):
+            continue
+        wave = waves[p.wave]
+        wave.waiting += 1
+        opens = window.next_open(start)
+        if wave.finishes_by is None or opens > wave.finishes_by:
+            wave.finishes_by = opens
+
+
+def status(
+    engine: Engine,
+    rollout_id: int,
+    *,
+    maintenance: MaintenancePolicy | None = None,
+    at: datetime | None = None,
+) -> RolloutStatus:
+    """The rollout, per-wave job counts, and the failing terminals with their last error;
+    with ``maintenance``, per wave how many terminals wait for their window (at ``at``,
+    default now) and when the wave can finish."""
     with engine.connect() as conn:
         r = conn.execute(select(ROLLOUTS).where(ROLLOUTS.c.id == rollout_id)).first()
         if r is None:
@@ -325,6 +374,9 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
             .group_by(JOBS.c.wave, JOBS.c.status)
         ):
             waves[wave].counts[job_status] = n
+        windowed = maintenance is not None and has_windows(maintenance)
+        if maintenance is not None and windowed:
+            _window_waits(conn, rollout_id, waves, maintenance, at or now())
         problems = [
             JobProblem(
                 row.serial, row.wave, row.status, row.attempts, row.last_error, row.next_attempt_at
@@ -361,6 +413,7 @@ def status(engine: Engine, rollout_id: int) -> RolloutStatus:
         problems,
         kind,
         r.key_from,
+        windowed,
     )
 
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from fleet.core.db import writer
 from fleet.core.errors import FleetError
-from fleet.core.models import now
 from fleet.device.attempts import Attempt
 from fleet.device.keyring import UnissuedKeyError
 from fleet.device.push import PushFailedError
@@ -224,7 +223,7 @@ class EnginePusher:
         w = self.w
         with writer(w.engine).begin() as conn:
             w._lock_rollout(conn, self.rollout_id)
-            at = now()
+            at = w.clock()
             results = [(job, error, w.finish_in(conn, job, owner, error, r.max_attempts, at))
                        for job, error in jobs]  # fmt: skip
             w._advance(conn, self.rollout_id)
@@ -265,7 +264,7 @@ class EnginePusher:
                 pushed.error = "lease lost"
             pushes.append((flight, pushed))
         results: dict[int, str] = {}
-        at = now()
+        at = w.clock()
         with writer(w.engine).begin() as conn:
             w._lock_rollout(conn, self.rollout_id)
             ok = [(f.job.id, f.owner) for f, p in pushes if p.outcome is not None and not f.lost]

@@ -46,12 +46,13 @@ from fleet.core.errors import FleetError, NotFoundError
 from fleet.core.events import emit
 from fleet.core.leases import Backoff, Leased, worker_identity
 from fleet.core.models import JOBS, ROLLOUTS, now
-from fleet.core.policy import FeePolicy, RolloutPolicy
+from fleet.core.policy import FeePolicy, MaintenancePolicy, RolloutPolicy
 from fleet.device.issued import attach
 from fleet.device.keyring import KeyRing, UnissuedKeyError
 from fleet.device.push import PushFailedError, PushOutcome, push_terminal
 from fleet.device.rotate import RotationOutcome, rotate_terminal
 from fleet.device.session import TerminalRef, resolve
+from fleet.device.windows import windows_for
 from fleet.fees.tables import Published, load_tables
 from fleet.rollout.events import (
     Event,
@@ -70,6 +71,8 @@ from fleet.rollout.waves import over_threshold
 __all__ = ["Claimed", "Worker"]
 
 LEASED = Leased(JOBS, "running")
+_DEFERS_PER_CLAIM = 64
+"""Jobs outside their window one claim puts back before it says "nothing now"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +133,8 @@ class Worker:
         t1_margin: float = 0.5,
         poll: float = 0.5,
         on_event: Callable[[Event], None] | None = None,
+        maintenance: MaintenancePolicy | None = None,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.engine = engine
         self.keys = keys
@@ -140,6 +145,9 @@ class Worker:
         self.link = {"baud": baud, "t2": t2, "t1_margin": t1_margin}
         self.poll = poll
         self.on_event: Callable[[Event], None] = on_event or (lambda _event: None)
+        self.maintenance = maintenance or MaintenancePolicy()
+        self.clock = clock
+        """The instant windows, leases and retries are judged at (injected in tests)."""
         self.stop = threading.Event()
         self.backoff = Backoff(policy.backoff_s)
         self._tables: dict[int, Published] | None = None
@@ -152,15 +160,32 @@ class Worker:
         return found[0] if found else None
 
     def claim_many(self, rollout_id: int, owner: str, n: int) -> list[Claimed]:
-        """Claim up to ``n`` ready jobs of the running rollout for ``owner``, in one
-        transaction (none when it is not running)."""
-        at = now()
+        """Claim up to ``n`` ready jobs of the running rollout for ``owner`` whose terminals
+        are inside their maintenance windows (none when the rollout is not running). A job
+        claimed outside its window goes back to ``pending`` until the window opens
+        (``next_attempt_at``; its attempt not counted), and others are claimed instead."""
+        found: list[Claimed] = []
+        for _ in range(_DEFERS_PER_CLAIM):
+            batch = self._claim_batch(rollout_id, owner, n - len(found))
+            if batch is None:
+                break
+            claimed, deferred = batch
+            found.extend(claimed)
+            if not deferred or len(found) >= n:
+                break
+        found.sort(key=lambda c: c.id)
+        return found
+
+    def _claim_batch(self, rollout_id: int, owner: str, n: int) -> tuple[list[Claimed], int] | None:
+        """One transaction: up to ``n`` jobs claimed, those outside their windows deferred;
+        ``(claimed, how many deferred)``, or ``None`` when nothing was ready."""
+        at = self.clock()
         with writer(self.engine).begin() as conn:
             r = conn.execute(
                 select(ROLLOUTS.c.status, ROLLOUTS.c.wave).where(ROLLOUTS.c.id == rollout_id)
             ).first()
             if r is None or r.status != RolloutState.RUNNING:
-                return []
+                return None
             pick = (
                 select(JOBS.c.id)
                 .where(_ready(rollout_id, r.wave, at))
@@ -180,21 +205,42 @@ class Worker:
                     )
                 },
             )
-        found = [
+            if not rows:
+                return None
+            serials = [row.serial for row in rows]
+            windows = windows_for(conn, serials, self.maintenance)
+            kept, deferred = [], 0
+            for row in rows:
+                window = windows.get(row.serial)
+                if window is not None and not window.is_open(at):
+                    conn.execute(
+                        update(JOBS)
+                        .where(JOBS.c.id == row.id)
+                        .values(
+                            status="pending",
+                            lease_owner=None,
+                            lease_until=None,
+                            attempts=JOBS.c.attempts - 1,
+                            next_attempt_at=window.next_open(at),
+                        )
+                    )
+                    deferred += 1  # deferred to its window
+                else:
+                    kept.append(row)
+        claimed = [
             Claimed(
                 row.id,
                 row.serial,
                 row.attempts,
                 bool(row.last_error and str(row.last_error).startswith("lease of ")),
             )
-            for row in rows
+            for row in kept
         ]
-        found.sort(key=lambda c: c.id)
-        return found
+        return claimed, deferred
 
     def renew_many(self, held: list[tuple[int, str]]) -> set[int]:
         """Extend the leases of (job id, owner) pairs; returns the ids still held."""
-        until = now() + timedelta(seconds=self.policy.lease_s)
+        until = self.clock() + timedelta(seconds=self.policy.lease_s)
         kept: set[int] = set()
         with writer(self.engine).begin() as conn:
             for start in range(0, len(held), 500):
@@ -212,7 +258,7 @@ class Worker:
         return kept
 
     def renew(self, job_id: int, owner: str) -> bool:
-        until = now() + timedelta(seconds=self.policy.lease_s)
+        until = self.clock() + timedelta(seconds=self.policy.lease_s)
         with writer(self.engine).begin() as conn:
             return LEASED.renew(conn, job_id, owner, until)
 
@@ -222,7 +268,7 @@ class Worker:
         """Record a job's result if we still hold it; open the next wave or halt."""
         with writer(self.engine).begin() as conn:
             self._lock_rollout(conn, rollout_id)
-            result = self.finish_in(conn, job, owner, error, max_attempts, now())
+            result = self.finish_in(conn, job, owner, error, max_attempts, self.clock())
             if result != "lost":
                 self._advance(conn, rollout_id)
         return result

@@ -40,6 +40,8 @@ pin_pad = true
 unit_price = "189.00"
 currency = "EUR"
 successor = "PF-300"
+reader_rated_cycles = 800000
+printer_rated_lines = 8000000
 
 [[models]]
 code = "PF-200"
@@ -57,6 +59,8 @@ pin_pad = true
 unit_price = "229.00"
 currency = "EUR"
 successor = "PF-300"
+reader_rated_cycles = 1500000
+printer_rated_lines = 10000000
 
 [[models]]
 code = "PF-300"
@@ -73,6 +77,9 @@ qr = true
 pin_pad = true
 unit_price = "289.00"
 currency = "EUR"
+reader_rated_cycles = 1500000
+printer_rated_lines = 6000000
+battery_rated_cycles = 800
 
 [[models]]
 code = "VX-520"
@@ -89,6 +96,8 @@ pin_pad = true
 unit_price = "159.00"
 currency = "EUR"
 successor = "VX-680"
+reader_rated_cycles = 1500000
+printer_rated_lines = 10000000
 
 [[models]]
 code = "VX-680"
@@ -105,6 +114,9 @@ pin_pad = true
 unit_price = "249.00"
 currency = "EUR"
 successor = "PF-300"
+reader_rated_cycles = 800000
+printer_rated_lines = 5000000
+battery_rated_cycles = 500
 
 [[models]]
 code = "QR-10"
@@ -120,6 +132,9 @@ qr = true
 pin_pad = true
 unit_price = "199.00"
 currency = "EUR"
+reader_rated_cycles = 300000
+printer_rated_lines = 6000000
+battery_rated_cycles = 600
 
 [[firmware]]
 model = "PF-100"

@@ -4,6 +4,7 @@ the new terminal over one device session (:mod:`.provision`), day sheets
 
 from __future__ import annotations
 
+from fleet.swaps.changes import cancel, reprovision, reschedule
 from fleet.swaps.daysheet import DAY_SHEET, day_sheet
 from fleet.swaps.provision import provision
 from fleet.swaps.visit import SWAP_STATES, SwapError, SwapResult, list_swaps, plan, swap, swap_in
@@ -13,10 +14,13 @@ __all__ = [
     "SWAP_STATES",
     "SwapError",
     "SwapResult",
+    "cancel",
     "day_sheet",
     "list_swaps",
     "plan",
     "provision",
+    "reprovision",
+    "reschedule",
     "swap",
     "swap_in",
 ]

@@ -29,7 +29,8 @@ DAY_SHEET = Schema(
     (
         Column("old_serial", parse_serial),
         Column("new_serial", parse_serial),
-        Column("reason", lambda t: t.strip()),
+        Column("reason", lambda t: t.strip(), required=False, default=""),
+        Column("reason_code", lambda t: t.strip(), required=False, default=""),
         Column("engineer", lambda t: t.strip()[:80], required=False, default=""),
         Column("port", parse_link, required=False),
     ),
@@ -80,6 +81,7 @@ def day_sheet(
                 result = swap_in(
                     conn, v["old_serial"], v["new_serial"], reason=v["reason"], actor=actor,
                     policy=policy, engineer=v.get("engineer") or engineer, at=at, tables=tables,
+                    reason_code=v.get("reason_code") or None,
                 )  # fmt: skip
             except FleetError as exc:
                 errors.append(RowError(row.path, row.line, "", str(exc)))

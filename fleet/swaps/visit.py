@@ -9,6 +9,12 @@
   the old terminal is completed), a ``swap_done`` notice and a follow-up (回访), as a
   call task or a notice some days later, are queued, and the audit log gets the change.
   Any failure rolls all of it back.
+
+**Reasons**: a swap carries a reason code of the catalogue (:mod:`fleet.notices.reasons`),
+given or — when not given — derived from what the replacements list flags the old terminal
+for (:func:`default_code`); the merchant's notices word the code in the merchant's
+language. The operator's free text (``reason``) is kept in the swap record and the audit
+log only: it never goes into an SMS or an email.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from fleet.fees.tables import Published, load_tables
 from fleet.fees.targets import LIVE, target_of
 from fleet.inventory import get_terminal
 from fleet.notices import SwapNotice, queue
+from fleet.notices.reasons import SWAP_CODES, default_swap_code
+from fleet.notices.reasons import reason_code as checked_code
+from fleet.replacements.query import flag_statement
 
 __all__ = ["SWAP_STATES", "SwapError", "SwapResult", "list_swaps", "plan", "swap", "swap_in"]
 
@@ -110,6 +119,33 @@ def _fits_the_merchant(policy: Policy, merchant: Any, notice: SwapNotice) -> Non
         )
 
 
+def default_code(conn: Connection, policy: Policy, old: Mapping[str, Any], at: datetime) -> str:
+    """The reason code of a swap of ``old`` nobody gave one: its most pressing replacement
+    rule within the policy's horizon (:func:`fleet.notices.reasons.default_swap_code`)."""
+    horizon_end = at.date() + timedelta(days=policy.replacement.horizon_days)
+    row = conn.execute(
+        flag_statement(policy.replacement, horizon_end).where(TERMINALS.c.serial == old["serial"])
+    ).first()
+    rules = []
+    if row is not None:
+        m = row._mapping
+        rules = [k[2:].replace("_", "-") for k in m if k.startswith("r_") and m[k]]
+    return default_swap_code(rules, status=str(old["status"]))
+
+
+def _given(code: str | None) -> str | None:
+    """A reason code given for a swap, checked (None: none given)."""
+    if code is None or not code.strip():
+        return None
+    return checked_code(code, allowed=SWAP_CODES)
+
+
+def _code(
+    conn: Connection, policy: Policy, old: Mapping[str, Any], code: str | None, at: datetime
+) -> str:
+    return default_code(conn, policy, old, at) if code is None else code
+
+
 def _local_today(merchant: Any, at: datetime) -> date:
     """Today on the merchant's calendar: a terminal's ``deployed_on`` is the merchant's date
     (:mod:`fleet.core.clock`)."""
@@ -121,19 +157,22 @@ def plan(
     old_serial: str,
     on: date,
     *,
-    reason: str,
+    reason: str = "",
     actor: str,
     policy: Policy,
     engineer: str = "",
     new_serial: str | None = None,
     at: datetime | None = None,
+    reason_code: str | None = None,
 ) -> SwapResult:
-    """Plan the swap of ``old_serial`` on ``on`` and queue the merchant's advance notice."""
+    """Plan the swap of ``old_serial`` on ``on`` and queue the merchant's advance notice.
+    ``reason_code``: why, as the merchant reads it (derived when None); ``reason``: the
+    operator's note, kept in the record and the audit only."""
     at = at or now()
-    if not reason.strip():
-        raise InputError("a swap needs a reason: the merchant's notice states it")
+    reason_code = _given(reason_code)  # bad input first
     with writer(engine).begin() as conn:
         old = _live_old(conn, old_serial)
+        code = _code(conn, policy, old, reason_code, at)
         merchant = _merchant(conn, old["merchant_id"], old_serial)
         earliest = _local_today(merchant, at) + timedelta(days=policy.swaps.advance_days)
         if on < earliest:
@@ -165,6 +204,7 @@ def plan(
                 status="planned",
                 planned_for=on,
                 reason=reason.strip(),
+                reason_code=code,
                 engineer=engineer,
                 created_at=at,
                 created_by=actor,
@@ -172,8 +212,8 @@ def plan(
             .returning(SWAPS.c.id)
         ).scalar_one()
         notice = SwapNotice(
-            "swap_planned", swap_id, old_serial, new_serial, model, old["tid"], on,
-            reason.strip(), engineer,
+            "swap_planned", swap_id, old_serial, new_serial, model, old["tid"], on, code,
+            engineer,
         )  # fmt: skip
         _fits_the_merchant(policy, merchant, notice)
         queue(conn, notice, merchant_id=merchant.id, ref=f"swap:{swap_id}", at=at)
@@ -189,7 +229,12 @@ def plan(
             actor=actor,
             action="swap_plan",
             target=f"terminal:{old_serial}",
-            details={"swap": swap_id, "on": on.isoformat(), "new": new_serial},
+            details={
+                "swap": swap_id,
+                "on": on.isoformat(),
+                "new": new_serial,
+                "reason_code": code,
+            },
             reason=reason,
             at=at,
         )
@@ -215,17 +260,19 @@ def swap(
     old_serial: str,
     new_serial: str,
     *,
-    reason: str,
+    reason: str = "",
     actor: str,
     policy: Policy,
     engineer: str = "",
     at: datetime | None = None,
+    reason_code: str | None = None,
 ) -> SwapResult:
     """Swap ``old_serial`` for ``new_serial`` in one transaction (see the module notes)."""
     with writer(engine).begin() as conn:
         return swap_in(
             conn, old_serial, new_serial, reason=reason, actor=actor, policy=policy,
             engineer=engineer, at=at or now(), tables=load_tables(conn),
+            reason_code=reason_code,
         )  # fmt: skip
 
 
@@ -240,16 +287,24 @@ def swap_in(
     engineer: str,
     at: datetime,
     tables: Mapping[int, Published],
+    reason_code: str | None = None,
 ) -> SwapResult:
     """:func:`swap` in the caller's transaction (a day sheet's), with the published tables
     the caller has read once."""
-    if not reason.strip():
-        raise InputError("a swap needs a reason: the merchant's notice states it")
+    reason_code = _given(reason_code)  # bad input first
     if old_serial == new_serial:
         raise SwapError(f"{old_serial}: a terminal can't replace itself")
     old = _live_old(conn, old_serial)
     new = _spare(conn, new_serial)
     merchant = _merchant(conn, old["merchant_id"], old_serial)
+    planned = conn.execute(
+        select(SWAPS.c.id, SWAPS.c.reason_code).where(
+            SWAPS.c.old_serial == old_serial, SWAPS.c.status == "planned"
+        )
+    ).first()
+    if reason_code is None and planned is not None:
+        reason_code = planned.reason_code  # the plan's, as its notice said
+    code = _code(conn, policy, old, reason_code, at)
     target = target_of(conn, merchant.id, tables)
     today = _local_today(merchant, at)
     conn.execute(
@@ -267,15 +322,14 @@ def swap_in(
         )
     )
     follow_up_on = today + timedelta(days=policy.swaps.follow_up_days)
-    planned = conn.execute(
-        select(SWAPS.c.id).where(SWAPS.c.old_serial == old_serial, SWAPS.c.status == "planned")
-    ).first()
     values = {
         "new_serial": new_serial,
         "status": "done",
         "done_at": at,
         "follow_up_on": follow_up_on,
+        "follow_up_state": "due",
         "reason": reason.strip(),
+        "reason_code": code,
         "engineer": engineer,
     }
     if planned is not None:
@@ -291,8 +345,8 @@ def swap_in(
             .returning(SWAPS.c.id)
         ).scalar_one()  # fmt: skip
     done = SwapNotice(
-        "swap_done", swap_id, old_serial, new_serial, new["model"], old["tid"], today,
-        reason.strip(), engineer, target,
+        "swap_done", swap_id, old_serial, new_serial, new["model"], old["tid"], today, code,
+        engineer, target,
     )  # fmt: skip
     ref = f"swap:{swap_id}"
     _fits_the_merchant(policy, merchant, done)
@@ -330,6 +384,7 @@ def swap_in(
             "table": target,
             "engineer": engineer,
             "follow_up_on": follow_up_on.isoformat(),
+            "reason_code": code,
         },
         reason=reason,
         at=at,

@@ -257,24 +257,14 @@ def test_operator_text_reaching_merchants_is_refused_at_the_command(
     old, new = _china_pair(loaded)
     base = ["--db", db_url]
     before = _counts(loaded)
+    # (the operator's --reason is a note, never sent: tests/fleet/notices/test_reasons.py)
     for args in (
-        ["swap", "do", old, new, "--reason", "new terminal, see www.evil.example/help"],
-        ["swap", "do", old, new, "--reason", "worn", "--engineer", "Li http://x.example"],
-        ["swap", "do", old, new, "--reason", "worn: reply with your PIN to confirm"],
-        ["swap", "plan", old, "--on", "2099-01-05", "--reason", "click here: bit.ly/x"],
+        ["swap", "do", old, new, "--reason-code", "wear", "--engineer", "Li http://x.example"],
+        ["swap", "plan", old, "--on", "2099-01-05", "--engineer", "reply with your PIN now"],
     ):
         res = runner.invoke(app, [*base, *args])
         assert res.exit_code == 2, (args, res.output)
         assert res.stderr.count("\n") == 1 and "a notice to a merchant never" in res.stderr
-    table = tmp_path / "t.toml"
-    table.write_text(
-        'name = "x"\ndescription = "See https://fees.example for the details"\n'
-        'currency = "CNY"\neffective = 2099-01-01T00:00:00+08:00\n'
-        '[[rules]]\ncard = "any"\nrate = "0.10%"\n',
-        encoding="utf-8",
-    )
-    res = runner.invoke(app, [*base, "fees", "publish", str(table)])
-    assert res.exit_code == 2 and "contains a URL: 'https://fees.example'" in res.stderr
     assert _counts(loaded) == before  # nothing written
 
 

@@ -19,15 +19,17 @@ percentages, waves, clock ranges) and :class:`PolicyError`.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleet.core.files import DocumentError, FileTextError, load_toml, read_text
+from fleet.core.policy.inbound import InboundPolicy
 from fleet.core.policy.parsing import PolicyError, parse_clock_range, parse_waves, percent_ppm
 from fleet.core.policy.sections import (
     CAPABILITIES,
     FeePolicy,
+    MaintenancePolicy,
     NoticePolicy,
     ReplacementPolicy,
     RolloutPolicy,
@@ -38,6 +40,8 @@ __all__ = [
     "CAPABILITIES",
     "DEFAULT_POLICY_FILE",
     "FeePolicy",
+    "InboundPolicy",
+    "MaintenancePolicy",
     "NoticePolicy",
     "Policy",
     "PolicyError",
@@ -57,6 +61,8 @@ _SECTIONS: dict[str, Any] = {
     "rollout": RolloutPolicy,
     "notices": NoticePolicy,
     "swaps": SwapPolicy,
+    "inbound": InboundPolicy,
+    "maintenance": MaintenancePolicy,
 }
 """TOML table → its section class, in the order ``to_toml`` writes them."""
 
@@ -68,14 +74,16 @@ class Policy:
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     notices: NoticePolicy = field(default_factory=NoticePolicy)
     swaps: SwapPolicy = field(default_factory=SwapPolicy)
+    inbound: InboundPolicy = field(default_factory=InboundPolicy)
+    maintenance: MaintenancePolicy = field(default_factory=MaintenancePolicy)
     source: str = "defaults"
 
     @classmethod
     def from_toml(cls, text: str, source: str = "policy") -> Policy:
         try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"not TOML: {exc}", where=source) from None
+            doc = load_toml(text)
+        except DocumentError as exc:
+            raise PolicyError(exc.message, where=source) from None
         built: dict[str, Any] = {}
         for name, value in doc.items():
             if name not in _SECTIONS:
@@ -97,9 +105,9 @@ class Policy:
         if chosen is None:
             return cls()
         try:
-            text = chosen.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PolicyError(str(exc.strerror), where=str(chosen)) from None
+            text = read_text(chosen)
+        except FileTextError as exc:
+            raise PolicyError(exc.message, where=str(chosen)) from None
         return cls.from_toml(text, str(chosen))
 
     def to_toml(self) -> str:

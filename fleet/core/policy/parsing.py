@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from decimal import Decimal, InvalidOperation
 
 from fleet.core.errors import InputError
+from fleet.core.money import MoneyError, parse_decimal
 
 __all__ = [
     "PolicyError",
@@ -62,8 +62,8 @@ def percent_ppm(text: object, where: str) -> int:
     if not raw.endswith("%"):
         raise PolicyError('write a percentage, e.g. "5%"', where=where)
     try:
-        ppm = Decimal(raw[:-1]) * 10_000
-    except InvalidOperation:
+        ppm = parse_decimal(raw[:-1].strip()) * 10_000
+    except MoneyError:
         raise PolicyError(f"not a percentage: {text!r}", where=where) from None
     if not 0 <= ppm <= 1_000_000:
         raise PolicyError(f"{raw} is not between 0% and 100%", where=where)

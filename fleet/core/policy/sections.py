@@ -26,6 +26,7 @@ from fleet.core.values import parse_duration_days, parse_money
 __all__ = [
     "CAPABILITIES",
     "FeePolicy",
+    "MaintenancePolicy",
     "NoticePolicy",
     "ReplacementPolicy",
     "RolloutPolicy",
@@ -71,6 +72,11 @@ class ReplacementPolicy:
     """Capabilities every terminal must have; a model without one is due."""
     fault_threshold: int = 5
     """This many recorded faults or more make a terminal due."""
+    wear_percent: int = 90
+    """A reader, printer or battery past this share of its model's rated life (%) makes
+    the terminal due now (P2); the forecast is the day its line reaches that share."""
+    forecast_min_samples: int = 3
+    """Health samples a wear forecast must rest on (fewer: no forecast)."""
 
     def __post_init__(self) -> None:
         for cap in self.require:
@@ -87,6 +93,13 @@ class ReplacementPolicy:
         for name in ("max_age_years", "horizon_days", "urgent_days", "fault_threshold"):
             if getattr(self, name) < 0:
                 raise PolicyError("must not be negative", where=f"replacement.{name}")
+        if not 1 <= self.wear_percent <= 100:
+            raise PolicyError("must be 1..100", where="replacement.wear_percent")
+        if self.forecast_min_samples < 2:
+            raise PolicyError(
+                "must be 2 or more (a line needs two points)",
+                where="replacement.forecast_min_samples",
+            )
 
     @classmethod
     def from_table(cls, value: dict[str, Any], source: str) -> Self:
@@ -128,6 +141,10 @@ class ReplacementPolicy:
             f"statuses = {toml_list(self.statuses)}  # which terminals are considered",
             f"require = {toml_list(self.require)}  # capabilities every terminal must have",
             f"fault_threshold = {self.fault_threshold}  # faults at which a terminal is due",
+            f"wear_percent = {self.wear_percent}  # % of rated life at which reader, printer or "
+            "battery is due",
+            f"forecast_min_samples = {self.forecast_min_samples}  # health samples a wear "
+            "forecast rests on",
         ]
 
 
@@ -373,3 +390,63 @@ class SwapPolicy:
             f'follow_up_after = "{self.follow_up_days}d"  # the follow-up (回访) after a swap',
             f'follow_up = "{self.follow_up}"  # as a call task or a notice',
         ]
+
+
+def _window(raw: object, where: str) -> tuple[int, int]:
+    if not isinstance(raw, str):
+        raise PolicyError('want "HH:MM-HH:MM", e.g. "01:00-05:00"', where=where)
+    if raw.strip() in ("", "any"):
+        return (0, 0)
+    start, end = parse_clock_range(raw, where)
+    if start == end:
+        raise PolicyError(f"{raw!r} is empty (for no window, leave it out)", where=where)
+    return start, end
+
+
+def _window_text(window: tuple[int, int]) -> str:
+    return "any" if window[0] == window[1] else f"{clock_text(window[0])}-{clock_text(window[1])}"
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """When terminals may be pushed to: windows on the merchant's local clock (its
+    ``timezone``), DST-aware. A merchant's own window wins, then the first group that
+    includes it (in file order), then the default; ``"any"`` (the default): no window."""
+
+    default: tuple[int, int] = (0, 0)
+    """Minutes after local midnight (start, end); equal: any time."""
+    groups: tuple[tuple[str, tuple[int, int]], ...] = ()
+    """(group, window): ``region=east``, ``mcc=5411,5811-5814``, ``tag=vip`` (``;`` joins)."""
+    merchants: tuple[tuple[str, tuple[int, int]], ...] = ()
+    """(merchant id, window)."""
+
+    @classmethod
+    def from_table(cls, value: dict[str, Any], source: str) -> Self:
+        known = ("default", "groups", "merchants")
+        kwargs: dict[str, Any] = {}
+        for key, raw in value.items():
+            where = f"{source}: maintenance.{key}"
+            if key == "default":
+                kwargs["default"] = _window(raw, where)
+            elif key in ("groups", "merchants"):
+                if not isinstance(raw, dict):
+                    raise PolicyError(
+                        'want a table, e.g. { "region=east" = "02:00-04:00" }', where=where
+                    )
+                kwargs[key] = tuple((str(k), _window(v, f"{where}.{k}")) for k, v in raw.items())
+            else:
+                raise _unknown(where, known)
+        return cls(**kwargs)
+
+    def toml_lines(self) -> list[str]:
+        lines = [
+            "[maintenance]",
+            f'default = "{_window_text(self.default)}"  # merchant\'s local time; "any": no window',
+        ]
+        if self.groups:
+            inner = ", ".join(f'"{g}" = "{_window_text(w)}"' for g, w in self.groups)
+            lines.append(f"groups = {{ {inner} }}  # first matching group wins")
+        if self.merchants:
+            inner = ", ".join(f'"{m}" = "{_window_text(w)}"' for m, w in self.merchants)
+            lines.append(f"merchants = {{ {inner} }}  # a merchant's own window wins")
+        return lines

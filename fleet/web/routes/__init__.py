@@ -11,6 +11,7 @@ module             routes
 ``records``        fee tables and diffs, replacements (+ CSV), swaps, audit (+ CSV)
 ``engineering``    sync a terminal, plan a swap
 ``admin``          users, API tokens, webhooks
+``provider``       SMS provider callbacks and replies, bounces, scam complaints, call tasks
 =================  ================================================================
 """
 
@@ -24,12 +25,13 @@ from fleet.web.routes import (
     callcentre,
     engineering,
     fleetview,
+    provider,
     records,
     rollouts,
 )
 
 ROUTERS: list[APIRouter] = [
     router
-    for module in (auth, fleetview, rollouts, callcentre, records, engineering, admin)
+    for module in (auth, fleetview, rollouts, callcentre, records, engineering, admin, provider)
     for router in (module.pages, module.api)
-]
+] + [provider.hooks]

@@ -8,7 +8,7 @@ key, which the console process does not hold.
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
@@ -19,6 +19,7 @@ from fleet.core.errors import InputError
 from fleet.core.policy import Policy
 from fleet.core.values import parse_date
 from fleet.device import resolve, sync
+from fleet.notices.reasons import SWAP_CODES
 from fleet.swaps import plan
 from fleet.web.deps import DB, TEXT, Form, get_settings, need
 from fleet.web.problems import CONFLICT, JOB_FAILED, PROBLEM_RESPONSES
@@ -32,11 +33,12 @@ Serial = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9.
 
 
 def _plan(request: Request, engine: Any, me: Principal, serial: str, on: date, reason: str,
-          engineer: str, new_serial: str | None) -> dict[str, Any]:  # fmt: skip
+          engineer: str, new_serial: str | None,
+          reason_code: str | None = None) -> dict[str, Any]:  # fmt: skip
     policy = Policy.load(get_settings(request).policy_path)
     result = plan(
         engine, serial, on, reason=reason, actor=me.actor, policy=policy, engineer=engineer,
-        new_serial=new_serial or None,
+        new_serial=new_serial or None, reason_code=reason_code or None,
     )  # fmt: skip
     return result.as_dict()
 
@@ -63,7 +65,8 @@ def swap_page(request: Request, serial: Serial, engine: DB, me: Swapper, form: F
     except ValueError as exc:
         raise InputError(str(exc), where="on") from None
     _plan(request, engine, me, serial, on, form.get("reason", "")[:500],
-          form.get("engineer", "")[:80], form.get("new_serial", "")[:40] or None)  # fmt: skip
+          form.get("engineer", "")[:80], form.get("new_serial", "")[:40] or None,
+          form.get("reason_code", "")[:32] or None)  # fmt: skip
     return RedirectResponse(f"/terminals/{serial}", status_code=303)
 
 
@@ -74,6 +77,15 @@ def sync_api(serial: Serial, engine: DB, me: Device) -> dict[str, Any]:
     return _sync(engine, serial, me.actor)
 
 
+SwapReasonCode = Literal[
+    "age", "pci_expiry", "model_eol", "firmware_eol", "security_advisory",
+    "missing_payment_method", "faulty", "tamper", "wear", "upgrade", "merchant_request",
+    "other",
+]  # fmt: skip
+"""The swap reason codes of the catalogue (:data:`fleet.notices.reasons.SWAP_CODES`)."""
+assert get_args(SwapReasonCode) == SWAP_CODES
+
+
 class SwapPlan(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,6 +94,8 @@ class SwapPlan(BaseModel):
     reason: str = Field(min_length=1, max_length=500, pattern=TEXT)
     engineer: str = Field(default="", max_length=80, pattern=TEXT)
     new_serial: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
+    reason_code: SwapReasonCode | None = None
+    """Why, as the merchant reads it (the reason catalogue); ``reason`` is the note."""
 
 
 @api.post(
@@ -90,4 +104,4 @@ class SwapPlan(BaseModel):
 )  # fmt: skip
 def swap_api(request: Request, body: SwapPlan, engine: DB, me: Swapper) -> dict[str, Any]:
     return _plan(request, engine, me, body.old_serial, body.on, body.reason, body.engineer,
-                 body.new_serial)  # fmt: skip
+                 body.new_serial, body.reason_code)  # fmt: skip

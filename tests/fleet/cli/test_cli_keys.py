@@ -38,7 +38,7 @@ def test_keys_new_writes_a_private_versioned_file_and_never_overwrites(tmp_path:
     assert bad.exit_code == 2 and "version 0 is not 1..4294967295" in bad.output
     assert not (tmp_path / "v0.key").exists()
     nowhere = runner.invoke(app, ["keys", "new", str(tmp_path / "no" / "k.key")])
-    assert nowhere.exit_code == 1 and "No such file or directory" in nowhere.output
+    assert nowhere.exit_code == 2 and "does not exist" in nowhere.output  # bad usage (issue 13)
     doc = json.loads(
         runner.invoke(app, ["keys", "new", str(tmp_path / "v1.key"), "-f", "json"]).stdout
     )

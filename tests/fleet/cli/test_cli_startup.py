@@ -30,7 +30,8 @@ HEAVY = (
 
 LIGHT_CLI = (
     "common", "admin", "inventory", "terminals", "replace", "report", "wire", "fees", "push",
-    "rollout", "notices", "swaps", "keys", "users", "webhooks", "serve", "outfile",
+    "rollout", "notices", "notices_loop", "swaps", "keys", "users", "webhooks", "serve", "outfile",
+    "health",
 )  # fmt: skip
 """CLI modules whose top level imports nothing heavy (the commands import the domain)."""
 
@@ -91,27 +92,59 @@ def test_a_command_loads_its_own_module_only() -> None:
 
 
 VERIFY_LOADS = {
-    "fleet.cli.common", "fleet.cli.notices", "fleet.core.actor", "fleet.core.audit",
-    "fleet.core.clauses", "fleet.core.clock", "fleet.core.db", "fleet.core.errors",
-    "fleet.core.escaping", "fleet.core.events", "fleet.core.masking", "fleet.notices.codes",
-    "fleet.notices.payloads", "fleet.notices.queue", "fleet.notices.verify",
-    "fleet.notices.verify_log",
+    "fleet.cli.common", "fleet.cli.notices", "fleet.cli.notices_loop", "fleet.core.actor", "fleet.core.audit",
+    "fleet.core.clock", "fleet.core.db", "fleet.core.dbapi", "fleet.core.errors",
+    "fleet.core.escaping", "fleet.core.events", "fleet.core.masking", "fleet.core.verify_sql",
+    "fleet.notices.codes", "fleet.notices.payloads", "fleet.notices.queue",
+    "fleet.notices.verify", "fleet.notices.verify_log",
 }  # fmt: skip
 """What ``posfleet notices verify`` may load of ours: its command, the verification, the
-bare table clauses, the audit entry, the verification log and the events outbox, the
-engine, the terminal-text escaping every console applies; no model, policy, fee or text
+plain DB-API runner and the SQL compiled for it (not the clauses it is compiled from), the
+audit entry, the verification log and the events outbox, the database's constants and
+errors, the terminal-text escaping every console applies; no model, policy, fee or text
 module."""
 
 
-def test_notices_verify_loads_what_it_uses_and_sqlalchemy_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("genuine", [False, True])
+def test_notices_verify_loads_no_sqlalchemy(tmp_path: Path, genuine: bool) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from sqlalchemy import insert  # noqa: PLC0415
+
     from fleet.core import db  # noqa: PLC0415
+    from fleet.core.models import MERCHANTS, MESSAGES, NOTICES  # noqa: PLC0415
 
     path = tmp_path / "fleet.db"
-    db.upgrade(db.connect(str(path)))
-    code, loaded, stdout = probe("--db", str(path), "notices", "verify", "AAAAA-BBBBB")
-    assert code == 1 and stdout.startswith("NOT GENUINE")
-    assert heavy(loaded) == {"sqlalchemy"}
-    assert "sqlalchemy.orm" not in loaded and "sqlalchemy.dialects.postgresql" not in loaded
+    engine = db.connect(str(path))
+    db.upgrade(engine)
+    if genuine:
+        at = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+        with engine.begin() as conn:
+            conn.execute(
+                insert(MERCHANTS).values(
+                    id="M1", name="Shop", mcc=5411, region="N", tags=[], channels=[], opt_out=[]
+                )
+            )
+            message = dict(
+                id=7, code="AAAAA-BBBBB", merchant_id="M1", channel="email",
+                address="shop@example.com", language="en", kinds=["swap_done"],
+                subject="Your terminal", body="Hello", status="sent", not_before=at,
+                created_at=at, sent_at=at,
+            )  # fmt: skip
+            notice = dict(
+                kind="swap_done", merchant_id="M1", ref="swap:1", payload={}, created_at=at,
+                status="sent", message_id=7,
+            )  # fmt: skip
+            conn.execute(insert(MESSAGES).values(**message))
+            conn.execute(insert(NOTICES).values(**notice))
+    engine.dispose()
+    code, loaded, stdout = probe("--db", str(path), "notices", "verify", "aaaaa bbbbb")
+    if genuine:
+        assert code == 0 and stdout.startswith("GENUINE: reference AAAAA-BBBBB, email to Shop")
+        assert "composed 2026-03-01T09:30:00+00:00" in stdout and "swap_done (swap:1)" in stdout
+    else:
+        assert code == 1 and stdout.startswith("NOT GENUINE")
+    assert heavy(loaded) == set()
     ours = {m for m in loaded if m.startswith("fleet.")} - {
         "fleet.cli",
         "fleet.core",

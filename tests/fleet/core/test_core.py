@@ -100,8 +100,8 @@ def test_the_bare_clauses_match_the_models() -> None:
 
     for name in clauses.__all__:
         clause = getattr(clauses, name)
-        if not hasattr(clause, "columns"):
-            continue
+        if not hasattr(clause, "columns") or clause is clauses.VERSION_CLAUSE:
+            continue  # (Alembic's own row: read against real databases in test_verify_sql.py)
         declared = metadata.tables[clause.name]
         for column in clause.columns:
             assert column.name in declared.c, f"{clause.name}.{column.name} is not in the models"

@@ -239,7 +239,7 @@ def test_basket_impact_in_the_notice_text(
 ) -> None:
     payload = FeeChange(
         version=2, old_version=1, effective=datetime(2027, 1, 1, tzinfo=UTC),
-        currency=currency, basket_old=old, basket_new=new, direction="up", reason="review",
+        currency=currency, basket_old=old, basket_new=new, direction="up", reason_code="fee_review",
         sales=2, basket_total=1_050_000,
     )  # fmt: skip
     item = NoticeItem("fee_change", payload.to_json())
@@ -268,7 +268,7 @@ def test_sms_cost_in_the_sms_currency(
         conn.execute(update(MERCHANTS).where(MERCHANTS.c.id == mid).values(channels=["sms"],
                                                                           opt_out=[]))  # fmt: skip
         notice = SwapNotice("swap_planned", 1, "PS1", None, "PF-300", "T1",
-                            datetime(2027, 1, 5).date(), "worn out")  # fmt: skip
+                            datetime(2027, 1, 5).date(), "wear")  # fmt: skip
         queue(conn, notice, merchant_id=mid, ref="swap:1",
               at=datetime(2026, 1, 1, tzinfo=UTC))  # fmt: skip
     policy = NoticePolicy(sms_price=price, sms_currency=currency, quiet=(0, 0), digest_s=0)

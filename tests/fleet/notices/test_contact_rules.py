@@ -20,6 +20,7 @@ from fleet.notices.contact import (
     quiet_until,
     rate_until,
 )
+from fleet.notices.reasons import CATALOGUE
 from fleet.notices.sms import GSM7_BASIC, GSM7_EXTENSION, count
 from fleet.notices.text import (
     CHANNELS,
@@ -205,8 +206,15 @@ def test_each_notice_states_what_it_must(kind: str, lang: str, channel: str) -> 
     )  # fmt: skip
     text = f"{out.subject}\n{out.body}"
     assert "7KQ2M-9XD4T" in text and policy.hotline in text
-    assert "PCI PTS approval expiring" in text or "Annual scheme fee review 2027" in text
-    assert "2027" in text  # the effective date
+    if kind == "scam_warning":  # the region it warns, and what we never ask for
+        assert "Region name of forty characters" in text
+        assert "terminal" in text or "终端" in text
+    elif kind == "opt_out_confirm":  # what still reaches the merchant, and how
+        assert "email" in text or "邮件" in text
+    else:
+        code = sample_items(kind)[0].payload["reason_code"]  # the catalogue's, in the language
+        assert CATALOGUE[code][lang] in text
+        assert "2027" in text  # the effective date
     if kind == "fee_change":  # the impact: the typical basket's fee before and after
         assert "12345.67 EUR" in text and "13345.67 EUR" in text
     for pattern, _what in FORBIDDEN:

@@ -46,11 +46,11 @@ OPEN = NoticePolicy(quiet=(0, 0), digest_s=0, max_per_window=100, backoff_s=0.0)
 FEE = {
     "version": 7, "old_version": 6, "effective": "2027-01-01T00:00:00+08:00",
     "currency": "CNY", "basket_old": 312, "basket_new": 348, "direction": "up",
-    "reason": "Scheme fee review", "sales": 4, "basket_total": 46_500,
+    "reason_code": "scheme_fees", "sales": 4, "basket_total": 46_500,
 }  # fmt: skip
 SWAP = {
     "swap": 1, "old": "PS00000001", "new": "PS00000002", "model": "PF-300",
-    "tid": "T0000001", "date": "2026-12-01", "reason": "PCI PTS approval expired",
+    "tid": "T0000001", "date": "2026-12-01", "reason_code": "pci_expiry",
     "engineer": "Li Wei", "version": 7,
 }  # fmt: skip
 

@@ -471,8 +471,9 @@ def test_notices_builder_groups_masks_and_buckets() -> None:
     empty = build_notices(NoticeAggregates(), NoticeFilter(date(2026, 11, 1)))
     assert all(chart.empty for chart in empty.charts)
     assert render.json_doc(empty)["summary"]["by_kind"] == dict.fromkeys(
-        ("fee_change", "swap_planned", "swap_done", "follow_up"), 0
-    )
+        ("fee_change", "swap_planned", "swap_done", "follow_up", "scam_warning",
+         "opt_out_confirm"), 0
+    )  # fmt: skip
     render.html(empty)  # draws "no data"
 
 

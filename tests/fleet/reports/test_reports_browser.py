@@ -26,6 +26,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -50,6 +51,7 @@ from fleet.notices.dispatch import Dispatcher, DispatchResult
 from fleet.notices.text import KINDS, sample_items
 from fleet.reports import (
     NoticeFilter,
+    charts,
     fleet_report,
     notices_report,
     render,
@@ -57,7 +59,8 @@ from fleet.reports import (
     rollout_report,
 )
 from fleet.reports.charts import colors
-from fleet.reports.model import Report
+from fleet.reports.model import Chart, Report, stacks
+from fleet.reports.rollout import JOB_COLORS, JOB_STATUSES
 from tests.fleet.reports.test_reports import seed_rollout
 
 AS_OF = "2026-11-01"
@@ -344,3 +347,84 @@ def test_reports_render_in_chromium_without_network(
         title = browser.evaluate("document.title")
         assert title == report.title
         assert browser.requested() and set(browser.requested()) == {url}, browser.requested()
+
+
+# -- issue 13, "Daily use": wide tables, the rollout chart's legend, printed pages ----------
+
+A4_LANDSCAPE_PX = 1047
+"""The width of an A4 landscape page inside 10 mm margins, in CSS pixels (277 mm)."""
+
+TABLES_JS = """
+JSON.stringify([...document.querySelectorAll('section table')].map(t => {
+  const box = t.getBoundingClientRect(), holder = t.parentElement;
+  return {section: t.closest('section').id, right: box.right,
+          page: document.documentElement.clientWidth,
+          hidden: holder.scrollWidth - holder.clientWidth,
+          scrolls: getComputedStyle(holder).overflowX === 'auto'};
+}))
+"""
+
+
+def _overflowing(browser: Chromium) -> list[dict[str, Any]]:
+    return [
+        t
+        for t in json.loads(browser.evaluate(TABLES_JS))
+        if t["hidden"] > 1 or t["right"] > t["page"] + 1
+    ]
+
+
+def _pdf_pages(browser: Chromium) -> int:
+    pdf = browser.call(
+        "Page.printToPDF",
+        {"landscape": True, "paperWidth": 11.69, "paperHeight": 8.27, "preferCSSPageSize": True},
+        session=True,
+    )
+    return len(re.findall(rb"/Type\s*/Page[^s]", base64.b64decode(pdf["data"])))
+
+
+def test_wide_tables_are_not_clipped_on_screen_or_in_print(
+    loaded: Engine, browser: Chromium, tmp_path: Path
+) -> None:
+    reports = _reports(loaded, tmp_path)
+    for name, report in reports.items():
+        page = tmp_path / f"{name}.html"
+        page.write_text(render.html(report), encoding="utf-8")
+        for width, media in ((1280, "screen"), (1024, "screen"), (A4_LANDSCAPE_PX, "print")):
+            browser.call(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False},
+                session=True,
+            )
+            browser.call("Emulation.setEmulatedMedia", {"media": media}, session=True)
+            browser.load(page.as_uri())
+            over = _overflowing(browser)
+            if width == 1024:  # narrower than the page: a wide table scrolls, never clipped
+                over = [t for t in over if not t["scrolls"]]
+            assert not over, (name, width, media, over)
+
+
+def test_the_rollout_chart_has_a_legend(loaded: Engine, tmp_path: Path) -> None:
+
+    report = _reports(loaded, tmp_path)["rollout"]
+    all_done = Chart(  # a rollout that is done: one status left, its colour still named
+        "rollout_9", "Rollout 9: table v2, done", ("wave 1 (10%)", "wave 2 (100%)"),
+        stacks(JOB_STATUSES, JOB_COLORS, [{"done": 3}, {"done": 27}]), stacked=True,
+        ylabel="terminals",
+    )  # fmt: skip
+    for chart in [*report.charts, all_done]:
+        drawn = charts.svg(chart)
+        assert "legend_1" in drawn, chart.key
+        for s in chart.series:
+            assert f">{s.name.replace('_', ' ')}<" in drawn, (chart.key, s.name)
+
+
+def test_the_replacements_report_prints_to_few_a4_pages(
+    loaded: Engine, browser: Chromium, tmp_path: Path
+) -> None:
+    report = _reports(loaded, tmp_path)["replacements"]
+    page = tmp_path / "replacements.html"
+    page.write_text(render.html(report), encoding="utf-8")
+    browser.load(page.as_uri())
+    pages = _pdf_pages(browser)
+    print(f"replacements report: {pages} A4 pages")
+    assert pages <= 6, pages

@@ -38,6 +38,7 @@ from tests.fleet.rollout.test_rollout_e2e import (
     POSSIM,
     PY,
     _check_terminal_tables,
+    _merchants_in_china,  # noqa: F401 - the autouse fixture: CNY tables target every terminal
     _published,
     _terminals,
     _wire,

@@ -106,7 +106,7 @@ def test_a_swap_that_fails_midway_changes_nothing(
         ("old in stock", SwapError, "is in_stock, not deployed or faulty"),
         ("no contact data", SwapError, "has no phone or email"),
         ("itself", SwapError, "can't replace itself"),
-        ("no reason", InputError, "a swap needs a reason"),
+        ("bad reason code", InputError, "'because' is not a reason code"),
     ],
 )
 def test_bad_swaps_are_refused_and_change_nothing(
@@ -133,11 +133,10 @@ def test_bad_swaps_are_refused_and_change_nothing(
             )
     elif case == "itself":
         new = old
-    elif case == "no reason":
-        reason = "  "
+    code = "because" if case == "bad reason code" else None
     before = snapshot(loaded)
     with pytest.raises(error, match=message):
-        swap(loaded, old, new, reason=reason, actor="t", policy=POLICY)
+        swap(loaded, old, new, reason=reason, actor="t", policy=POLICY, reason_code=code)
     assert snapshot(loaded) == before
 
 
@@ -163,7 +162,7 @@ def test_plan_then_swap_completes_the_plan(loaded: Engine) -> None:
 
 
 def _sheet(path: Path, rows: list[str]) -> Path:
-    path.write_text("old_serial,new_serial,reason,engineer\n" + "\n".join(rows) + "\n")
+    path.write_text("old_serial,new_serial,reason,engineer,reason_code\n" + "\n".join(rows) + "\n")
     return path
 
 
@@ -174,10 +173,10 @@ def test_a_day_sheet_is_all_or_nothing(loaded: Engine, tmp_path: Path) -> None:
     bad = _sheet(
         tmp_path / "bad.csv",
         [
-            f"{deployed[0]},{stock[0]},PTS expired,Li Wei",
-            f"{deployed[1]},PS99999999,faulty,Li Wei",  # unknown replacement
-            f"{deployed[2]},{stock[0]},faulty,Li Wei",  # stock[0] used twice
-            f"{deployed[2]},{stock[2]},,Li Wei",  # no reason
+            f"{deployed[0]},{stock[0]},PTS expired,Li Wei,pci_expiry",
+            f"{deployed[1]},PS99999999,faulty,Li Wei,faulty",  # unknown replacement
+            f"{deployed[2]},{stock[0]},faulty,Li Wei,",  # stock[0] used twice
+            f"{deployed[2]},{stock[2]},,Li Wei,because",  # no such reason code
         ],
     )
     with pytest.raises(RejectedFileError) as caught:
@@ -187,11 +186,12 @@ def test_a_day_sheet_is_all_or_nothing(loaded: Engine, tmp_path: Path) -> None:
     assert any(
         m.startswith(f"{bad}:4: new_serial: {stock[0]} is already on line 2") for m in messages
     )
-    assert any(m.startswith(f"{bad}:5: reason:") for m in messages)
+    assert any(m.startswith(f"{bad}:5:") and "'because' is not a reason code" in m
+               for m in messages)  # fmt: skip
     assert snapshot(loaded) == before
     good = _sheet(
         tmp_path / "good.csv",
-        [f"{deployed[i]},{stock[i]},PTS expired,Li Wei" for i in range(3)],
+        [f"{deployed[i]},{stock[i]},PTS expired,Li Wei,pci_expiry" for i in range(3)],
     )
     done = day_sheet(loaded, good, actor="eng", policy=POLICY)
     assert [r.old for r, _ in done] == deployed
@@ -225,8 +225,8 @@ def test_cli_swap_plan_list_and_errors(loaded: Engine, db_url: str) -> None:
     assert '"status": "done"' in done.output and f'"new": "{stock[0]}"' in done.output
     again = runner.invoke(app, [*base, "swap", deployed[1], stock[0], "--reason", "x"])
     assert again.exit_code == 1 and "not in stock" in again.output
-    missing = runner.invoke(app, [*base, "swap", deployed[1], stock[0]])
-    assert missing.exit_code == 2  # --reason is required: bad usage
+    bad_code = runner.invoke(app, [*base, "swap", deployed[1], stock[0], "--reason-code", "x"])
+    assert bad_code.exit_code == 2 and "'x' is not a reason code" in bad_code.stderr
     bad_date = runner.invoke(app, [*base, "swap", "plan", deployed[1], "--on", "soon",
                                    "--reason", "x"])  # fmt: skip
     assert bad_date.exit_code == 2

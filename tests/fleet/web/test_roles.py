@@ -62,6 +62,7 @@ def _path(template: str, served: Served, method: str) -> str:
         "token_id": "999999",
         "sub_id": "999999",
         "file": "console.css",
+        "provider": "nobody-at-all",
     }
     return re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], template)
 
