@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: all install demo test lint typecheck pytest bench fuzz lock clean
+.PHONY: all install demo test lint typecheck pytest bench soak fuzz lock clean
 
 all: test
 
@@ -40,6 +40,11 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The chaos soak (issue 18): PostgreSQL on 127.0.0.1:5432, not part of `make test`.
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py $(SOAK_ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)

@@ -114,7 +114,7 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
             table.write_text(fee_toml())
             plan = publish(engine, table, actor="bench", policy=FeePolicy())
             size = len(plan.table.to_bytes())
-            policy = RolloutPolicy(backoff_s=0.5, lease_s=60)
+            policy = RolloutPolicy(backoff_s=0.5, lease_s=60, max_attempts=10)
             rid, sizes = create(
                 engine,
                 plan.version,
@@ -122,6 +122,8 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
                 policy=policy,
                 actor="bench",
                 waves=(10_000, 100_000, 1_000_000),
+                # a loaded machine answers past T2 at times: the bench measures, never halts
+                max_failure_ppm=1_000_000,
             )
             worker = Worker(
                 engine,
@@ -179,7 +181,7 @@ def one_run(count: int, drop: float, profile: bool = False) -> list[str]:
 
 
 def run(counts: tuple[int, ...] = COUNTS, drops: tuple[float, ...] = (0.0, DROP),
-        profile: bool = False) -> list[str]:  # fmt: skip
+        profile: bool = False, echo: bool = False) -> list[str]:  # fmt: skip
     lines = [
         "Rollout of an 8 KiB fee table to possim fleet terminals over TCP (SQLite, one worker "
         "process, the engine; each push verified by status + test sale; T1 = frame + 0.5 s, "
@@ -187,7 +189,10 @@ def run(counts: tuple[int, ...] = COUNTS, drops: tuple[float, ...] = (0.0, DROP)
     ]
     for drop in drops:
         for count in counts:
-            lines += one_run(count, drop, profile and not drop)
+            point = one_run(count, drop, profile and not drop)
+            if echo:
+                print("\n".join(point), flush=True)
+            lines += point
     return lines
 
 
@@ -196,4 +201,4 @@ if __name__ == "__main__":
     flags = [a for a in sys.argv[1:] if a.startswith("--")]
     chosen = tuple(int(a) for a in args) or COUNTS
     drops = (0.0,) if "--clean" in flags else (DROP,) if "--drop" in flags else (0.0, DROP)
-    print("\n".join(run(chosen, drops, "--profile" in flags)))
+    run(chosen, drops, "--profile" in flags, echo=True)

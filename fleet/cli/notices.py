@@ -101,6 +101,9 @@ def notices_dispatch(
     watch: Annotated[bool, typer.Option(help="Keep running, polling for new notices")] = False,
     lease: Annotated[float, typer.Option(help="Seconds a claimed message is ours")] = 60.0,
     batch: Annotated[int, typer.Option(help="Messages claimed at a time")] = 200,
+    connections: Annotated[
+        int, typer.Option(min=1, max=64, help="SMTP connections sending at once")
+    ] = 1,
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Compose due notices into messages (contact rules, digests) and send them, once."""
@@ -113,7 +116,7 @@ def notices_dispatch(
     sends = transports(outbox=outbox, smtp=smtp, sms=sms)
     shown = _Shown(st.engine(), fmt)
     dispatcher = Dispatcher(
-        st.engine(), policy, sends, lease_s=lease, batch=batch,
+        st.engine(), policy, sends, lease_s=lease, batch=batch, connections=connections,
         receipt_window_s=st.policy().inbound.receipt_window_s if sms else None,
     )  # fmt: skip
     with shown.progress:

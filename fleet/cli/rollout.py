@@ -140,7 +140,9 @@ def rollout_run(
     rollout_id: Annotated[int, typer.Argument(help="Rollout id")],
     key_file: KeyFileOpt,
     allow_open_key_file: AllowOpenKeyOpt = False,
-    workers: Annotated[int, typer.Option(help="Pushers in this process")] = 4,
+    workers: Annotated[
+        int, typer.Option(help="Terminals pushed at once by this process (key rollouts: threads)")
+    ] = 4,
     name: Annotated[str | None, typer.Option(help="Worker name in leases [host:pid]")] = None,
     baud: Annotated[int, typer.Option(help="Line speed")] = 115200,
     timeout: Annotated[float, typer.Option(help="T2 seconds")] = 5.0,

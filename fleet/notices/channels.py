@@ -201,7 +201,12 @@ class SmtpTransport:
         self.password = unquote(parts.password) if parts.password else None
         self.timeout = timeout
         self.name = f"{parts.scheme}://{self.host}:{self.port}"
+        self.url = url
         self._smtp: smtplib.SMTP | None = None
+
+    def clone(self) -> SmtpTransport:
+        """The same server on a connection of its own (a dispatcher's other senders)."""
+        return SmtpTransport(self.url, timeout=self.timeout)
 
     def _connect(self) -> smtplib.SMTP:
         if self._smtp is None:

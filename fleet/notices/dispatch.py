@@ -11,6 +11,9 @@ with backoff (past quiet hours), then fail with their error kept.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
@@ -27,11 +30,43 @@ from fleet.core.masking import redact_addresses
 from fleet.core.models import MERCHANTS, MESSAGES, NOTICES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
-from fleet.notices.channels import Outgoing, Transport, TransportError
+from fleet.notices.channels import Outgoing, SmtpTransport, Transport, TransportError
 from fleet.notices.compose import ComposeResult, compose
 from fleet.notices.contact import next_allowed
 
 __all__ = ["DispatchResult", "Dispatcher"]
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A sender's report: the message, what the transport returned, or its error."""
+
+    message: Mapping[str, Any]
+    ref: str
+    via: str
+    transport: Transport
+    error: TransportError | None = None
+    recorded: bool = False
+    """Marked sent (False: another dispatcher holds the message now)."""
+    skipped: bool = False
+    """Not sent: its lease ran out before its turn."""
+
+
+class _Locked:
+    """A transport shared by several senders: one send at a time."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        self.name = transport.name
+        self._lock = threading.Lock()
+
+    def send(self, out: Outgoing) -> str:
+        with self._lock:
+            return self.transport.send(out)
+
+    def close(self) -> None:
+        pass
+
 
 LEASED = Leased(MESSAGES, "sending")
 
@@ -117,14 +152,21 @@ class Dispatcher:
         worker: str | None = None,
         lease_s: float = 60.0,
         batch: int = 200,
+        connections: int = 1,
         receipt_window_s: float | None = None,
     ) -> None:
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
         self.engine = engine
         self.policy = policy
         self.transports = transports
         self.worker = worker_identity(worker)
         self.lease = timedelta(seconds=lease_s)
         self.batch = batch
+        self.connections = connections
+        self._flying: dict[int, float] = {}
+        """Messages claimed and not yet finished → until when (monotonic) the lease is
+        surely ours."""
         self._down: dict[str, TransportError] = {}
         """Channels whose server could not be reached in this pass: their other messages
         are not tried (each would wait for the same dead server) but rescheduled."""
@@ -189,47 +231,59 @@ class Dispatcher:
                 conn.execute(_NOTICES_SENT, {"mid": message["id"]})
         return bool(done)
 
-    def send(self, message: Mapping[str, Any], result: DispatchResult) -> None:
-        channel = message["channel"]
-        transport = self.transports[channel]
-        out = Outgoing(
+    def outgoing(self, message: Mapping[str, Any]) -> Outgoing:
+        return Outgoing(
             id=message["id"],
             code=message["code"],
             merchant_id=message["merchant_id"],
             merchant=message["merchant"],
-            channel=channel,
+            channel=message["channel"],
             address=message["address"],
             subject=message["subject"],
             body=message["body"],
             created_at=message["created_at"],
             sender=self.policy.email_from,
         )
+
+    def send(self, message: Mapping[str, Any], result: DispatchResult) -> None:
+        """Send one message and record its outcome (one at a time; :meth:`run` overlaps
+        sending with the bookkeeping)."""
+        transport = self.transports[message["channel"]]
         try:
-            down = self._down.get(channel)
+            down = self._down.get(message["channel"])
             if down is not None:
                 raise down
-            ref = transport.send(out)
+            ref = transport.send(self.outgoing(message))
         except TransportError as exc:
-            if exc.unreachable:
-                self._down[channel] = exc
-            error = str(exc)[:500]
-            result.errors.append(f"{message['code']}: {error}")
-            if not exc.retryable or message["attempts"] >= self.policy.max_attempts:
-                if self._finish(message, status="failed", error=error, transport=transport.name):
-                    result.failed += 1
-                return
-            merchant_zone = self._zone(message["merchant_id"])
-            retry_at = next_allowed(
-                Backoff(self.policy.backoff_s).after(now(), message["attempts"]),
-                zone=merchant_zone,
-                quiet=self.policy.quiet,
-            )
-            if self._finish(message, status="ready", not_before=retry_at, error=error):
-                result.retried += 1
+            self._failed(message, exc, transport, result)
             return
         if self._sent(message, ref, transport.name):
             result.sent += 1
-            result.by_channel[channel] += 1
+            result.by_channel[message["channel"]] += 1
+
+    def _failed(
+        self,
+        message: Mapping[str, Any],
+        exc: TransportError,
+        transport: Transport,
+        result: DispatchResult,
+    ) -> None:
+        if exc.unreachable:
+            self._down[message["channel"]] = exc
+        error = str(exc)[:500]
+        result.errors.append(f"{message['code']}: {error}")
+        if not exc.retryable or message["attempts"] >= self.policy.max_attempts:
+            if self._finish(message, status="failed", error=error, transport=transport.name):
+                result.failed += 1
+            return
+        merchant_zone = self._zone(message["merchant_id"])
+        retry_at = next_allowed(
+            Backoff(self.policy.backoff_s).after(now(), message["attempts"]),
+            zone=merchant_zone,
+            quiet=self.policy.quiet,
+        )
+        if self._finish(message, status="ready", not_before=retry_at, error=error):
+            result.retried += 1
 
     def _zone(self, merchant_id: str) -> str:
         with self.engine.connect() as conn:
@@ -246,33 +300,160 @@ class Dispatcher:
         stop: Callable[[], bool] = lambda: False,
         progress: Callable[[DispatchResult], None] | None = None,
     ) -> DispatchResult:
-        """Compose and send until nothing is ready (``once``), or until ``stop()``. A
-        server that cannot be reached ends a ``once`` run (its messages rescheduled, with
-        the error); watching, it is tried again at the next poll."""
+        """Compose and send until nothing is ready (``once``), or until ``stop()``.
+
+        Sending overlaps the bookkeeping: :attr:`connections` sender threads (an SMTP
+        transport: one connection each) send what this thread claimed and mark each
+        message sent as soon as the server took it, while this thread composes and claims
+        the next batch and the other senders keep sending. A dispatcher killed between a
+        server's 250 and that commit leaves the message ``sending``; it is sent again, with
+        the same Message-ID, once its lease runs out. The window: at most one message per
+        connection.
+
+        A server that cannot be reached ends a ``once`` run (its messages rescheduled, with
+        the error); watching, it is tried again at the next claim."""
         result = DispatchResult()
+        todo: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
+        done: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
+        senders = [
+            threading.Thread(
+                target=self._sender, args=(own, todo, done), name=f"dispatch-{i}", daemon=True
+            )
+            for i, own in enumerate(self._per_connection())
+        ]
+        for t in senders:
+            t.start()
+        lease_s = self.lease.total_seconds()
+        next_renew = time.monotonic() + lease_s / 3
         try:
             while not stop():
-                self._down.clear()
-                if self.receipt_window_s is not None:
-                    from fleet.notices.receipts import sweep  # noqa: PLC0415
-
-                    result.fell_back += sweep(self.engine, self.receipt_window_s)
-                result.composed.add(compose(self.engine, self.policy))
-                batch = self.claim()
-                for message in batch:
-                    self.send(message, result)
-                    if progress is not None:
-                        progress(result)
                 if once and self._down:
-                    break
-                if not batch:
-                    if once and not self._pending_soon():
-                        break
-                    time.sleep(poll_s)
+                    if not self._flying:
+                        break  # the server is down: the rest waits for the next run
+                elif len(self._flying) <= self.batch // 2:
+                    self._down.clear()
+                    if self.receipt_window_s is not None:
+                        from fleet.notices.receipts import sweep  # noqa: PLC0415
+
+                        result.fell_back += sweep(self.engine, self.receipt_window_s)
+                    result.composed.add(compose(self.engine, self.policy))
+                    batch = self.claim()
+                    for message in batch:
+                        if message["id"] in self._flying:
+                            continue  # ours already (its lease ran out while it waited)
+                        self._flying[message["id"]] = time.monotonic() + 0.8 * lease_s
+                        todo.put(message)
+                    if not batch and not self._flying:
+                        if once and not self._pending_soon():
+                            break
+                        time.sleep(poll_s)
+                        continue
+                self._collect(done, result, wait=0.05)
+                if self._flying and time.monotonic() >= next_renew:
+                    next_renew = time.monotonic() + lease_s / 3
+                    self._renew()
+                if progress is not None:
+                    progress(result)
         finally:
+            for _ in senders:
+                todo.put(None)
+            for t in senders:
+                t.join()
+            self._collect(done, result, wait=0.0)
             for transport in self.transports.values():
                 transport.close()
         return result
+
+    def _collect(self, done: queue.SimpleQueue[_Sent], result: DispatchResult, wait: float) -> int:
+        """Record what the senders finished (waiting up to ``wait`` s for the first one)."""
+        items: list[_Sent] = []
+        with contextlib.suppress(queue.Empty):
+            items.append(done.get(timeout=wait) if wait else done.get_nowait())
+            while True:
+                items.append(done.get_nowait())
+        for d in items:
+            self._flying.pop(d.message["id"], None)
+            if d.skipped:
+                continue
+            if d.error is not None:
+                self._failed(d.message, d.error, d.transport, result)
+            elif d.recorded:
+                result.sent += 1
+                result.by_channel[d.message["channel"]] += 1
+        return len(items)
+
+    def _renew(self) -> None:
+        """Extend the leases of the messages claimed and not yet sent or recorded; a
+        message whose lease is gone is not sent by this dispatcher."""
+        ids = list(self._flying)
+        at = now()
+        with writer(self.engine).begin() as conn:
+            kept = set(
+                conn.execute(
+                    update(MESSAGES)
+                    .where(
+                        MESSAGES.c.id.in_(ids),
+                        MESSAGES.c.lease_owner == self.worker,
+                        MESSAGES.c.status == "sending",
+                    )
+                    .values(lease_until=at + self.lease)
+                    .returning(MESSAGES.c.id)
+                ).scalars()
+            )
+        until = time.monotonic() + 0.8 * self.lease.total_seconds()
+        for mid in ids:
+            if mid in self._flying:
+                self._flying[mid] = until if mid in kept else 0.0
+
+    def _per_connection(self) -> list[Mapping[str, Transport]]:
+        """Each sender's transports: its own copy of a transport that can make one (an
+        SMTP connection each), the one shared (behind a lock) otherwise."""
+        shared = {ch: _Locked(t) for ch, t in self.transports.items()}
+        own: list[Mapping[str, Transport]] = [self.transports]
+        for _ in range(self.connections - 1):
+            own.append(
+                {ch: t.clone() if isinstance(t, SmtpTransport) else shared[ch]
+                 for ch, t in self.transports.items()}
+            )  # fmt: skip
+        if self.connections > 1:
+            own[0] = {
+                ch: t if isinstance(t, SmtpTransport) else shared[ch]
+                for ch, t in self.transports.items()
+            }
+        self._clones = [t for m in own[1:] for t in m.values() if isinstance(t, SmtpTransport)]
+        return own
+
+    def _sender(
+        self,
+        transports: Mapping[str, Transport],
+        todo: queue.SimpleQueue[Mapping[str, Any] | None],
+        done: queue.SimpleQueue[_Sent],
+    ) -> None:
+        try:
+            while (message := todo.get()) is not None:
+                transport = transports[message["channel"]]
+                if time.monotonic() > self._flying.get(message["id"], 0.0):
+                    # its lease is (nearly) out: another dispatcher may take it now
+                    done.put(_Sent(message, "", transport.name, transport, skipped=True))
+                    continue
+                try:
+                    down = self._down.get(message["channel"])
+                    if down is not None:
+                        raise down  # its server is down: rescheduled, not tried
+                    ref = transport.send(self.outgoing(message))
+                except TransportError as exc:
+                    if exc.unreachable:
+                        self._down[message["channel"]] = exc
+                    done.put(_Sent(message, "", transport.name, transport, exc))
+                    continue
+                # recorded at once, by this sender: a kill repeats at most the one message
+                # each connection has sent and not yet recorded
+                held = self._sent(message, ref, transport.name)
+                done.put(_Sent(message, ref, transport.name, transport, recorded=held))
+        finally:
+            for t in transports.values():
+                if t in self._clones:
+                    t.close()
 
     def _pending_soon(self) -> bool:
         """Messages being sent by others, or about to be retried: worth waiting for."""

@@ -22,6 +22,8 @@ from aiosmtpd.controller import Controller
 class Received:
     envelope_to: list[str]
     raw: bytes
+    peer: Any = None
+    """The client's (host, port): which connection brought it."""
 
     @property
     def message(self) -> Message:
@@ -52,7 +54,9 @@ class Sink:
         if self.reply is not None:
             return self.reply
         with self.lock:
-            self.received.append(Received(list(envelope.rcpt_tos), bytes(envelope.content)))
+            self.received.append(
+                Received(list(envelope.rcpt_tos), bytes(envelope.content), session.peer)
+            )
         return "250 OK"
 
     def message_ids(self) -> list[str]:
