@@ -14,6 +14,9 @@ tamper switch is newly tripped is flagged P1 at once (``terminal.flagged``,
 :func:`poll` asks many terminals (0800/303, or a sign-on that also checks the serial) from
 one thread (:mod:`protocols.engine`, ``socket://`` links) and one at a time over other
 links (ptys, serial ports), and stores what they report in batches.
+
+Over 400 lines because storing, reading, polling and importing health share the sample row's
+shape and the least-squares sums kept beside it; each public function is short.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ leaves its messages ``sending``; when the lease runs out another one takes them 
 sends them again with the same id, which the folder and the work list recognise
 (nothing written twice) and which an email keeps as its ``Message-ID``. Failures retry
 with backoff (past quiet hours), then fail with their error kept.
+
+Over 400 lines because :class:`Dispatcher` is the one exactly-once send loop — claim, send
+over its connections, record, fall back — whose parts share the lease and the down-server
+state.
 """
 
 from __future__ import annotations

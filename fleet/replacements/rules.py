@@ -30,6 +30,9 @@ tripped tamper switch); **P2** when the terminal is over age or faults, or a wea
 is past its share of rated life, or its replace-by date is within ``urgent_days``; **P3**
 otherwise. The replace-by date is the earliest reason's date (today when that is already
 past). The forecast (:class:`Forecast`) sums units and cost per quarter of that date.
+
+Over 400 lines because every replacement rule lives here, pure, in the order docs/fleet.md
+lists them: one module reads as the one list of rules.
 """
 
 from __future__ import annotations

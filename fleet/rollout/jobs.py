@@ -6,6 +6,9 @@ MAC key version. Either way it reaches its terminals (in a group, or all) in **w
 (:mod:`fleet.rollout.waves`): one ``rollout_job`` per terminal, worked by
 :class:`fleet.rollout.worker.Worker`; pausing, resuming, cancelling and the status are the
 same for both kinds.
+
+Over 400 lines because creating, pausing, resuming, cancelling and the status of both kinds
+of rollout share the rollout row's life cycle and its wave accounting.
 """
 
 from __future__ import annotations

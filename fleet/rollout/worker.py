@@ -15,6 +15,10 @@ workers. A failed job is retried with the leases' backoff up to ``max_attempts``
 failure threshold the rollout halts.
 
 Progress is reported as typed events (:mod:`fleet.rollout.events`) to ``on_event``.
+
+Over 400 lines because :class:`Worker` holds what the threaded path and the engine's pusher
+(:mod:`fleet.rollout.pusher`) share: claims under leases, maintenance windows, finishing,
+and the wave check.
 """
 
 from __future__ import annotations

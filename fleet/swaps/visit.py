@@ -15,6 +15,10 @@ given or — when not given — derived from what the replacements list flags th
 for (:func:`default_code`); the merchant's notices word the code in the merchant's
 language. The operator's free text (``reason``) is kept in the swap record and the audit
 log only: it never goes into an SMS or an email.
+
+Over 400 lines because planning and swapping share the checks of the old and the new
+terminal and the reason code's derivation, and a swap is one transaction: split, its rules
+would be read in two places.
 """
 
 from __future__ import annotations
