@@ -1,5 +1,5 @@
 """The call centre: verify a reference, notices, and what a merchant said (a complaint,
-an opt-out, a follow-up outcome).
+an opt-out, a follow-up outcome, a swap's follow-up: reached or not, satisfaction, issue).
 
 Verifying is throttled per user and per client address (every check counts, so codes
 cannot be enumerated through the console); each check is audited and logged, a NOT
@@ -21,9 +21,11 @@ from fleet.access import Perm, Principal, ThrottledError, sees_contacts
 from fleet.access import throttle as throttles
 from fleet.core.db import writer
 from fleet.core.errors import InputError
+from fleet.core.policy import Policy
 from fleet.notices.listing import list_notices, notice_detail
 from fleet.notices.preferences import record_contact, record_follow_up
 from fleet.notices.verify import verify
+from fleet.swaps.followup import record_follow_up as record_swap_follow_up
 from fleet.web.deps import DB, TEXT, Form, client_address, get_settings, need
 from fleet.web.problems import CONFLICT, PROBLEM_RESPONSES
 from fleet.web.render import page
@@ -225,3 +227,86 @@ def contact_api(
 ) -> dict[str, str]:  # fmt: skip
     _record(engine, merchant_id, body.kind, body.channel, body.note, me.actor)
     return {"merchant_id": merchant_id, "recorded": body.kind}
+
+
+SwapId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _swap_follow_up(
+    request: Request, engine: Engine, swap_id: int, reached: bool, satisfaction: int | None,
+    issue: str | None, actor: str,
+) -> dict[str, Any]:  # fmt: skip
+    """:func:`fleet.swaps.followup.record_follow_up` as the signed-in user (audited)."""
+    policy = Policy.load(get_settings(request).policy_path)
+    return record_swap_follow_up(
+        engine, swap_id, reached=reached, satisfaction=satisfaction, issue=issue,
+        actor=actor, policy=policy,
+    ).as_dict()  # fmt: skip
+
+
+def _form_reached(form: dict[str, str]) -> tuple[bool, int | None, str | None]:
+    reached = form.get("reached", "")
+    if reached not in ("yes", "no"):
+        raise InputError("was the merchant reached? yes or no", where="reached")
+    text = form.get("satisfaction", "").strip()
+    if text and not (text.isdigit() and len(text) == 1):
+        raise InputError(f"{text[:10]!r} (want 1 to 5)", where="satisfaction")
+    issue = form.get("issue", "")[:501] or None
+    return reached == "yes", int(text) if text else None, issue
+
+
+@pages.post("/swaps/{swap_id}/follow-up")
+def swap_follow_up_page(
+    request: Request, swap_id: SwapId, engine: DB, me: Recorder, form: Form
+) -> Response:
+    reached, satisfaction, issue = _form_reached(form)
+    if not reached:  # the form's other fields are for a merchant reached
+        satisfaction, issue = None, None
+    _swap_follow_up(request, engine, swap_id, reached, satisfaction, issue, me.actor)
+    back = form.get("back", "")
+    target = back if back.startswith("/") and not back.startswith("//") else "/verify"
+    return RedirectResponse(target, status_code=303)
+
+
+class SwapReached(BaseModel):
+    """The merchant was reached: how satisfied they are, and an issue if they raised one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reached: Literal[True]
+    satisfaction: int = Field(ge=1, le=5, description="1 (unhappy) to 5 (very happy)")
+    issue: str | None = Field(
+        default=None, max_length=500, pattern=TEXT,
+        description="An issue the merchant raised (open until closed)",
+    )  # fmt: skip
+
+
+class SwapNotReached(BaseModel):
+    """The merchant was not reached: another try by the policy, or ``unreached``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reached: Literal[False]
+
+
+class SwapFollowUpAnswer(BaseModel):
+    swap: int
+    state: str
+    attempts: int
+    next_due: str | None
+    satisfaction: int | None
+    issue_open: bool
+
+
+@api.post(
+    "/swaps/{swap_id}/follow-up", status_code=201, response_model=SwapFollowUpAnswer,
+    responses=CONFLICT, summary="Record a done swap's follow-up (回访): reached or not",
+)  # fmt: skip
+def swap_follow_up_api(
+    request: Request, swap_id: SwapId, body: SwapReached | SwapNotReached, engine: DB,
+    me: Recorder,
+) -> dict[str, Any]:  # fmt: skip
+    if isinstance(body, SwapReached):
+        return _swap_follow_up(request, engine, swap_id, True, body.satisfaction, body.issue,
+                               me.actor)  # fmt: skip
+    return _swap_follow_up(request, engine, swap_id, False, None, None, me.actor)

@@ -58,6 +58,7 @@ def _path(template: str, served: Served, method: str) -> str:
         "notice_id": "1",
         "version": "1",
         "merchant_id": "NOSUCHMERCHANT",
+        "swap_id": "999999",
         "name": "nobody-at-all",
         "token_id": "999999",
         "sub_id": "999999",
