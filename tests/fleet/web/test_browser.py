@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from fleet.core import db
 from fleet.core.db import writer
-from fleet.core.models import EVENTS, JOBS, TERMINALS
+from fleet.core.models import EVENTS, JOBS, MERCHANTS, TERMINALS
 from fleet.core.policy import FeePolicy, RolloutPolicy
 from fleet.fees import Group, publish
 from fleet.rollout import create
@@ -90,6 +90,8 @@ def _possim_rollout(console: Served, tmp: Path) -> tuple[int, Any, Any]:
     engine = db.connect(console.db)
     with writer(engine).begin() as conn:
         conn.execute(update(TERMINALS).values(link=None))
+        # the table is in CNY, which targets merchants in China only (fleet.fees.targets)
+        conn.execute(update(MERCHANTS).values(country="CN"))
     fleet = tcp_fleet(engine, tmp, 24)
     served = fleet.__enter__()
     body = TABLE.replace('name = "e2e"', 'name = "console live"')
