@@ -108,8 +108,9 @@ def notice_detail(engine: Engine, notice_id: int, *, mask: bool = True) -> dict[
         msg = dict(message._mapping)
         address = msg.pop("address")
         msg["to"] = mask_address(address) if mask else address
-        if mask and msg.get("error"):
-            msg["error"] = redact_addresses(msg["error"])
+        for key in ("error", "delivery_error"):  # a gateway's answers quote the number
+            if mask and msg.get(key):
+                msg[key] = redact_addresses(msg[key])
         msg.pop("lease_owner", None)
         msg.pop("lease_until", None)
         history.append({"at": message.created_at, "what": f"composed as {message.code} "
