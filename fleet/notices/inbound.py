@@ -22,13 +22,11 @@ replay changes nothing twice.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -48,6 +46,7 @@ from fleet.core.models import (
 )
 from fleet.core.policy import InboundPolicy, NoticePolicy
 from fleet.core.values import parse_phone
+from fleet.notices.receipts import provider_document
 
 __all__ = ["Inbound", "ReplyOutcome", "classify", "handle_reply", "parse_inbound"]
 
@@ -92,20 +91,7 @@ def _field(doc: Mapping[str, Any], *names: str) -> str | None:
 def parse_inbound(content_type: str, body: bytes) -> Inbound:
     """An inbound SMS: form-encoded as Twilio sends it (``MessageSid``, ``From``,
     ``Body``) or JSON (``id``, ``from``, ``text``)."""
-    doc: Mapping[str, Any]
-    if "json" in content_type:
-        try:
-            loaded = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InputError("not JSON", where="body") from None
-        if not isinstance(loaded, dict):
-            raise InputError("want a JSON object", where="body")
-        doc = loaded
-    else:
-        try:
-            doc = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8 form data", where="body") from None
+    doc = provider_document(content_type, body)
     ident = (_field(doc, "MessageSid", "SmsSid", "id", "message_id") or "").strip()
     if not _ID.fullmatch(ident):
         raise InputError("want the provider's message id (1-80 safe characters)", where="id")

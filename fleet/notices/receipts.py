@@ -118,11 +118,9 @@ def _field(doc: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def parse_callback(content_type: str, body: bytes) -> Receipt:
-    """A status callback: form-encoded as Twilio sends it (``MessageSid``,
-    ``MessageStatus``, ``ErrorCode``) or JSON (``id``/``message_id``, ``status``,
-    ``error_code``, optionally ``reference``). :class:`InputError` naming the field."""
-    doc: Mapping[str, Any]
+def provider_document(content_type: str, body: bytes) -> Mapping[str, Any]:
+    """A provider's request body: JSON (an object) or form-encoded as Twilio posts it;
+    :class:`InputError` naming the body when it is neither."""
     if "json" in content_type:
         try:
             loaded = json.loads(body)
@@ -130,12 +128,18 @@ def parse_callback(content_type: str, body: bytes) -> Receipt:
             raise InputError("not JSON", where="body") from None
         if not isinstance(loaded, dict):
             raise InputError("want a JSON object", where="body")
-        doc = loaded
-    else:
-        try:
-            doc = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8 form data", where="body") from None
+        return loaded
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 form data", where="body") from None
+
+
+def parse_callback(content_type: str, body: bytes) -> Receipt:
+    """A status callback: form-encoded as Twilio sends it (``MessageSid``,
+    ``MessageStatus``, ``ErrorCode``) or JSON (``id``/``message_id``, ``status``,
+    ``error_code``, optionally ``reference``). :class:`InputError` naming the field."""
+    doc = provider_document(content_type, body)
     ident = _field(doc, "MessageSid", "SmsSid", "message_id", "messageId", "id")
     status = _field(doc, "MessageStatus", "SmsStatus", "status")
     if ident is None or not _ID.fullmatch(ident):
