@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import operator
+import queue
+import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table, func, literal, select, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from fleet.core import audit
 from fleet.core.records import Row, RowError, Schema, shape_error
 
 __all__ = [
     "CHUNK",
+    "ChunkWriter",
     "FileErrors",
     "ImportResult",
     "bulk_load",
@@ -304,3 +309,80 @@ def bulk_load(conn: Connection, table: Table) -> Iterator[bool]:
     for name, ddl in foreign:
         conn.exec_driver_sql(f"ALTER TABLE {target} ADD CONSTRAINT {quote(name)} {ddl}")
     conn.exec_driver_sql(f"ANALYZE {target}")
+
+
+class ChunkWriter:
+    """Chunks of rows upserted in one transaction, each in a ``SAVEPOINT`` where the
+    database aborts the transaction on an error (PostgreSQL). A chunk the database refuses
+    (:class:`~sqlalchemy.exc.IntegrityError`) stops the writing and is kept in
+    :attr:`refused`, so the caller can name the clash; the file is rejected anyway.
+
+    On PostgreSQL the chunks are written by a thread of their own while the caller reads
+    and checks the next one: the server's work (``COPY``, the ``INSERT … SELECT``, its
+    indexes) overlaps the client's instead of taking turns with it. One chunk waits at
+    most, so memory stays at three chunks. The caller hands a chunk over and does not
+    touch it again; it uses the connection only once :attr:`refused` is set (nothing
+    is written after that) or after the ``with`` block.
+    """
+
+    def __init__(self, conn: Connection, table: Table, keys: list[str], update: list[str]) -> None:
+        self.conn, self.table, self.keys, self.update = conn, table, keys, update
+        self.refused: list[dict[str, Any]] | None = None
+        self._savepoint = conn.dialect.name != "sqlite"
+        self._failed: BaseException | None = None
+        self._stop = False
+        self._chunks: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(maxsize=1)
+        self._thread: threading.Thread | None = None
+        if conn.dialect.name == "postgresql":
+            self._thread = threading.Thread(target=self._run, name="import-writer", daemon=True)
+
+    def __enter__(self) -> ChunkWriter:
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc is not None:
+            self._stop = True  # the caller failed: write nothing more, just end
+        self._end()
+        if self._failed is not None and exc is None:
+            raise self._failed
+
+    def finish(self) -> None:
+        """Return once every chunk handed over is written (or :attr:`refused`)."""
+        self._end()
+        if self._failed is not None:
+            raise self._failed
+
+    def _end(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._chunks.put(None)
+            self._thread.join()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert ``rows`` (now, or in the writer thread), unless a chunk was refused."""
+        if self._thread is None:
+            self._write(rows)
+            return
+        if self._failed is not None:
+            raise self._failed
+        self._chunks.put(rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if self.refused is not None or self._stop:
+            return
+        try:
+            with self.conn.begin_nested() if self._savepoint else nullcontext():
+                upsert(self.conn, self.table, rows, self.keys, self.update)
+        except IntegrityError:
+            self.refused = rows
+
+    def _run(self) -> None:
+        while (rows := self._chunks.get()) is not None:
+            if self._failed is None:
+                try:
+                    self._write(rows)
+                except BaseException as exc:
+                    self._failed = exc

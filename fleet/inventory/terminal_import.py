@@ -13,7 +13,6 @@ sits in memory as rows, and a killed import leaves the database as it was.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from fleet.core.models import TERMINALS
 from fleet.core.records import RejectedFileError, RowError, read_rows
 from fleet.inventory.importing import (
     CHUNK,
+    ChunkWriter,
     FileErrors,
     ImportResult,
     bulk_load,
@@ -34,7 +34,6 @@ from fleet.inventory.importing import (
     parse_row,
     record_import,
     schema_defaults,
-    upsert,
 )
 from fleet.inventory.terminals import LIVE, TERMINAL, TERMINAL_HEADER, CatalogRefs, check_terminal
 
@@ -77,26 +76,25 @@ def import_terminals(
         catalog = CatalogRefs.load(conn)
         before = count_rows(conn, table)
         # A refused chunk only needs to leave the connection usable to name the clash (the
-        # file is rejected and everything rolled back). PostgreSQL aborts the whole
-        # transaction on an error, so each chunk is a SAVEPOINT there; SQLite undoes just
-        # the failing statement, and a SAVEPOINT would journal every page the import
-        # touches: four times slower.
-        savepoint = conn.dialect.name != "sqlite"
+        # file is rejected and everything rolled back): ChunkWriter keeps it. PostgreSQL
+        # aborts the whole transaction on an error, so each chunk is a SAVEPOINT there;
+        # SQLite undoes just the failing statement, and a SAVEPOINT would journal every
+        # page the import touches: four times slower.
+        explained = False
 
         def flush() -> None:
-            if errors or not buffer:
-                buffer.clear()
-                return
-            try:
-                with conn.begin_nested() if savepoint else nullcontext():
-                    upsert(conn, table, buffer, ["serial"], update)
-            except IntegrityError:
-                _explain_conflict(conn, buffer, errors, name)
+            nonlocal buffer, explained
+            if not errors and buffer:
+                chunks.write(buffer)  # handed over: a new list for the next chunk
+                buffer = []
             buffer.clear()
+            if chunks.refused is not None and not explained:
+                _explain_conflict(conn, chunks.refused, errors, name)
+                explained = True
 
         try:
             # an empty table on PostgreSQL: foreign keys and indexes made once, at the end
-            with bulk_load(conn, table):
+            with bulk_load(conn, table), ChunkWriter(conn, table, ["serial"], update) as chunks:
                 for row in rows:
                     total += 1
                     if progress is not None and total % 10_000 == 0:
@@ -132,6 +130,8 @@ def import_terminals(
                         if len(buffer) >= chunk:
                             flush()
                 flush()
+                chunks.finish()
+                flush()  # names the clash of a chunk refused last
                 if progress is not None:
                     progress(total)
                 if errors:
