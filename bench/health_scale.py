@@ -8,9 +8,10 @@ again; the flagging query alone. Targets: flagging with health ≤ 15 s, ≤ 1 G
 
 **The history** is 10 weekly samples per terminal (10 M ``health_sample`` rows), written
 with set-based SQL on a raw ``sqlite3`` connection, and each terminal's
-``terminal_health`` row (its latest sample and the least-squares sums of its three wear
-counters, what :func:`fleet.device.health.record_health` keeps as samples arrive) computed
-in closed form from the same formulas — seeding is timed apart, it is not flagging. Per
+``terminal_health`` row (its latest sample, the least-squares sums of its three wear
+counters and the slope and intercept they give, what
+:func:`fleet.device.health.record_health` keeps as samples arrive) computed in closed form
+from the same formulas — seeding is timed apart, it is not flagging. Per
 terminal (``r`` its rowid): reader reads ``(7919 r mod 1,300,000) + 7k (r mod 1,500)`` in
 week ``k``, printer lines ``(104729 r mod 5,500,000) + 7k (r mod 3,000)``, battery cycles
 ``(r mod 700) + k``; one terminal in 500 reports a tripped tamper switch in its last
@@ -98,6 +99,18 @@ def step_seed_health(db_path: str, sample: str) -> dict[str, Any]:
                 {sums(battery, "1")}
             FROM terminal t"""
         )
+        for c in ("reader", "printer", "battery"):  # Fit.slope and Fit.intercept, in SQL
+            n, sx, sxx, sy, sxy = (f"{c}_{s}" for s in ("n", "sx", "sxx", "sy", "sxy"))
+            spread = f"({n} * {sxx} - {sx} * {sx})"
+            conn.execute(
+                f"UPDATE terminal_health SET {c}_slope = CASE WHEN {n} >= 2 AND "
+                f"{spread} > 1e-9 * max(1.0, {n} * {sxx}) "
+                f"THEN ({n} * {sxy} - {sx} * {sy}) / {spread} END"
+            )
+            conn.execute(
+                f"UPDATE terminal_health SET {c}_intercept = ({sy} - {c}_slope * {sx}) / {n} "
+                f"WHERE {c}_slope IS NOT NULL"
+            )
     t2 = time.perf_counter()
     samples = conn.execute("SELECT count(*) FROM health_sample").fetchone()[0]
     conn.close()
