@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -126,11 +127,15 @@ def child(step: str, db_path: str, sample: str) -> dict[str, Any]:
     env = os.environ | {
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     }
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"step {step} failed ({done.returncode}): {done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     result["load"] = os.getloadavg()[0]
+    # the child's CPU (start-up included): what a shared machine does not inflate
+    result["cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return result
 
 
@@ -164,6 +169,9 @@ def report(m: dict[str, Any]) -> list[str]:
         f"{health['flag_s'] / TARGET_S:.2f}x), {health['flagged']:,} flagged; "
         f"{health['flag_s'] / plain['flag_s']:.2f}x the flagging without health; load average "
         f"{health['load']:.1f}",
+        f"    CPU of the two flagging steps (each a child, start-up included): "
+        f"{health['cpu_s']:.1f} s with health vs {plain['cpu_s']:.1f} s without: "
+        f"{health['cpu_s'] / plain['cpu_s']:.2f}x",
         f"    the query alone (raw sqlite3 rows): {sql['sql_s']:.1f} s = "
         f"{100 * sql['sql_s'] / health['flag_s']:.0f} % of flag()",
         f"  peak RSS, flagging with health: {health['peak_mib']:.0f} MiB (target ≤ "

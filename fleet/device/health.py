@@ -165,6 +165,17 @@ def _record_chunk(conn: Connection, reports: Sequence[HealthReport]) -> list[str
     serials = sorted({r["serial"] for r in fresh})
     query = select(TERMINAL_HEALTH).where(TERMINAL_HEALTH.c.serial.in_(serials))
     if conn.dialect.name == "postgresql":
+        # Two pollers storing samples of one terminal take turns here: the terminal's row
+        # (always there) is locked, in serial order, before its summary is read, so the
+        # second reads the first's sums, and a terminal's first summary row is inserted
+        # once (locking the missing summary row itself would lock nothing). SQLite: the
+        # callers' writer() transactions already take the write lock at BEGIN.
+        conn.execute(
+            select(TERMINALS.c.serial)
+            .where(TERMINALS.c.serial.in_(serials))
+            .order_by(TERMINALS.c.serial)
+            .with_for_update(key_share=True)
+        )
         query = query.with_for_update()
     known = {r.serial: dict(r._mapping) for r in conn.execute(query)}
     summaries = {s: dict(known[s]) if s in known else _empty_summary(s) for s in serials}

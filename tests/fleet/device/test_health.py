@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core import db
+from fleet.core.db import writer
 from fleet.core.models import EVENTS, HEALTH_SAMPLES, TERMINALS
 from fleet.device.health import HealthReport, latest_health, record_health
 from fleet.replacements.flags import FLAGS
@@ -228,3 +230,40 @@ def test_health_import_is_checked_whole_and_feeds_the_history(
     assert latest is not None and latest["samples"] == 2 and latest["reader"] == 2000
     assert latest["reader_n"] == 2 and tampered is not None and tampered["tamper"]
     assert latest["reader_slope"] == pytest.approx(100.0)  # 1,000 reads in 10 days
+
+
+def test_two_pollers_storing_one_terminal_at_once_both_count(loaded: Engine) -> None:
+    """The second writer waits for the first and adds to its sums (on PostgreSQL it would
+    otherwise insert the terminal's first summary row a second time, or lose a sample)."""
+    (serial,) = first_deployed(loaded)
+    first_stored, errors = threading.Event(), []
+
+    def poller(day: int, hold: threading.Event | None) -> None:
+        try:
+            with writer(loaded).begin() as conn:
+                record_health(
+                    conn,
+                    [HealthReport(serial, health(100 * day, 0, day), T0 + timedelta(days=day))],
+                )
+                if hold is not None:
+                    first_stored.set()
+                    hold.wait(5)
+        except Exception as exc:
+            errors.append(exc)
+
+    release = threading.Event()
+    a = threading.Thread(target=poller, args=(1, release))
+    a.start()
+    assert first_stored.wait(10)
+    b = threading.Thread(target=poller, args=(3, None))
+    b.start()
+    b.join(0.5)  # b waits for a's transaction
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert errors == []
+    with loaded.connect() as conn:
+        latest = latest_health(conn, serial)
+    assert latest is not None and latest["samples"] == 2 and latest["reader_n"] == 2
+    want = Fit.of([(days(T0 + timedelta(days=d)), 110.0 * d) for d in (1, 3)])
+    assert latest["reader_sy"] == want.sy and latest["reader_slope"] == pytest.approx(110.0)
