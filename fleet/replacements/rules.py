@@ -346,8 +346,8 @@ class Replacer:
         value, rated, n, rate, intercept = self._wear_cells[counter](row)
         percent = self.policy.wear_percent
         unit = _UNITS[counter]
-        of = f"{value:,} of {rated:,} rated {unit} ({100 * value / rated:.0f}%"
         if value * 100 >= rated * percent:
+            of = f"{value:,} of {rated:,} rated {unit} ({100 * value / rated:.0f}%"
             return Reason(counter, f"{counter} at {of}, limit {percent}%)", self.as_of, True)
         if n < self.policy.forecast_min_samples:
             return None
