@@ -339,11 +339,13 @@ class StateStore:
         return out
 
     def partial(self) -> Partial | None:
-        rows = self._query("SELECT version, count, started_at FROM download WHERE id = 1")
+        rows = self._query(
+            "SELECT version, count, started_at, (SELECT count(*) FROM blocks) FROM download "
+            "WHERE id = 1"
+        )
         if not rows:
             return None
-        version, count, started = rows[0]
-        stored = self._query("SELECT count(*) FROM blocks")[0][0]
+        version, count, started, stored = rows[0]
         started_dt = _dt(started)
         assert started_dt is not None
         return Partial(version, count, stored, started_dt)
