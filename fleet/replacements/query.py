@@ -39,6 +39,7 @@ from fleet.core.models import (
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
+from fleet.core.prefetch import ahead
 from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
 from fleet.replacements.wear import days
@@ -223,7 +224,8 @@ def flag(
         replacement = Replacer(
             policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
         )
-        for row in result:
+        # the whole fleet: the server computes the next batch while this one is worded
+        for row in result if page else ahead(result):
             found = replacement(row)
             if found is not None:  # None: a wear line the SQL kept at a float's edge
                 yield found
