@@ -42,7 +42,8 @@ def new_code() -> str:
     """A verification code: 50 random bits from :mod:`secrets`, e.g. ``7KQ2M-9XD4T``,
     re-drawn (about 1 in 10,000 draws) until no content check refuses it."""
     while True:
-        raw = "".join(secrets.choice(ALPHABET) for _ in range(10))
+        bits = secrets.randbits(50)  # one draw, five bits a character
+        raw = "".join(ALPHABET[(bits >> shift) & 31] for shift in range(45, -5, -5))
         code = f"{raw[:5]}-{raw[5:]}"
         if code_is_safe(code):
             return code

@@ -54,6 +54,9 @@ class _Sent:
     """Marked sent (False: another dispatcher holds the message now)."""
     skipped: bool = False
     """Not sent: its lease ran out before its turn."""
+    fatal: BaseException | None = None
+    """Sent, but the outcome could not be recorded (the database went away): the run
+    stops with this error, and the message, still ``sending``, is taken over later."""
 
 
 class _Locked:
@@ -85,6 +88,68 @@ _MESSAGE_SENT = (
 _NOTICES_SENT = (
     update(NOTICES).where(NOTICES.c.message_id == bindparam("mid")).values(status="sent")
 )
+
+
+class _Recorder:
+    """Marks a sender's messages sent: :data:`_MESSAGE_SENT` and :data:`_NOTICES_SENT` in one
+    short transaction per message, on a DB-API connection of its own, kept for the run.
+
+    The statements are compiled once, by SQLAlchemy, for the engine's dialect, and run on
+    the plain driver: a transaction through a pooled SQLAlchemy connection costs about
+    seven times as much CPU as the database's own work here (about 240 µs against 35 µs
+    per message on SQLite), and there is one per message sent — kept per message so that
+    a kill repeats at most one mail per connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        self._sqlite = dialect.name == "sqlite"
+        self._at = MESSAGES.c.sent_at.type.bind_processor(dialect)
+        self._statements = [
+            (str(c), c.positiontup, dict(c.params))
+            for c in (s.compile(dialect=dialect) for s in (_MESSAGE_SENT, _NOTICES_SENT))
+        ]
+        self._raw: Any = engine.raw_connection()
+
+    def _run(self, cursor: Any, which: int, values: Mapping[str, Any]) -> int:
+        sql, order, defaults = self._statements[which]
+        params = {**defaults, **values}
+        cursor.execute(sql, tuple(params[n] for n in order) if order else params)
+        return int(cursor.rowcount)
+
+    def sent(self, mid: int, owner: str, ref: str, via: str) -> bool:
+        """Record message ``mid`` sent if ``owner`` still holds it; False otherwise."""
+        at = now()
+        cursor = self._raw.cursor()
+        try:
+            if self._sqlite:
+                cursor.execute("BEGIN IMMEDIATE")  # see fleet.core.db.writer
+            done = self._run(
+                cursor, 0,
+                {"mid": mid, "owner": owner, "at": self._at(at) if self._at else at,
+                 "ref": ref[:200], "via": via},
+            )  # fmt: skip
+            if done:
+                self._run(cursor, 1, {"mid": mid})
+            self._raw.commit()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._raw.rollback()
+            raise
+        finally:
+            cursor.close()
+        return bool(done)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._raw.close()
+
+
+_CLAIMED = tuple(
+    MESSAGES.c[name]
+    for name in ("id", "code", "merchant_id", "channel", "address", "subject", "body",
+                 "created_at", "attempts", "kinds")
+)  # fmt: skip
+"""What sending and recording a message need of it (a claim returns only these)."""
 
 # -- dispatch -----------------------------------------------------------------------------
 
@@ -188,7 +253,9 @@ class Dispatcher:
             .limit(self.batch)
         )
         with writer(self.engine).begin() as conn:
-            rows = LEASED.claim(conn, pick, owner=self.worker, until=at + self.lease)
+            rows = LEASED.claim(
+                conn, pick, owner=self.worker, until=at + self.lease, returning=_CLAIMED
+            )
             if rows:
                 names = {
                     r.id: r.name
@@ -224,16 +291,14 @@ class Dispatcher:
         return done
 
     def _sent(self, message: Mapping[str, Any], ref: str, transport: str) -> bool:
-        """The hot path of :meth:`_finish`: two cached statements, one short transaction."""
-        with writer(self.engine).begin() as conn:
-            done = conn.execute(
-                _MESSAGE_SENT,
-                {"mid": message["id"], "owner": self.worker, "at": now(), "ref": ref[:200],
-                 "via": transport},
-            ).rowcount  # fmt: skip
-            if done:
-                conn.execute(_NOTICES_SENT, {"mid": message["id"]})
-        return bool(done)
+        """The hot path of :meth:`_finish` (outside :meth:`run`, whose senders each keep a
+        :class:`_Recorder`)."""
+        recorder = _Recorder(self.engine)
+        try:
+            return recorder.sent(message["id"], self.worker, ref, transport)
+        finally:
+            if recorder is not None:
+                recorder.close()
 
     def outgoing(self, message: Mapping[str, Any]) -> Outgoing:
         return Outgoing(
@@ -376,6 +441,8 @@ class Dispatcher:
             while True:
                 items.append(done.get_nowait())
         for d in items:
+            if d.fatal is not None:
+                raise d.fatal
             self._flying.pop(d.message["id"], None)
             if d.skipped:
                 continue
@@ -433,6 +500,7 @@ class Dispatcher:
         todo: queue.SimpleQueue[Mapping[str, Any] | None],
         done: queue.SimpleQueue[_Sent],
     ) -> None:
+        recorder: _Recorder | None = None
         try:
             while (message := todo.get()) is not None:
                 transport = transports[message["channel"]]
@@ -452,9 +520,16 @@ class Dispatcher:
                     continue
                 # recorded at once, by this sender: a kill repeats at most the one message
                 # each connection has sent and not yet recorded
-                held = self._sent(message, ref, transport.name)
+                try:
+                    recorder = recorder or _Recorder(self.engine)
+                    held = recorder.sent(message["id"], self.worker, ref, transport.name)
+                except Exception as exc:  # the database is gone: the run ends with it
+                    done.put(_Sent(message, ref, transport.name, transport, fatal=exc))
+                    return
                 done.put(_Sent(message, ref, transport.name, transport, recorded=held))
         finally:
+            if recorder is not None:
+                recorder.close()
             for t in transports.values():
                 if t in self._clones:
                     t.close()
