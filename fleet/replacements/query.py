@@ -39,6 +39,7 @@ from fleet.core.models import (
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
+from fleet.core.prefetch import ahead
 from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
 from fleet.replacements.wear import days
@@ -85,23 +86,22 @@ WEAR: dict[str, tuple[str, str]] = {
 def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnElement[bool]:
     """The counter is past ``wear_percent`` of its model's rated life, or its least-squares
     line (on ``forecast_min_samples`` samples or more) gets there by ``horizon_end``:
-    :func:`fleet.replacements.wear.wear_state` in SQL, without a division.
+    :func:`fleet.replacements.wear.wear_state` in SQL, on the slope and intercept kept in
+    ``terminal_health``.
 
-    With T the threshold, D = nΣx² − (Σx)² and N = nΣxy − ΣxΣy (slope N/D, intercept
-    (Σy − Σx·N/D)/n), the line reaches T before H (days since 1970 at the end of the
-    horizon's last day) when D > 0, N > 0 and n·T·D < Σy·D + N·(n·H − Σx)."""
+    With T = rated · wear_percent / 100 and H the days since 1970 at the end of the
+    horizon's last day, the line (slope b > 0, intercept a) reaches T before H when
+    (T − a) / b < H: the quotient :func:`fleet.replacements.wear.reaches` takes the floor
+    of, computed in the same order, so the SQL and the wording agree on every row (the
+    division sits in a CASE: PostgreSQL evaluates it only for a rising line)."""
     h, m = TERMINAL_HEALTH, MODELS
     value, rated = h.c[WEAR[counter][0]], m.c[WEAR[counter][1]]
-    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
-    spread = n * h.c[f"{counter}_sxx"] - sx * sx
-    rise = n * h.c[f"{counter}_sxy"] - sx * sy
-    threshold = rated * (policy.wear_percent / 100.0)
+    slope, intercept = h.c[f"{counter}_slope"], h.c[f"{counter}_intercept"]
+    threshold = rated * policy.wear_percent / literal(100.0)
     end = literal(days(datetime.combine(horizon_end + timedelta(days=1), datetime.min.time(), UTC)))
     reaches = and_(
-        n >= policy.forecast_min_samples,
-        spread > 0,
-        rise > 0,
-        n * threshold * spread < sy * spread + rise * (n * end - sx),
+        h.c[f"{counter}_n"] >= policy.forecast_min_samples,
+        case((slope > 0, (threshold - intercept) / slope), else_=None) < end,
     )
     return func.coalesce(
         and_(
@@ -111,23 +111,6 @@ def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnE
         ),
         false(),
     )
-
-
-def _wear_line(counter: str, policy: ReplacementPolicy) -> tuple[Any, Any]:
-    """The counter's rate per day (N/D) and the x (days since 1970) where its line reaches
-    the threshold T: x = (nT − Σy)·D / (n·N) + Σx / n; NULL without a rising line on
-    ``forecast_min_samples`` samples — :meth:`fleet.replacements.wear.Fit.reaches` in SQL,
-    so the wording reads two numbers instead of five sums."""
-    h, m = TERMINAL_HEALTH, MODELS
-    rated = m.c[WEAR[counter][1]]
-    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
-    spread = n * h.c[f"{counter}_sxx"] - sx * sx
-    rise = n * h.c[f"{counter}_sxy"] - sx * sy
-    threshold = rated * (policy.wear_percent / 100.0)
-    rate = case((spread > 0, rise / spread), else_=None)
-    line = and_(n >= policy.forecast_min_samples, spread > 0, rise > 0)
-    x = case((line, (n * threshold - sy) * spread / (n * rise) + sx / n), else_=None)
-    return rate, x
 
 
 def flag_statement(
@@ -186,12 +169,7 @@ def flag_statement(
         TERMINAL_HEALTH.c.tampered_at,
         *[TERMINAL_HEALTH.c[value].label(f"{c}_value") for c, (value, _) in WEAR.items()],
         *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
-        *[TERMINAL_HEALTH.c[f"{c}_n"] for c in WEAR],
-        *[
-            column.label(f"{c}_{what}")
-            for c in WEAR
-            for what, column in zip(("rate", "x"), _wear_line(c, policy), strict=True)
-        ],
+        *[TERMINAL_HEALTH.c[f"{c}_{what}"] for c in WEAR for what in ("n", "slope", "intercept")],
     ]
     return (
         select(*columns)
@@ -246,7 +224,8 @@ def flag(
         replacement = Replacer(
             policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
         )
-        for row in result:
+        # the whole fleet: the server computes the next batch while this one is worded
+        for row in result if page else ahead(result):
             found = replacement(row)
             if found is not None:  # None: a wear line the SQL kept at a float's edge
                 yield found

@@ -46,7 +46,7 @@ from typing import Any
 from fleet.core.money import format_minor
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
-from fleet.replacements.wear import MAX_DAYS, from_days
+from fleet.replacements.wear import reaches
 
 _UNITS = {"reader": "reads", "printer": "lines", "battery": "cycles"}
 
@@ -255,7 +255,7 @@ class Replacer:
         self._tampered_at = columns.index("tampered_at")
         self._wear_cells = {
             c: operator.itemgetter(
-                *[columns.index(f"{c}_{w}") for w in ("value", "rated", "n", "rate", "x")]
+                *[columns.index(f"{c}_{w}") for w in ("value", "rated", "n", "slope", "intercept")]
             )
             for c in ("reader", "printer", "battery")
         }
@@ -343,16 +343,16 @@ class Replacer:
         )
 
     def _wear_reason(self, row: Any, counter: str) -> Reason | None:
-        value, rated, n, rate, x = self._wear_cells[counter](row)
+        value, rated, n, rate, intercept = self._wear_cells[counter](row)
         percent = self.policy.wear_percent
         unit = _UNITS[counter]
-        of = f"{value:,} of {rated:,} rated {unit} ({100 * value / rated:.0f}%"
         if value * 100 >= rated * percent:
+            of = f"{value:,} of {rated:,} rated {unit} ({100 * value / rated:.0f}%"
             return Reason(counter, f"{counter} at {of}, limit {percent}%)", self.as_of, True)
-        if x is None or x > MAX_DAYS:
+        if n < self.policy.forecast_min_samples:
             return None
-        forecast = from_days(max(x, 0.0))
-        if forecast > self.horizon_end:
+        forecast = reaches(rate, intercept, rated * percent / 100)
+        if forecast is None or forecast > self.horizon_end:
             return None
         detail = (
             f"{counter} reaches {percent}% of {rated:,} rated {unit} about {forecast} "
