@@ -1,11 +1,12 @@
 """The one SQL query of the replacements: every rule evaluated in the database.
 
-One statement joins terminals to their model, their firmware, the model's successor, the
-open advisories and their latest health with its wear sums (``terminal_health``),
-evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean column and returns
-only the terminals where at least one holds; :func:`flag` streams them through the pure
-:class:`~fleet.replacements.rules.Replacer`, which words the reasons and ranks them. A
-million terminals take seconds (``make bench``).
+One statement joins terminals to their model, their firmware, the open advisories and
+their latest health with its wear lines (``terminal_health``), evaluates every rule
+(:mod:`fleet.replacements.rules`) and returns only the terminals where at least one
+holds, with their own columns and rules; the catalog's part, the same for every terminal
+of a model and firmware, is read once per pair (:func:`catalog_statement`, catalog-sized).
+:func:`flag` streams the rows through the pure :class:`~fleet.replacements.rules.Replacer`,
+which words the reasons and ranks them. A million terminals take seconds (``make bench``).
 """
 
 from __future__ import annotations
