@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 
 from bench.fleet_scale import MERCHANTS, TERMINALS, child, prepare
+from fleet.core import db
 
 CLIENTS = 50
 DURATION_S = 20
@@ -89,7 +90,6 @@ def _serve(db_url: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def _credentials(db_url: str, url: str) -> tuple[str, str]:
     from fleet.access import add_user, create_token  # noqa: PLC0415
-    from fleet.core import db  # noqa: PLC0415
 
     engine = db.connect(db_url)
     user = f"bench-ops-{os.getpid()}"  # a kept database may have a previous run's
@@ -170,6 +170,9 @@ def measure(tmp: Path, terminals: int = TERMINALS, merchants: int = MERCHANTS) -
     kept = Path(keep) / f"fleet-{terminals}.db" if keep else None
     if kept is not None and kept.exists():
         db_path, imported = str(kept), {}
+        engine = db.connect(f"sqlite:///{db_path}")
+        db.upgrade(engine)  # kept from before a migration
+        engine.dispose()
     else:
         db_path, sample, _ = prepare(tmp, terminals, merchants)
         imported = child("import", db_path, sample)
