@@ -5,7 +5,8 @@ recorded ``sent`` before they send the next one: so a dispatcher killed at any m
 leaves at most one mail per SMTP connection sent and not recorded (sent again, with the
 same ``Message-ID``, once its lease runs out). :class:`GroupRecorder` keeps that promise
 and still writes once for many senders: a thread of its own records whatever the senders
-have handed it since its last commit, in one transaction, then wakes each of them.
+have handed it since its last commit, in one transaction (on SQLite; one each on
+PostgreSQL, see :meth:`Recorder.record`), then wakes each of them.
 
 :class:`Recorder` runs the statements SQLAlchemy compiles once for the engine's dialect on
 a DB-API connection kept for the run: a transaction through a pooled SQLAlchemy
@@ -75,7 +76,14 @@ class Recorder:
         return int(cursor.rowcount)
 
     def record(self, sent: Sequence[Sent]) -> list[bool]:
-        """Record ``sent`` in one transaction; for each, whether it was still ours."""
+        """Record ``sent`` in one transaction; for each, whether it was still ours.
+
+        On PostgreSQL one transaction each: there rows are locked one by one, and a
+        transaction holding several messages could deadlock with the dispatcher's lease
+        renewal (which holds many, in no set order); one message's row cannot. SQLite
+        locks the whole database at ``BEGIN IMMEDIATE``."""
+        if len(sent) > 1 and not self._sqlite:
+            return [self.record([s])[0] for s in sent]
         at = now()
         at_bound = self._at(at) if self._at else at
         cursor = self._raw.cursor()
