@@ -97,6 +97,11 @@ class SafeConsole(Console):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("markup", False)
         super().__init__(**kwargs)
+        if kwargs.get("width") is None:
+            # Rich fixes the width from ``COLUMNS`` as it was at construction; these consoles
+            # are made at import, so follow ``COLUMNS`` (or the terminal) as it is when
+            # printing instead (a process that sets it later, a test runner's worker)
+            self._width = None
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(terminal_text(text), **kwargs)
