@@ -246,10 +246,12 @@ class PreparedTable:
             return hit
         version, count, base = self.version, self.count, self.base
         blocks = [
-            encode(m.sign(m.block(base + i, tid, version, i, count, data), mac_key))
+            m.sign_encoded(m.block(base + i, tid, version, i, count, data), mac_key)[1]
             for i, data in enumerate(self.blocks)
         ]
-        commit = encode(m.sign(m.commit(base + count, tid, version, count, self.digest), mac_key))
+        commit = m.sign_encoded(m.commit(base + count, tid, version, count, self.digest), mac_key)[
+            1
+        ]
         self._signed[cache_key] = hit = (blocks, commit)
         if len(self._signed) > self._keep:
             self._signed.popitem(last=False)
@@ -350,9 +352,8 @@ class Conversation:
         (:class:`~protocols.errors.MacError` otherwise).
         """
         mac_key = self.signing_key(key) if signed else None
-        if mac_key is not None:
-            request = m.sign(request, mac_key)
-        return self.exchange_encoded(encode(request), str(request.get(11)), verify_with=mac_key)
+        body = m.sign_encoded(request, mac_key)[1] if mac_key is not None else encode(request)
+        return self.exchange_encoded(body, str(request.get(11)), verify_with=mac_key)
 
     def exchange_encoded(
         self, body: bytes, stan: str, *, verify_with: bytes | None = None

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from protocols.codec import Message, Value, mac_input
+from protocols.codec import Message, Value, encode, mac_input
 from protocols.errors import DecodeError, EncodeError, MacError, shown
 from protocols.mac import cmac8, verify_cmac8
 
@@ -59,6 +59,7 @@ __all__ = [
     "response_to",
     "sale",
     "sign",
+    "sign_encoded",
     "sign_on",
     "verify",
 ]
@@ -366,6 +367,19 @@ def sign(msg: Message, key: bytes) -> Message:
     """A copy of ``msg`` with field 64 = the first 8 bytes of AES-CMAC over :func:`mac_input`."""
     mac = cmac8(key, mac_input(msg))
     return Message(msg.mti, {**msg.fields, 64: mac})
+
+
+def sign_encoded(msg: Message, key: bytes) -> tuple[Message, bytes]:
+    """:func:`sign` and the signed message's encoding, encoding it once: when field 64
+    ends the message (no secondary-bitmap fields), the MAC input is the encoding with a
+    zero MAC less its last 8 bytes, and the encoding is that input and the MAC."""
+    fields = {**msg.fields, 64: bytes(8)}
+    if max(fields) != 64:
+        signed = sign(msg, key)
+        return signed, encode(signed)
+    head = encode(Message(msg.mti, fields))[:-8]
+    mac = cmac8(key, head)
+    return Message(msg.mti, {**msg.fields, 64: mac}), head + mac
 
 
 def verify(msg: Message, key: bytes) -> None:

@@ -153,6 +153,9 @@ class Terminal:
         self._booted = False
         self._reply_key: bytes | None = None
         self._tables: dict[int, FeeTable] = {}
+        self._encoded: tuple[Message, bytes] | None = None
+        """The last response and its encoding: each response is encoded once, though it is
+        both stored (:meth:`_once`) and sent."""
 
     def release(self) -> None:
         """Close the state file while nobody talks to the terminal (``possim fleet`` does
@@ -176,6 +179,7 @@ class Terminal:
     def handle(self, body: bytes) -> bytes | None:
         """Answer one request. Never raises on bad input: it answers with a response code."""
         self._reply_key = None
+        self._encoded = None
         try:
             req = decode(body)
         except DecodeError as exc:
@@ -185,7 +189,7 @@ class Terminal:
             log.warning("%s: %s is not a request: ignored", self.config.serial, req.mti)
             return None
         try:
-            return encode(self._dispatch(req, body))
+            return self._encode(self._dispatch(req, body))
         except (EncodeError, DecodeError) as exc:  # e.g. an unreadable field 60/61/62
             log.warning("%s: %s: %s: answering 30", self.config.serial, req.mti, exc)
             if self._reply_key is not None:  # a signed request whose MAC we checked
@@ -256,10 +260,20 @@ class Terminal:
                     self.config.serial,
                     req.get(11),
                 )
-                return decode(cached)
+                response = decode(cached)
+                self._encoded = (response, cached)
+                return response
             response = action(req, conn)
-            self.store.remember_response(conn, body, encode(response))
+            self.store.remember_response(conn, body, self._encode(response))
             return response
+
+    def _encode(self, response: Message) -> bytes:
+        """``encode(response)``, once per response."""
+        if self._encoded is not None and self._encoded[0] is response:
+            return self._encoded[1]
+        data = encode(response)
+        self._encoded = (response, data)
+        return data
 
     # -- responses --
 
@@ -269,7 +283,9 @@ class Terminal:
     def _signed(self, req: Message, code: RC, fields: dict[int, Value] | None = None) -> Message:
         """A response signed with the key that verified the request (else the current)."""
         key = self._reply_key or self.config.key
-        return m.sign(m.response_to(req, code, fields), key)
+        signed, data = m.sign_encoded(m.response_to(req, code, fields), key)
+        self._encoded = (signed, data)
+        return signed
 
     @staticmethod
     def _address_echo(req: Message) -> dict[int, Value]:
@@ -348,6 +364,11 @@ class Terminal:
             self._tables = {version: table}
         return table
 
+    def _roles(self) -> tuple[int, int]:
+        """The active and pending versions (0: none)."""
+        roles = self.store.versions()
+        return roles.get("active", (0, EPOCH))[0], roles.get("pending", (0, EPOCH))[0]
+
     def _versions(self) -> tuple[int, int, datetime, PartialDownload]:
         roles = self.store.versions()
         active, _ = roles.get("active", (0, EPOCH))
@@ -394,7 +415,7 @@ class Terminal:
             return self._signed(req, RC.INVALID_REQUEST, self._address_echo(req))
         if addr.count == 0 or addr.index >= addr.count:
             return self._signed(req, RC.INVALID_REQUEST, self._address_echo(req))
-        active, pending, _, _ = self._versions()
+        active, pending = self._roles()
         if addr.version <= active or addr.version < pending:
             log.warning(
                 "%s: version %d refused (active %d, pending %d): 76",
@@ -436,7 +457,7 @@ class Terminal:
             return refused
         if not isinstance(digest, bytes) or len(digest) != 32 or addr.index != addr.count:
             return self._signed(req, RC.INVALID_REQUEST, echo)
-        active, pending, _, _ = self._versions()
+        active, pending = self._roles()
         if addr.version == pending:
             stored = self.store.table("pending")
             ok = stored is not None and stored.sha256 == digest

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, bindparam, delete, insert, select, update
 
 from fleet.access.errors import NotSignedInError
 from fleet.access.models import TOKENS, USERS, WEB_SESSIONS
@@ -46,6 +46,29 @@ __all__ = [
 TOKEN_PREFIX = "pft_"
 _TOUCH_S = 60
 MAX_TOKEN_DAYS = 366
+
+
+# The two lookups every request makes, built once with bound parameters (SQLAlchemy then
+# finds them compiled by the same object; building them per request cost as much as
+# running them).
+_SESSION_LOOKUP = (
+    select(
+        WEB_SESSIONS.c.id, WEB_SESSIONS.c.last_seen, USERS.c.name, USERS.c.role,
+        USERS.c.must_change,
+    )
+    .join(USERS, USERS.c.id == WEB_SESSIONS.c.user_id)
+    .where(
+        WEB_SESSIONS.c.token_hash == bindparam("hash"),
+        WEB_SESSIONS.c.expires_at > bindparam("at"),
+        WEB_SESSIONS.c.last_seen > bindparam("idle"),
+        USERS.c.active.is_(True),
+    )
+)  # fmt: skip
+_TOKEN_LOOKUP = select(TOKENS.c.id, TOKENS.c.name, TOKENS.c.role, TOKENS.c.last_used).where(
+    TOKENS.c.token_hash == bindparam("hash"),
+    TOKENS.c.expires_at > bindparam("at"),
+    TOKENS.c.revoked_at.is_(None),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,20 +135,8 @@ def resolve_session(
     at = now()
     with engine.connect() as conn:
         row = conn.execute(
-            select(
-                WEB_SESSIONS.c.id,
-                WEB_SESSIONS.c.last_seen,
-                USERS.c.name,
-                USERS.c.role,
-                USERS.c.must_change,
-            )
-            .join(USERS, USERS.c.id == WEB_SESSIONS.c.user_id)
-            .where(
-                WEB_SESSIONS.c.token_hash == token_hash(token),
-                WEB_SESSIONS.c.expires_at > at,
-                WEB_SESSIONS.c.last_seen > at - timedelta(seconds=times.idle_s),
-                USERS.c.active.is_(True),
-            )
+            _SESSION_LOOKUP,
+            {"hash": token_hash(token), "at": at, "idle": at - timedelta(seconds=times.idle_s)},
         ).first()
     if row is None:
         return None
@@ -235,13 +246,7 @@ def resolve_token(engine: Engine, token: str) -> Principal:
     at = now()
     if token.startswith(TOKEN_PREFIX) and len(token) <= 100:
         with engine.connect() as conn:
-            row = conn.execute(
-                select(TOKENS.c.id, TOKENS.c.name, TOKENS.c.role, TOKENS.c.last_used).where(
-                    TOKENS.c.token_hash == token_hash(token),
-                    TOKENS.c.expires_at > at,
-                    TOKENS.c.revoked_at.is_(None),
-                )
-            ).first()
+            row = conn.execute(_TOKEN_LOOKUP, {"hash": token_hash(token), "at": at}).first()
         if row is not None:
             if row.last_used is None or at - row.last_used > timedelta(seconds=_TOUCH_S):
                 with writer(engine).begin() as conn:

@@ -311,6 +311,15 @@ class TerminalHealth(SQLModel, table=True):
     battery_sxx: float = 0.0
     battery_sy: float = 0.0
     battery_sxy: float = 0.0
+    reader_slope: float | None = None
+    """Each counter's line, from the sums above (:meth:`~fleet.replacements.wear.Fit.slope`,
+    :meth:`~fleet.replacements.wear.Fit.intercept`; none: no line), kept with them so
+    flagging reads two numbers per counter instead of working them out of five."""
+    reader_intercept: float | None = None
+    printer_slope: float | None = None
+    printer_intercept: float | None = None
+    battery_slope: float | None = None
+    battery_intercept: float | None = None
 
 
 class IssuedKey(SQLModel, table=True):

@@ -6,9 +6,11 @@ receives is one ``health_sample`` row, keyed by terminal and the instant the fle
 received it (the same report twice at the same instant is stored once). With it,
 ``terminal_health`` (one row per terminal) keeps the latest sample and, per wear counter,
 the sums of its least-squares line over the whole history
-(:class:`~fleet.replacements.wear.Fit`): flagging reads one row per terminal, never the
-history. :func:`record_health` writes both in the caller's transaction; a terminal whose
-tamper switch is newly tripped is flagged P1 at once (``terminal.flagged``,
+(:class:`~fleet.replacements.wear.Fit`) with the slope and intercept they give: flagging
+reads one row per terminal, never the history, and each line as two numbers.
+:func:`record_health` writes both in the caller's transaction (a re-sent sample changes
+nothing; one that arrives late adds to the sums all the same); a terminal whose tamper
+switch is newly tripped is flagged P1 at once (``terminal.flagged``,
 :func:`fleet.replacements.flags.flag_tampered`).
 
 :func:`poll` asks many terminals (0800/303, or a sign-on that also checks the serial) from
@@ -124,6 +126,8 @@ def _fit_columns(counter: str, fit: Fit) -> dict[str, Any]:
         f"{counter}_sxx": fit.sxx,
         f"{counter}_sy": fit.sy,
         f"{counter}_sxy": fit.sxy,
+        f"{counter}_slope": fit.slope(),
+        f"{counter}_intercept": fit.intercept(),
     }
 
 
@@ -161,6 +165,17 @@ def _record_chunk(conn: Connection, reports: Sequence[HealthReport]) -> list[str
     serials = sorted({r["serial"] for r in fresh})
     query = select(TERMINAL_HEALTH).where(TERMINAL_HEALTH.c.serial.in_(serials))
     if conn.dialect.name == "postgresql":
+        # Two pollers storing samples of one terminal take turns here: the terminal's row
+        # (always there) is locked, in serial order, before its summary is read, so the
+        # second reads the first's sums, and a terminal's first summary row is inserted
+        # once (locking the missing summary row itself would lock nothing). SQLite: the
+        # callers' writer() transactions already take the write lock at BEGIN.
+        conn.execute(
+            select(TERMINALS.c.serial)
+            .where(TERMINALS.c.serial.in_(serials))
+            .order_by(TERMINALS.c.serial)
+            .with_for_update(key_share=True)
+        )
         query = query.with_for_update()
     known = {r.serial: dict(r._mapping) for r in conn.execute(query)}
     summaries = {s: dict(known[s]) if s in known else _empty_summary(s) for s in serials}

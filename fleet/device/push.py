@@ -22,18 +22,19 @@ and audited (``push_refused``); nothing is sent.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Engine
 
 from fleet.core import audit
 from fleet.core.db import writer
-from fleet.core.models import ATTEMPTS, TERMINALS, now
+from fleet.core.models import now
 from fleet.core.money import parse_minor
 from fleet.core.policy import FeePolicy
 from fleet.device.attempts import Attempt, recorded
 from fleet.device.keyring import KeyRing
+from fleet.device.recording import Pushed, record_pushes
 from fleet.device.session import DeviceError, DeviceSession, TerminalRef
 from fleet.fees.compliance import table_for
 from fleet.fees.tables import Published, published
@@ -120,7 +121,7 @@ def push_terminal(
         DeviceSession(ref, keys=keys, baud=baud, t2=t2, t1_margin=t1_margin) as dev,
     ):
         outcome = _push(dev, version, table, tables, policy, attempt.progress(progress))
-    return _record_success(attempt, outcome, dev, actor=actor, url=ref.url)
+    return _record_success(attempt, outcome, dev, actor=actor)
 
 
 def push_on(
@@ -140,7 +141,7 @@ def push_on(
     attempt = Attempt(engine, dev.ref.serial, version, worker)
     with recorded(attempt, PushFailedError):
         outcome = _push(dev, version, table, tables, policy, attempt.progress(progress))
-    return _record_success(attempt, outcome, dev, actor=actor, url=dev.ref.url)
+    return _record_success(attempt, outcome, dev, actor=actor)
 
 
 def gated(
@@ -255,68 +256,15 @@ def _verify_sale(
         )
 
 
-def _earlier_failures(conn: Connection, attempt: Attempt) -> tuple[int, int]:
-    """(failed attempts, blocks they sent) of this push of the version before this attempt:
-    the failures since the terminal's last finished attempt at it."""
-    last_done = (
-        select(func.max(ATTEMPTS.c.id))
-        .where(
-            ATTEMPTS.c.serial == attempt.serial,
-            ATTEMPTS.c.kind == attempt.kind,
-            ATTEMPTS.c.version == attempt.version,
-            ATTEMPTS.c.outcome != "error",
-        )
-        .scalar_subquery()
-    )
-    failed, sent = conn.execute(
-        select(func.count(), func.coalesce(func.sum(ATTEMPTS.c.blocks_sent), 0)).where(
-            ATTEMPTS.c.serial == attempt.serial,
-            ATTEMPTS.c.kind == attempt.kind,
-            ATTEMPTS.c.version == attempt.version,
-            ATTEMPTS.c.outcome == "error",
-            ATTEMPTS.c.id > func.coalesce(last_done, 0),
-        )
-    ).one()
-    return int(failed), int(sent)
-
-
 def _record_success(
-    attempt: Attempt, outcome: PushOutcome, dev: DeviceSession, *, actor: str, url: str
+    attempt: Attempt, outcome: PushOutcome, dev: DeviceSession, *, actor: str
 ) -> PushOutcome:
     """Keep the attempt (what it did itself) and audit the push (what all its attempts did:
-    a download committed by an attempt whose link broke, then found in place by the next,
-    was pushed, not "already" there). Returns the push's outcome."""
-    finished = now()
+        a download committed by an attempt whose link broke, then found in place by the next,
+        was pushed, not "already" there: :func:`fleet.device.recording.record_pushes`, the
+    engine's batches' recording, for one). Returns the push's outcome."""
+    done = Pushed(attempt, dev.ref, outcome=outcome, signed=dev.signed)
     with writer(attempt.engine).begin() as conn:
-        failed, sent_before = _earlier_failures(conn, attempt)
-        whole = outcome
-        if failed:
-            whole = replace(
-                outcome,
-                outcome="pushed" if outcome.outcome == "pushed" or sent_before else "already",
-                sent=outcome.sent + sent_before,
-                attempts=failed + 1,
-            )
-        conn.execute(
-            update(TERMINALS)
-            .where(TERMINALS.c.serial == attempt.serial)
-            .values(
-                active_version=outcome.active_version,
-                pending_version=outcome.pending_version,
-                last_seen=finished,
-                **dev.key_columns(),
-            )
-        )
-        attempt.insert_success(
-            conn, finished, outcome=outcome.outcome, resumed_from=outcome.resumed_from,
-            blocks_sent=outcome.sent, test_fee=outcome.test_fee,
-        )  # fmt: skip
-        audit.record(
-            conn,
-            actor=actor,
-            action="push",
-            target=f"terminal:{attempt.serial}",
-            details=whole.as_dict() | {"url": url, "worker": attempt.worker},
-            at=finished,
-        )
-    return whole
+        record_pushes(conn, [done], actor=actor, at=now())
+    assert done.whole is not None
+    return done.whole

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, Select, or_, select
+from sqlalchemy import Engine, Integer, Select, bindparam, or_, select
 
 from fleet.core.errors import InputError, NotFoundError
 from fleet.core.models import (
@@ -56,30 +56,30 @@ class TerminalFilter:
             raise InputError("a search is at most 40 characters", where="q")
         return self
 
-    def apply(self, stmt: Select[Any]) -> Select[Any]:
-        t = TERMINALS.c
-        if self.q:
-            q = self.q.strip()
-            stmt = stmt.where(
-                or_(
-                    t.serial.startswith(q, autoescape=True),
-                    t.tid == q,
-                    t.merchant_id == q,
-                )
-            )
-        if self.status:
-            stmt = stmt.where(t.status == self.status)
-        if self.model:
-            stmt = stmt.where(t.model == self.model)
-        if self.firmware:
-            stmt = stmt.where(t.firmware == self.firmware)
-        if self.merchant:
-            stmt = stmt.where(t.merchant_id == self.merchant)
-        if self.region:
-            stmt = stmt.where(
-                t.merchant_id.in_(select(MERCHANTS.c.id).where(MERCHANTS.c.region == self.region))
-            )
-        return stmt
+    def shape(self) -> tuple[bool, ...]:
+        """Which filters are set: one statement per shape (:func:`_page_statement`)."""
+        return (
+            bool(self.q and self.q.strip()), bool(self.status), bool(self.model),
+            bool(self.firmware), bool(self.merchant), bool(self.region),
+        )  # fmt: skip
+
+    def params(self) -> dict[str, Any]:
+        """The values of the filters set, for the bound parameters of its shape's statement."""
+        q = (self.q or "").strip()
+        return {
+            "q": q,
+            "q_prefix": _like_escape(q) + "%",
+            "status": self.status,
+            "model": self.model,
+            "firmware": self.firmware,
+            "merchant": self.merchant,
+            "region": self.region,
+        }
+
+
+def _like_escape(text: str) -> str:
+    """``text`` matched literally by LIKE … ESCAPE '/' (as SQLAlchemy's ``autoescape``)."""
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,48 @@ COLUMNS = (
 )  # fmt: skip
 
 
+_STATEMENTS: dict[tuple[bool, ...], Select[Any]] = {}
+
+
+def _page_statement(shape: tuple[bool, ...], after: bool) -> Select[Any]:
+    """The page's query for a shape of filter, built once: every value is a bound parameter,
+    so SQLAlchemy compiles it once and finds it again by the same object (building the
+    query and its cache key per request cost as much as running it)."""
+    key = (*shape, after)
+    found = _STATEMENTS.get(key)
+    if found is not None:
+        return found
+    has_q, has_status, has_model, has_firmware, has_merchant, has_region = shape
+    t = TERMINALS.c
+    stmt: Select[Any] = select(
+        *(t[c] for c in COLUMNS), MERCHANTS.c.name.label("merchant")
+    ).outerjoin(MERCHANTS, MERCHANTS.c.id == t.merchant_id)
+    if has_q:
+        stmt = stmt.where(
+            or_(
+                t.serial.like(bindparam("q_prefix"), escape="/"),
+                t.tid == bindparam("q"),
+                t.merchant_id == bindparam("q"),
+            )
+        )
+    if has_status:
+        stmt = stmt.where(t.status == bindparam("status"))
+    if has_model:
+        stmt = stmt.where(t.model == bindparam("model"))
+    if has_firmware:
+        stmt = stmt.where(t.firmware == bindparam("firmware"))
+    if has_merchant:
+        stmt = stmt.where(t.merchant_id == bindparam("merchant"))
+    if has_region:
+        regional = select(MERCHANTS.c.id).where(MERCHANTS.c.region == bindparam("region"))
+        stmt = stmt.where(t.merchant_id.in_(regional))
+    if after:
+        stmt = stmt.where(t.serial > bindparam("after"))
+    stmt = stmt.order_by(t.serial).limit(bindparam("limit", type_=Integer))
+    _STATEMENTS[key] = stmt
+    return stmt
+
+
 def terminal_page(
     engine: Engine, flt: TerminalFilter, *, after: str | None = None, limit: int = 50
 ) -> TerminalPage:
@@ -102,18 +144,12 @@ def terminal_page(
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"a page holds 1 to {MAX_PAGE} terminals", where="limit")
     flt.check()
-    t = TERMINALS.c
-    stmt: Select[Any] = select(
-        *(t[c] for c in COLUMNS), MERCHANTS.c.name.label("merchant")
-    ).outerjoin(MERCHANTS, MERCHANTS.c.id == t.merchant_id)
-    stmt = flt.apply(stmt)
-    if after:
-        stmt = stmt.where(t.serial > after)
-    stmt = stmt.order_by(t.serial).limit(limit + 1)
+    stmt = _page_statement(flt.shape(), bool(after))
+    params = flt.params() | {"after": after, "limit": limit + 1}
     with engine.connect() as conn:
-        result = conn.execute(stmt)
+        result = conn.execute(stmt, params)
         keys = list(result.keys())
-        rows = [dict(zip(keys, r, strict=True)) for r in result]
+        rows = [dict(zip(keys, r, strict=True)) for r in result.all()]
     more = len(rows) > limit
     rows = rows[:limit]
     return TerminalPage(rows, rows[-1]["serial"] if more and rows else None)

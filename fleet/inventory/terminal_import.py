@@ -13,7 +13,6 @@ sits in memory as rows, and a killed import leaves the database as it was.
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,14 @@ from fleet.core.models import TERMINALS
 from fleet.core.records import RejectedFileError, RowError, read_rows
 from fleet.inventory.importing import (
     CHUNK,
+    ChunkWriter,
     FileErrors,
     ImportResult,
+    bulk_load,
     count_rows,
     parse_row,
     record_import,
     schema_defaults,
-    upsert,
 )
 from fleet.inventory.terminals import LIVE, TERMINAL, TERMINAL_HEADER, CatalogRefs, check_terminal
 
@@ -72,61 +72,79 @@ def import_terminals(
     tids: dict[str, str | tuple[int | str, str]] = {}
     total = 0
     buffer: list[dict[str, Any]] = []
-    with writer(engine).connect() as conn, conn.begin() as tx:
+    with writer(engine).connect() as conn, conn.begin():
         catalog = CatalogRefs.load(conn)
         before = count_rows(conn, table)
         # A refused chunk only needs to leave the connection usable to name the clash (the
-        # file is rejected and everything rolled back). PostgreSQL aborts the whole
-        # transaction on an error, so each chunk is a SAVEPOINT there; SQLite undoes just
-        # the failing statement, and a SAVEPOINT would journal every page the import
-        # touches: four times slower.
-        savepoint = conn.dialect.name != "sqlite"
+        # file is rejected and everything rolled back): ChunkWriter keeps it. PostgreSQL
+        # aborts the whole transaction on an error, so each chunk is a SAVEPOINT there;
+        # SQLite undoes just the failing statement, and a SAVEPOINT would journal every
+        # page the import touches: four times slower.
+        explained = False
 
         def flush() -> None:
-            if errors or not buffer:
-                buffer.clear()
-                return
-            try:
-                with conn.begin_nested() if savepoint else nullcontext():
-                    upsert(conn, table, buffer, ["serial"], update)
-            except IntegrityError:
-                _explain_conflict(conn, buffer, errors, name)
+            nonlocal buffer, explained
+            if not errors and buffer:
+                chunks.write(buffer)  # handed over: a new list for the next chunk
+                buffer = []
             buffer.clear()
+            if chunks.refused is not None and not explained:
+                _explain_conflict(conn, chunks.refused, errors, name)
+                explained = True
 
-        for row in rows:
-            total += 1
-            if progress is not None and total % 10_000 == 0:
-                progress(total)
-            v = parse_row(TERMINAL, row, errors, named=chosen != "csv")
-            if v is None:
-                continue
-            serial = v["serial"]
-            first = serials.get(serial)
-            if first is None:  # by presence, not by line: one-line JSON holds many rows
-                serials[serial] = row.line
-            else:
-                errors.add(row, "serial", f"duplicate serial {serial} (first on line {first})")
-            if v["status"] in LIVE and v.get("tid"):
-                tid = v["tid"]
-                prior = tids.get(tid)
-                if prior is None:
-                    tids[tid] = serial if first is None else (row.line, serial)
-                else:
-                    line, holder = (serials[prior], prior) if isinstance(prior, str) else prior
-                    if holder != serial:
-                        errors.add(row, "tid", f"TID {tid} is also {holder}'s (line {line})")
-            for column, reason in check_terminal(v, catalog, at):
-                errors.add(row, column, reason)
-            if not errors:
-                buffer.append(defaults | v)
-                if len(buffer) >= chunk:
-                    flush()
-        flush()
-        if progress is not None:
-            progress(total)
-        if errors:
-            tx.rollback()
-            raise RejectedFileError(errors.items, total)
+        try:
+            # an empty table on PostgreSQL: rows COPYed straight in, foreign keys and plain
+            # indexes made once, at the end
+            with (
+                bulk_load(conn, table) as bulk,
+                ChunkWriter(conn, table, ["serial"], update, fresh=bulk) as chunks,
+            ):
+                for row in rows:
+                    total += 1
+                    if progress is not None and total % 10_000 == 0:
+                        progress(total)
+                    v = parse_row(TERMINAL, row, errors, named=chosen != "csv")
+                    if v is None:
+                        continue
+                    serial = v["serial"]
+                    first = serials.get(serial)
+                    if first is None:  # by presence, not by line: one-line JSON holds many rows
+                        serials[serial] = row.line
+                    else:
+                        errors.add(
+                            row, "serial", f"duplicate serial {serial} (first on line {first})"
+                        )
+                    if v["status"] in LIVE and v.get("tid"):
+                        tid = v["tid"]
+                        prior = tids.get(tid)
+                        if prior is None:
+                            tids[tid] = serial if first is None else (row.line, serial)
+                        else:
+                            line, holder = (
+                                (serials[prior], prior) if isinstance(prior, str) else prior
+                            )
+                            if holder != serial:
+                                errors.add(
+                                    row, "tid", f"TID {tid} is also {holder}'s (line {line})"
+                                )
+                    for column, reason in check_terminal(v, catalog, at):
+                        errors.add(row, column, reason)
+                    if not errors:
+                        buffer.append(defaults | v)
+                        if len(buffer) >= chunk:
+                            flush()
+                flush()
+                chunks.finish()
+                flush()  # names the clash of a chunk refused last
+                if progress is not None:
+                    progress(total)
+                if errors:
+                    raise RejectedFileError(errors.items, total)  # rolls back
+        except IntegrityError as exc:  # a constraint made again at the end refused the rows
+            reason = str(exc.orig).strip().splitlines()[0]
+            raise RejectedFileError(
+                [RowError(name, "?", "", f"the database refused the file: {reason}")], total
+            ) from None
         inserted = count_rows(conn, table) - before
         result = record_import(conn, "terminals", path, total, inserted, actor=actor)
     return result

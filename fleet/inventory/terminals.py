@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from fleet.core import audit, clock
-from fleet.core.clock import latest_today, today_in
+from fleet.core.clock import today_in
 from fleet.core.db import writer
 from fleet.core.errors import NotFoundError
 from fleet.core.models import FIRMWARE, MERCHANTS, MODELS, TERMINALS, Audit, TerminalModel
@@ -134,7 +134,7 @@ def check_terminal(v: dict[str, Any], catalog: CatalogRefs, at: datetime) -> lis
     elif state == Status.IN_STOCK and v.get("merchant_id"):
         problems.append(("merchant_id", "an in_stock terminal has no merchant (deployed?)"))
     made, deployed = v.get("manufactured_on"), v.get("deployed_on")
-    if made and made > latest_today(at):
+    if made and made > catalog.today(None, at):  # the latest date anywhere
         problems.append(("manufactured_on", f"{made} is in the future"))
     if deployed and deployed > catalog.today(merchant, at):  # on the merchant's calendar
         problems.append(("deployed_on", f"{deployed} is in the future"))

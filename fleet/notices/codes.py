@@ -25,6 +25,10 @@ _READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1", "U": "V"})
 
 _PROBES = ("Tell {code}.", "Ref {code}. To check", "(ref {code})", "{code}")
 """Where a code stands in a message: after a verb, before a full stop, in brackets."""
+_APART = "\n.。\n"
+"""Between the probes, checked in one go: no pattern of the content check matches across
+it (a request stops at either full stop, a link holds no line break), so the probes
+together pass exactly when each one does."""
 
 
 def code_is_safe(code: str) -> bool:
@@ -35,14 +39,15 @@ def code_is_safe(code: str) -> bool:
     """
     from fleet.notices.content import forbidden  # noqa: PLC0415 - not on the verify path
 
-    return all(forbidden(probe.format(code=code)) is None for probe in _PROBES)
+    return forbidden(_APART.join(probe.format(code=code) for probe in _PROBES)) is None
 
 
 def new_code() -> str:
     """A verification code: 50 random bits from :mod:`secrets`, e.g. ``7KQ2M-9XD4T``,
     re-drawn (about 1 in 10,000 draws) until no content check refuses it."""
     while True:
-        raw = "".join(secrets.choice(ALPHABET) for _ in range(10))
+        bits = secrets.randbits(50)  # one draw, five bits a character
+        raw = "".join(ALPHABET[(bits >> shift) & 31] for shift in range(45, -5, -5))
         code = f"{raw[:5]}-{raw[5:]}"
         if code_is_safe(code):
             return code

@@ -46,6 +46,50 @@ FORBIDDEN = [
 
 _URL_TAIL = re.compile(r"[A-Za-z0-9._~:/?#@!$&*+=%-]*")
 
+_FOLD = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+"""The only characters outside ASCII that a case-insensitive pattern reads as an ASCII
+letter (İ, ı, ſ and the Kelvin sign; a test checks every code point). Folded to it, then
+lowered, a text keeps its length (``str.lower`` lengthens only İ), so a match in the
+lowered text is the same match, at the same place, as the pattern's own."""
+
+_LOWERED = [re.compile(p.pattern.removeprefix("(?i)")) for p, _ in FORBIDDEN]
+""":data:`FORBIDDEN` without ``(?i)``, for the lowered text: the same matches, about
+three times faster than matching case-insensitively."""
+
+_TLD = re.compile(r"\.(?:com|cn|net|org|io|ly|me)")
+
+_STARTS: list[tuple[str, ...] | None] = [
+    None,  # a URL: see _may_hold_url
+    ("click ", "tap ", "follow ", "open "),
+    ("reply", "respond", "text back", "send", "enter", "type", "provide", "confirm", "verify",
+     "tell"),
+    ("点击", "打开", "链接", "网址", "回复", "提供", "输入", "告诉"),
+]  # fmt: skip
+"""Per pattern of :data:`FORBIDDEN` after the first: the words every match starts with.
+Such a pattern is tried only where one of them stands in the lowered text (leftmost
+first), the same first match as searching the whole text, at a fraction of the cost."""
+
+
+def _may_hold_url(low: str) -> bool:
+    """Whether the first pattern (a URL) can match at all: every match holds ``://``,
+    ``www.`` or a dot and one of its top-level domains."""
+    return "://" in low or "www." in low or _TLD.search(low) is not None
+
+
+def _first(pattern: re.Pattern[str], low: str, starts: tuple[str, ...]) -> re.Match[str] | None:
+    """``pattern.search(low)``, trying only where a word of ``starts`` stands."""
+    at = []
+    for word in starts:
+        i = low.find(word)
+        while i >= 0:
+            at.append(i)
+            i = low.find(word, i + 1)
+    for i in sorted(at):
+        found = pattern.match(low, i)  # its \b still sees the character before i
+        if found:
+            return found
+    return None
+
 
 class ContentError(InputError):
     """Text meant for a merchant holds a link or asks for a secret."""
@@ -54,8 +98,13 @@ class ContentError(InputError):
 def forbidden(text: str) -> str | None:
     """What ``text`` holds that a merchant message must not (``"a URL: 'www.x.com'"``), or
     None."""
-    for pattern, what in FORBIDDEN:
-        found = pattern.search(text)
+    folds = not text.isascii() and any(c in text for c in "\u0130\u0131\u017f\u212a")
+    low = (text.translate(_FOLD) if folds else text).lower()  # translate is slow: if needed
+    for (_, what), lowered, starts in zip(FORBIDDEN, _LOWERED, _STARTS, strict=True):
+        if starts is None:
+            found = lowered.search(low) if _may_hold_url(low) else None
+        else:
+            found = _first(lowered, low, starts)
         if found:
             start, end = found.span()
             if what == "a URL":  # the whole address, as far as it goes

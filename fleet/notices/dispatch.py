@@ -25,18 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
 from fleet.core.db import writer
 from fleet.core.events import emit
-from fleet.core.leases import Backoff, Leased, worker_identity
+from fleet.core.leases import Backoff, worker_identity
 from fleet.core.masking import redact_addresses
 from fleet.core.models import MERCHANTS, MESSAGES, NOTICES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
 from fleet.notices.channels import Outgoing, SmtpTransport, Transport, TransportError
-from fleet.notices.compose import ComposeResult, compose
+from fleet.notices.compose import ComposeResult, compose_some
 from fleet.notices.contact import next_allowed
+from fleet.notices.recording import LEASED, GroupRecorder, Recorder, Sent
 
 __all__ = ["DispatchResult", "Dispatcher"]
 
@@ -54,6 +55,9 @@ class _Sent:
     """Marked sent (False: another dispatcher holds the message now)."""
     skipped: bool = False
     """Not sent: its lease ran out before its turn."""
+    fatal: BaseException | None = None
+    """Sent, but the outcome could not be recorded (the database went away): the run
+    stops with this error, and the message, still ``sending``, is taken over later."""
 
 
 class _Locked:
@@ -72,19 +76,12 @@ class _Locked:
         pass
 
 
-LEASED = Leased(MESSAGES, "sending")
-
-_MESSAGE_SENT = (
-    update(MESSAGES)
-    .where(LEASED.held(bindparam("mid"), bindparam("owner")))
-    .values(
-        status="sent", sent_at=bindparam("at"), provider_ref=bindparam("ref"),
-        transport=bindparam("via"), error=None, lease_until=None,
-    )
+_CLAIMED = tuple(
+    MESSAGES.c[name]
+    for name in ("id", "code", "merchant_id", "channel", "address", "subject", "body",
+                 "created_at", "attempts", "kinds")
 )  # fmt: skip
-_NOTICES_SENT = (
-    update(NOTICES).where(NOTICES.c.message_id == bindparam("mid")).values(status="sent")
-)
+"""What sending and recording a message need of it (a claim returns only these)."""
 
 # -- dispatch -----------------------------------------------------------------------------
 
@@ -176,6 +173,12 @@ class Dispatcher:
         are not tried (each would wait for the same dead server) but rescheduled."""
         self.receipt_window_s = receipt_window_s
         """SMS with no final receipt this long after sending fall back (None: never)."""
+        self._writing: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+        """Held by this dispatcher's writes on SQLite (one writer at a time there): its
+        threads wait for each other on it, not in SQLite's busy loop, which sleeps in
+        steps of up to 100 ms."""
 
     def claim(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Up to ``batch`` messages that are ready, or whose sender's lease ran out."""
@@ -187,8 +190,10 @@ class Dispatcher:
             .order_by(MESSAGES.c.id)
             .limit(self.batch)
         )
-        with writer(self.engine).begin() as conn:
-            rows = LEASED.claim(conn, pick, owner=self.worker, until=at + self.lease)
+        with self._writing, writer(self.engine).begin() as conn:
+            rows = LEASED.claim(
+                conn, pick, owner=self.worker, until=at + self.lease, returning=_CLAIMED
+            )
             if rows:
                 names = {
                     r.id: r.name
@@ -206,7 +211,7 @@ class Dispatcher:
 
     def _finish(self, message: Mapping[str, Any], **values: Any) -> bool:
         """Record an outcome if this worker still holds the message; False otherwise."""
-        with writer(self.engine).begin() as conn:
+        with self._writing, writer(self.engine).begin() as conn:
             done = LEASED.finish(conn, message["id"], self.worker, **values)
             if done and values["status"] == "failed":
                 conn.execute(
@@ -224,16 +229,13 @@ class Dispatcher:
         return done
 
     def _sent(self, message: Mapping[str, Any], ref: str, transport: str) -> bool:
-        """The hot path of :meth:`_finish`: two cached statements, one short transaction."""
-        with writer(self.engine).begin() as conn:
-            done = conn.execute(
-                _MESSAGE_SENT,
-                {"mid": message["id"], "owner": self.worker, "at": now(), "ref": ref[:200],
-                 "via": transport},
-            ).rowcount  # fmt: skip
-            if done:
-                conn.execute(_NOTICES_SENT, {"mid": message["id"]})
-        return bool(done)
+        """The hot path of :meth:`_finish` (outside :meth:`run`, whose senders share a
+        :class:`~fleet.notices.recording.GroupRecorder`)."""
+        recorder = Recorder(self.engine, self.worker)
+        try:
+            return recorder.record([Sent(message["id"], ref, transport)])[0]
+        finally:
+            recorder.close()
 
     def outgoing(self, message: Mapping[str, Any]) -> Outgoing:
         return Outgoing(
@@ -308,8 +310,9 @@ class Dispatcher:
 
         Sending overlaps the bookkeeping: :attr:`connections` sender threads (an SMTP
         transport: one connection each) send what this thread claimed and mark each
-        message sent as soon as the server took it, while this thread composes and claims
-        the next batch and the other senders keep sending. A dispatcher killed between a
+        message sent as soon as the server took it, while this thread composes (a batch of
+        merchants at a time, :func:`~fleet.notices.compose.compose_some`) and claims the
+        next batch and the other senders keep sending. A dispatcher killed between a
         server's 250 and that commit leaves the message ``sending``; it is sent again, with
         the same Message-ID, once its lease runs out. The window: at most one message per
         connection.
@@ -319,9 +322,13 @@ class Dispatcher:
         result = DispatchResult()
         todo: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
         done: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
+        records = GroupRecorder(self.engine, self.worker, self._writing, self.connections > 1)
         senders = [
             threading.Thread(
-                target=self._sender, args=(own, todo, done), name=f"dispatch-{i}", daemon=True
+                target=self._sender,
+                args=(own, todo, done, records),
+                name=f"dispatch-{i}",
+                daemon=True,
             )
             for i, own in enumerate(self._per_connection())
         ]
@@ -329,6 +336,7 @@ class Dispatcher:
             t.start()
         lease_s = self.lease.total_seconds()
         next_renew = time.monotonic() + lease_s / 3
+        compose_from = ""  # composing goes on from this merchant ("": a new pass)
         try:
             while not stop():
                 if once and self._down:
@@ -339,8 +347,13 @@ class Dispatcher:
                     if self.receipt_window_s is not None:
                         from fleet.notices.receipts import sweep  # noqa: PLC0415
 
-                        result.fell_back += sweep(self.engine, self.receipt_window_s)
-                    result.composed.add(compose(self.engine, self.policy))
+                        with self._writing:
+                            result.fell_back += sweep(self.engine, self.receipt_window_s)
+                    with self._writing:
+                        composed, compose_from = compose_some(
+                            self.engine, self.policy, after=compose_from, merchants=self.batch
+                        )
+                    result.composed.add(composed)
                     batch = self.claim()
                     for message in batch:
                         if message["id"] in self._flying:
@@ -348,11 +361,13 @@ class Dispatcher:
                         self._flying[message["id"]] = time.monotonic() + 0.8 * lease_s
                         todo.put(message)
                     if not batch and not self._flying:
+                        if compose_from:
+                            continue  # the rest of this pass over the merchants first
                         if once and not self._pending_soon():
                             break
                         time.sleep(poll_s)
                         continue
-                self._collect(done, result, wait=0.05)
+                self._collect(done, result, wait=0.02)
                 if self._flying and time.monotonic() >= next_renew:
                     next_renew = time.monotonic() + lease_s / 3
                     self._renew()
@@ -363,19 +378,25 @@ class Dispatcher:
                 todo.put(None)
             for t in senders:
                 t.join()
+            records.close()
             self._collect(done, result, wait=0.0)
             for transport in self.transports.values():
                 transport.close()
         return result
 
     def _collect(self, done: queue.SimpleQueue[_Sent], result: DispatchResult, wait: float) -> int:
-        """Record what the senders finished (waiting up to ``wait`` s for the first one)."""
+        """Record what the senders finished, ``wait`` s from now: all of it at once (a
+        sender finishes a message every millisecond or so; waking up for each would cost
+        more than recording them)."""
+        if wait:
+            time.sleep(wait)
         items: list[_Sent] = []
         with contextlib.suppress(queue.Empty):
-            items.append(done.get(timeout=wait) if wait else done.get_nowait())
             while True:
                 items.append(done.get_nowait())
         for d in items:
+            if d.fatal is not None:
+                raise d.fatal
             self._flying.pop(d.message["id"], None)
             if d.skipped:
                 continue
@@ -391,7 +412,7 @@ class Dispatcher:
         message whose lease is gone is not sent by this dispatcher."""
         ids = list(self._flying)
         at = now()
-        with writer(self.engine).begin() as conn:
+        with self._writing, writer(self.engine).begin() as conn:
             kept = set(
                 conn.execute(
                     update(MESSAGES)
@@ -432,6 +453,7 @@ class Dispatcher:
         transports: Mapping[str, Transport],
         todo: queue.SimpleQueue[Mapping[str, Any] | None],
         done: queue.SimpleQueue[_Sent],
+        records: GroupRecorder,
     ) -> None:
         try:
             while (message := todo.get()) is not None:
@@ -452,7 +474,11 @@ class Dispatcher:
                     continue
                 # recorded at once, by this sender: a kill repeats at most the one message
                 # each connection has sent and not yet recorded
-                held = self._sent(message, ref, transport.name)
+                try:
+                    held = records.record(Sent(message["id"], ref, transport.name))
+                except Exception as exc:  # the database is gone: the run ends with it
+                    done.put(_Sent(message, ref, transport.name, transport, fatal=exc))
+                    return
                 done.put(_Sent(message, ref, transport.name, transport, recorded=held))
         finally:
             for t in transports.values():

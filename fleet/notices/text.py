@@ -57,6 +57,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     keep_trailing_newline=False,
+    auto_reload=False,  # files of the package: no stat of each on every render
 )
 
 _NEVER_ASK = {"en": "We never ask for card numbers, passwords or", "zh-CN": "我们绝不会"}
@@ -142,6 +143,32 @@ def context(item: NoticeItem, *, language: str, zone: str, policy: NoticePolicy)
     }
 
 
+_SECTIONS: dict[tuple[Any, ...], tuple[str, str, NoticePolicy]] = {}
+"""Rendered sections (title, body) by kind, channel, language, zone, payload (its
+``repr``: JSON values) and policy:
+a fee change sends one section to thousands of merchants, each message differs only in
+its frame (name, code). Bounded; the policy is kept with its entries, so its ``id``
+cannot be reused while they are."""
+
+
+def _section(
+    item: NoticeItem, *, channel: str, language: str, zone: str, policy: NoticePolicy
+) -> tuple[str, str]:
+    key = (item.kind, channel, language, zone, id(policy), repr(item.payload))
+    hit = _SECTIONS.get(key) if type(item.payload) is dict else None  # a dict's repr is it
+    if hit is not None:
+        return hit[0], hit[1]
+    text = _ENV.get_template(f"{item.kind}.{language}.{channel}.j2").render(
+        context(item, language=language, zone=zone, policy=policy)
+    )
+    title, _, body = text.strip().partition("\n")
+    if type(item.payload) is dict:
+        if len(_SECTIONS) >= 4096:
+            _SECTIONS.clear()
+        _SECTIONS[key] = (title.strip(), body.strip() or title, policy)
+    return title.strip(), body.strip() or title
+
+
 def render(
     items: Sequence[NoticeItem],
     *,
@@ -156,11 +183,8 @@ def render(
     lang = template_language(language)
     sections = []
     for item in items:
-        text = _ENV.get_template(f"{item.kind}.{lang}.{channel}.j2").render(
-            context(item, language=lang, zone=zone, policy=policy)
-        )
-        title, _, body = text.strip().partition("\n")
-        sections.append({"kind": item.kind, "title": title.strip(), "body": body.strip() or title})
+        title, body = _section(item, channel=channel, language=lang, zone=zone, policy=policy)
+        sections.append({"kind": item.kind, "title": title, "body": body})
     if channel in ("sms", "call"):  # a one-line section: its body is the whole of it
         for section in sections:
             section["body"] = section["title"]

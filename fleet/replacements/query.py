@@ -1,11 +1,12 @@
 """The one SQL query of the replacements: every rule evaluated in the database.
 
-One statement joins terminals to their model, their firmware, the model's successor, the
-open advisories and their latest health with its wear sums (``terminal_health``),
-evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean column and returns
-only the terminals where at least one holds; :func:`flag` streams them through the pure
-:class:`~fleet.replacements.rules.Replacer`, which words the reasons and ranks them. A
-million terminals take seconds (``make bench``).
+One statement joins terminals to their model, their firmware, the open advisories and
+their latest health with its wear lines (``terminal_health``), evaluates every rule
+(:mod:`fleet.replacements.rules`) and returns only the terminals where at least one
+holds, with their own columns and rules; the catalog's part, the same for every terminal
+of a model and firmware, is read once per pair (:func:`catalog_statement`, catalog-sized).
+:func:`flag` streams the rows through the pure :class:`~fleet.replacements.rules.Replacer`,
+which words the reasons and ranks them. A million terminals take seconds (``make bench``).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from fleet.core.models import (
     TERMINALS,
 )
 from fleet.core.policy import ReplacementPolicy
+from fleet.core.prefetch import ahead
 from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
 from fleet.replacements.wear import days
 
-__all__ = ["flag", "flag_statement", "open_advisories"]
+__all__ = ["catalog_statement", "flag", "flag_statement", "open_advisories"]
 
 
 def _open_advisories(*columns: Any) -> Select[Any]:
@@ -85,23 +87,22 @@ WEAR: dict[str, tuple[str, str]] = {
 def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnElement[bool]:
     """The counter is past ``wear_percent`` of its model's rated life, or its least-squares
     line (on ``forecast_min_samples`` samples or more) gets there by ``horizon_end``:
-    :func:`fleet.replacements.wear.wear_state` in SQL, without a division.
+    :func:`fleet.replacements.wear.wear_state` in SQL, on the slope and intercept kept in
+    ``terminal_health``.
 
-    With T the threshold, D = nΣx² − (Σx)² and N = nΣxy − ΣxΣy (slope N/D, intercept
-    (Σy − Σx·N/D)/n), the line reaches T before H (days since 1970 at the end of the
-    horizon's last day) when D > 0, N > 0 and n·T·D < Σy·D + N·(n·H − Σx)."""
+    With T = rated · wear_percent / 100 and H the days since 1970 at the end of the
+    horizon's last day, the line (slope b > 0, intercept a) reaches T before H when
+    (T − a) / b < H: the quotient :func:`fleet.replacements.wear.reaches` takes the floor
+    of, computed in the same order, so the SQL and the wording agree on every row (the
+    division sits in a CASE: PostgreSQL evaluates it only for a rising line)."""
     h, m = TERMINAL_HEALTH, MODELS
     value, rated = h.c[WEAR[counter][0]], m.c[WEAR[counter][1]]
-    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
-    spread = n * h.c[f"{counter}_sxx"] - sx * sx
-    rise = n * h.c[f"{counter}_sxy"] - sx * sy
-    threshold = rated * (policy.wear_percent / 100.0)
+    slope, intercept = h.c[f"{counter}_slope"], h.c[f"{counter}_intercept"]
+    threshold = rated * policy.wear_percent / literal(100.0)
     end = literal(days(datetime.combine(horizon_end + timedelta(days=1), datetime.min.time(), UTC)))
     reaches = and_(
-        n >= policy.forecast_min_samples,
-        spread > 0,
-        rise > 0,
-        n * threshold * spread < sy * spread + rise * (n * end - sx),
+        h.c[f"{counter}_n"] >= policy.forecast_min_samples,
+        case((slope > 0, (threshold - intercept) / slope), else_=None) < end,
     )
     return func.coalesce(
         and_(
@@ -113,49 +114,93 @@ def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnE
     )
 
 
-def _wear_line(counter: str, policy: ReplacementPolicy) -> tuple[Any, Any]:
-    """The counter's rate per day (N/D) and the x (days since 1970) where its line reaches
-    the threshold T: x = (nT − Σy)·D / (n·N) + Σx / n; NULL without a rising line on
-    ``forecast_min_samples`` samples — :meth:`fleet.replacements.wear.Fit.reaches` in SQL,
-    so the wording reads two numbers instead of five sums."""
-    h, m = TERMINAL_HEALTH, MODELS
-    rated = m.c[WEAR[counter][1]]
-    n, sx, sy = h.c[f"{counter}_n"], h.c[f"{counter}_sx"], h.c[f"{counter}_sy"]
-    spread = n * h.c[f"{counter}_sxx"] - sx * sx
-    rise = n * h.c[f"{counter}_sxy"] - sx * sy
-    threshold = rated * (policy.wear_percent / 100.0)
-    rate = case((spread > 0, rise / spread), else_=None)
-    line = and_(n >= policy.forecast_min_samples, spread > 0, rise > 0)
-    x = case((line, (n * threshold - sy) * spread / (n * rise) + sx / n), else_=None)
-    return rate, x
-
-
-def flag_statement(
-    policy: ReplacementPolicy, horizon_end: date, *, in_serial_order: bool = False
-) -> Select[Any]:
-    """The flagging query: every terminal (of the policy's statuses) for which some rule
-    holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
-    catalog columns the rules are worded from. ``in_serial_order``: the status test is
-    kept off the indexes, so the database walks terminals in serial order and a page can
-    stop early (else it would gather and sort every flagged terminal first)."""
-    t, m, f = TERMINALS, MODELS, FIRMWARE
-    succ = MODELS.alias("successor_model")
-    open_adv = (
+def _open_advisory_counts() -> Any:
+    """(model, version) → how many open advisories: a subquery."""
+    return (
         _open_advisories(
             ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, func.count().label("n")
         )
         .group_by(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version)
         .subquery("open_advisory")
     )
-    # A terminal reaches the age limit by the horizon when made on or before this day.
-    made_by = add_years(horizon_end, -policy.max_age_years)
-    rules = {
-        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
+
+
+def _catalog_rules(
+    policy: ReplacementPolicy, horizon_end: date, open_adv: Any
+) -> dict[str, ColumnElement[bool]]:
+    """The rules a terminal's model and firmware alone decide (the same SQL in the flagging
+    query's WHERE and in :func:`catalog_statement`)."""
+    m, f = MODELS, FIRMWARE
+    return {
         "model-eos": func.coalesce(m.c.end_of_support <= horizon_end, false()),
         "pts": func.coalesce(m.c.pts_expires_on <= horizon_end, false()),
         "firmware-eos": func.coalesce(f.c.end_of_support <= horizon_end, false()),
         "advisory": open_adv.c.n.is_not(None),
         "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
+    }
+
+
+def _label(code: str) -> str:
+    return f"r_{code.replace('-', '_')}"
+
+
+def catalog_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
+    """One row per (model, firmware version) of the catalog: the catalog rules as boolean
+    columns ``r_<code>`` and the catalog columns they are worded from, the replacement
+    (successor or same model) and its price, and each wear counter's rated life. The
+    flagging query sends only a terminal's serial, model and firmware and its own columns;
+    the :class:`~fleet.replacements.rules.Replacer` looks the rest up here once per pair."""
+    m, f = MODELS, FIRMWARE
+    succ = MODELS.alias("successor_model")
+    open_adv = _open_advisory_counts()
+    rules = _catalog_rules(policy, horizon_end, open_adv)
+    return (
+        select(
+            m.c.code.label("model"),
+            f.c.version.label("firmware"),
+            *[rule.label(_label(code)) for code, rule in rules.items()],
+            m.c.end_of_support.label("model_eos"),
+            m.c.pts_version,
+            m.c.pts_expires_on,
+            f.c.end_of_support.label("firmware_eos"),
+            m.c.unit_price,
+            m.c.currency,
+            succ.c.code.label("successor"),
+            succ.c.unit_price.label("successor_price"),
+            succ.c.currency.label("successor_currency"),
+            *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+            *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
+        )
+        .select_from(m)
+        .join(f, f.c.model == m.c.code)
+        .outerjoin(succ, succ.c.code == m.c.successor)
+        .outerjoin(open_adv, and_(open_adv.c.model == m.c.code, open_adv.c.version == f.c.version))
+    )
+
+
+def flag_statement(
+    policy: ReplacementPolicy,
+    horizon_end: date,
+    *,
+    in_serial_order: bool = False,
+    catalog_rules: bool = False,
+) -> Select[Any]:
+    """The flagging query: every terminal (of the policy's statuses) for which some rule
+    holds by ``horizon_end``, with the per-terminal rules as boolean columns ``r_<code>``
+    and the terminal's own columns the rules are worded from; the catalog's part, the same
+    for every terminal of a model and firmware, is :func:`catalog_statement`'s (with
+    ``catalog_rules``, the catalog rules' columns are returned too, for one terminal).
+    ``in_serial_order``: the status test is kept off the indexes, so the database walks
+    terminals in serial order and a page can stop early (else it would gather and sort
+    every flagged terminal first)."""
+    t, m, f = TERMINALS, MODELS, FIRMWARE
+    open_adv = _open_advisory_counts()
+    # A terminal reaches the age limit by the horizon when made on or before this day.
+    made_by = add_years(horizon_end, -policy.max_age_years)
+    catalog = _catalog_rules(policy, horizon_end, open_adv)
+    rules = {
+        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
+        **catalog,
         "faults": t.c.fault_count >= policy.fault_threshold,
         "key": _foreign_key(),
         "tamper": func.coalesce(TERMINAL_HEALTH.c.tamper, false()),
@@ -172,33 +217,20 @@ def flag_statement(
         t.c.fault_count,
         t.c.key_version,
         t.c.key_next,
-        m.c.end_of_support.label("model_eos"),
-        m.c.pts_version,
-        m.c.pts_expires_on,
-        f.c.end_of_support.label("firmware_eos"),
-        m.c.unit_price,
-        m.c.currency,
-        succ.c.code.label("successor"),
-        succ.c.unit_price.label("successor_price"),
-        succ.c.currency.label("successor_currency"),
-        *[rule.label(f"r_{code.replace('-', '_')}") for code, rule in rules.items()],
-        *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+        *[
+            rule.label(_label(code))
+            for code, rule in rules.items()
+            if catalog_rules or code not in catalog
+        ],
         TERMINAL_HEALTH.c.tampered_at,
         *[TERMINAL_HEALTH.c[value].label(f"{c}_value") for c, (value, _) in WEAR.items()],
-        *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
-        *[TERMINAL_HEALTH.c[f"{c}_n"] for c in WEAR],
-        *[
-            column.label(f"{c}_{what}")
-            for c in WEAR
-            for what, column in zip(("rate", "x"), _wear_line(c, policy), strict=True)
-        ],
+        *[TERMINAL_HEALTH.c[f"{c}_{what}"] for c in WEAR for what in ("n", "slope", "intercept")],
     ]
     return (
         select(*columns)
         .select_from(t)
         .join(m, m.c.code == t.c.model)
         .outerjoin(f, and_(f.c.model == t.c.model, f.c.version == t.c.firmware))
-        .outerjoin(succ, succ.c.code == m.c.successor)
         .outerjoin(TERMINAL_HEALTH, TERMINAL_HEALTH.c.serial == t.c.serial)
         .outerjoin(
             open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
@@ -242,11 +274,17 @@ def flag(
     if model is not None:
         stmt = stmt.where(TERMINALS.c.model == model)
     with engine.connect() as conn:
+        # catalog-sized, read first in the same transaction (one snapshot on SQLite)
+        catalog = {
+            (row.model, row.firmware): row
+            for row in conn.execute(catalog_statement(policy, horizon_end))
+        }
         result = conn.execute(stmt.execution_options(yield_per=200 if page else 10_000))
         replacement = Replacer(
-            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
+            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys()), catalog
         )
-        for row in result:
+        # the whole fleet: the server computes the next batch while this one is worded
+        for row in result if page else ahead(result):
             found = replacement(row)
             if found is not None:  # None: a wear line the SQL kept at a float's edge
                 yield found

@@ -4,8 +4,9 @@ Pure. A terminal's history of one wear counter (reader reads, printer lines, bat
 cycles) is a set of points (x, y): x the instant of a sample in days since 1970-01-01 UTC
 (:func:`days`), y the counter. :class:`Fit` keeps the five sums a least-squares line
 needs (n, Σx, Σx², Σy, Σxy), so a new sample updates it in O(1) and the database keeps
-them per terminal (``terminal_health``): the slope is the counter's rate per day over the
-whole history, and the forecast is the day the line reaches a threshold.
+them per terminal (``terminal_health``, with the slope and intercept they give): the slope
+is the counter's rate per day over the whole history, and the forecast is the day the line
+reaches a threshold (:func:`reaches`).
 
 >>> fit = Fit.of([(0.0, 1000), (10.0, 2000), (20.0, 3000)])
 >>> fit.n, fit.slope(), fit.intercept()
@@ -21,7 +22,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Final
 
-__all__ = ["COUNTERS", "EPOCH", "Fit", "WearState", "days", "from_days", "wear_state"]
+__all__ = [
+    "COUNTERS",
+    "EPOCH",
+    "Fit",
+    "WearState",
+    "days",
+    "from_days",
+    "reaches",
+    "wear_state",
+]
 
 COUNTERS: Final = ("reader", "printer", "battery")
 """The wear counters, each rated per model in the catalog: reader (chip + magstripe
@@ -88,13 +98,26 @@ class Fit:
         """The UTC day the line reaches ``threshold``; None when the counter does not grow
         (no slope, or zero or negative) or only after year 9,900."""
         b = self.slope()
-        if b is None or b <= 0:
-            return None
-        a = (self.sy - b * self.sx) / self.n
-        x = (threshold - a) / b
-        if x > MAX_DAYS:
-            return None
-        return from_days(max(x, 0.0))
+        return None if b is None else reaches(b, (self.sy - b * self.sx) / self.n, threshold)
+
+
+def reaches(slope: float | None, intercept: float | None, threshold: float) -> date | None:
+    """The UTC day the line ``y = intercept + slope · x`` reaches ``threshold`` (x: days
+    since 1970); None without a rising line or only after year 9,900. The day is
+    ``floor(x)`` for ``x = (threshold − intercept) / slope``: flagging's SQL compares that
+    same quotient with the end of the horizon, so both agree to the last bit.
+
+    >>> reaches(100.0, 1000.0, 8000)
+    datetime.date(1970, 3, 12)
+    >>> reaches(0.0, 1000.0, 8000) is None
+    True
+    """
+    if slope is None or intercept is None or slope <= 0:
+        return None
+    x = (threshold - intercept) / slope
+    if x > MAX_DAYS:
+        return None
+    return from_days(max(x, 0.0))
 
 
 _UNITS: Final = {"reader": "reads", "printer": "lines", "battery": "cycles"}

@@ -8,10 +8,11 @@ masks them for the roles that must not see them whole.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
@@ -62,6 +63,16 @@ def contact(principal: Principal | None, address: str | None) -> str:
     return mask_address(address)
 
 
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def path_part(value: Any) -> str:
+    """``value`` as one segment of a URL path (what Jinja's ``urlencode`` gives), without
+    quoting what needs none (a serial: fifty a page, and quoting cost a tenth of it)."""
+    text = str(value)
+    return text if _URL_SAFE.fullmatch(text) else quote(text, safe="")
+
+
 _env = Environment(
     loader=FileSystemLoader(TEMPLATES),
     autoescape=True,
@@ -71,6 +82,7 @@ _env = Environment(
     auto_reload=False,  # templates ship with the package: no stat per page
 )
 _env.filters["when"] = when
+_env.filters["path_part"] = path_part
 
 
 def _query(request: Request, **changes: Any) -> str:

@@ -291,3 +291,20 @@ def test_wrong_key_is_refused_end_to_end(wired: tuple[Link, MiniTerminal]) -> No
     rsp = decode(host.request(encode(req)))
     assert rsp[39] == "A0"
     assert terminal.blocks == []
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        m.block(7, "TERM0001", 3, 1, 4, b"\x01" * 900),
+        m.commit(12, "TERM0001", 3, 4, bytes(32)),
+        Message("0810", {11: "000001", 39: "00", 41: "TERM0001", 61: "00000300040004"}),
+        Message("0810", {11: "000001", 39: "00", 41: "TERM0001", 70: "001"}),  # a field after 64
+    ],
+)
+def test_sign_encoded_is_sign_then_encode(msg: Message) -> None:
+    key = bytes(range(16))
+    signed, data = m.sign_encoded(msg, key)
+    assert signed == m.sign(msg, key)
+    assert data == encode(m.sign(msg, key))
+    m.verify(decode(data), key)

@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 from typer.testing import CliRunner
 
 from fleet.cli import app
+from fleet.core import db
+from fleet.core.db import writer
 from fleet.core.models import EVENTS, HEALTH_SAMPLES, TERMINALS
 from fleet.device.health import HealthReport, latest_health, record_health
 from fleet.replacements.flags import FLAGS
@@ -76,6 +79,33 @@ def test_samples_keep_the_latest_and_the_least_squares_sums(loaded: Engine) -> N
     assert got.n == want.n == 3
     assert got.slope() == pytest.approx(110.0) == want.slope()
     assert latest["printer_n"] == 3 and latest["battery_n"] == 3
+    # the line kept beside the sums is the one they give, to the last bit
+    assert (latest["reader_slope"], latest["reader_intercept"]) == (got.slope(), got.intercept())
+    assert latest["battery_slope"] == pytest.approx(1.0)
+    assert latest["printer_slope"] == pytest.approx(50.0)
+
+
+def test_one_sample_is_no_line_and_migration_0010_fills_lines_from_the_sums(
+    loaded: Engine,
+) -> None:
+    a, b = first_deployed(loaded, 2)
+    reports = [
+        HealthReport(a, health(1000 + 100 * d, 5000 + 7 * d, 10 + d), T0 + timedelta(days=d))
+        for d in (0, 3, 11, 12)
+    ] + [HealthReport(b, health(40, 50, 1), T0)]
+    with loaded.begin() as conn:
+        record_health(conn, reports)
+    with loaded.connect() as conn:
+        before = latest_health(conn, a), latest_health(conn, b)
+    assert before[0] is not None and before[1] is not None
+    assert before[1]["reader_n"] == 1 and before[1]["reader_slope"] is None
+    assert before[1]["reader_intercept"] is None
+    db.downgrade(loaded, "0009")
+    assert "reader_slope" not in {c["name"] for c in inspect(loaded).get_columns("terminal_health")}
+    db.upgrade(loaded)
+    with loaded.connect() as conn:
+        after = latest_health(conn, a), latest_health(conn, b)
+    assert after == before  # the same numbers the ingest kept, recomputed from the sums
 
 
 def test_a_newly_tripped_tamper_switch_is_flagged_at_once(loaded: Engine) -> None:
@@ -199,3 +229,41 @@ def test_health_import_is_checked_whole_and_feeds_the_history(
         tampered = latest_health(conn, b)
     assert latest is not None and latest["samples"] == 2 and latest["reader"] == 2000
     assert latest["reader_n"] == 2 and tampered is not None and tampered["tamper"]
+    assert latest["reader_slope"] == pytest.approx(100.0)  # 1,000 reads in 10 days
+
+
+def test_two_pollers_storing_one_terminal_at_once_both_count(loaded: Engine) -> None:
+    """The second writer waits for the first and adds to its sums (on PostgreSQL it would
+    otherwise insert the terminal's first summary row a second time, or lose a sample)."""
+    (serial,) = first_deployed(loaded)
+    first_stored, errors = threading.Event(), []
+
+    def poller(day: int, hold: threading.Event | None) -> None:
+        try:
+            with writer(loaded).begin() as conn:
+                record_health(
+                    conn,
+                    [HealthReport(serial, health(100 * day, 0, day), T0 + timedelta(days=day))],
+                )
+                if hold is not None:
+                    first_stored.set()
+                    hold.wait(5)
+        except Exception as exc:
+            errors.append(exc)
+
+    release = threading.Event()
+    a = threading.Thread(target=poller, args=(1, release))
+    a.start()
+    assert first_stored.wait(10)
+    b = threading.Thread(target=poller, args=(3, None))
+    b.start()
+    b.join(0.5)  # b waits for a's transaction
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert errors == []
+    with loaded.connect() as conn:
+        latest = latest_health(conn, serial)
+    assert latest is not None and latest["samples"] == 2 and latest["reader_n"] == 2
+    want = Fit.of([(days(T0 + timedelta(days=d)), 110.0 * d) for d in (1, 3)])
+    assert latest["reader_sy"] == want.sy and latest["reader_slope"] == pytest.approx(110.0)

@@ -8,11 +8,15 @@ import csv
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select, text, update
+from sqlalchemy.exc import IntegrityError
 
-from fleet.core.models import MERCHANTS
+from fleet.core import db
+from fleet.core.models import MERCHANTS, TERMINALS
 from fleet.core.records import RejectedFileError
-from fleet.inventory import import_merchants
+from fleet.inventory import import_catalog, import_merchants, import_terminals
+from fleet.sample.seed import SampleFiles
+from tests.fleet.conftest import pg_schema
 
 HOSTILE = [
     "tab\there",
@@ -85,3 +89,108 @@ def test_copy_import_is_atomic_on_a_bad_row(engine: Engine, tmp_path: Path) -> N
     with pytest.raises(RejectedFileError, match="nothing written"):
         import_merchants(engine, bad, actor="t")
     assert _read(engine) == before
+
+
+def _schema_of(engine: Engine) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The terminal table's indexes and constraints, as PostgreSQL prints them."""
+    with engine.connect() as conn:
+        indexes = conn.execute(
+            text(
+                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
+                "WHERE indrelid = 'terminal'::regclass ORDER BY 1"
+            )
+        ).all()
+        constraints = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conrelid = 'terminal'::regclass ORDER BY 1"
+            )
+        ).all()
+    return [tuple(r) for r in indexes], [tuple(r) for r in constraints]
+
+
+def _terminals(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(TERMINALS).order_by(TERMINALS.c.serial))]
+
+
+def test_load_into_an_empty_table_keeps_its_indexes_and_keys(
+    engine: Engine, sample: SampleFiles
+) -> None:
+    """On PostgreSQL a load into an empty table drops its foreign keys and secondary
+    indexes and makes them again at the end (``bulk_load``): the same ones, enforced, and
+    the rows are what the row-by-row path (a table with rows) writes, on both databases."""
+    import_catalog(engine, sample.catalog, actor="t")
+    import_merchants(engine, sample.merchants, actor="t")
+    pg = engine.dialect.name == "postgresql"
+    before = _schema_of(engine) if pg else None
+    import_terminals(engine, sample.terminals, actor="t", chunk=50)  # several chunks
+    loaded = _terminals(engine)
+    assert len(loaded) == 300
+    if pg:
+        assert _schema_of(engine) == before
+        with engine.connect() as conn:  # the table's statistics were gathered
+            stats = conn.execute(
+                text("SELECT count(*) FROM pg_stats WHERE tablename = 'terminal'")
+            ).scalar_one()
+        assert stats > 0
+        with pytest.raises(IntegrityError, match="fk_terminal_merchant"), engine.begin() as conn:
+            conn.execute(update(TERMINALS).values(merchant_id="NO-SUCH"))
+    # a first terminal row makes the next load go row by row: same rows in the end
+    with engine.begin() as conn:
+        conn.execute(delete(TERMINALS).where(TERMINALS.c.serial != loaded[0][0]))
+    import_terminals(engine, sample.terminals, actor="t", chunk=50)
+    assert _terminals(engine) == loaded
+
+
+def test_bulk_load_backstop_names_the_refused_constraint(
+    sample: SampleFiles, tmp_path: Path
+) -> None:
+    """PostgreSQL (bulk loads are its own): a foreign key the importer's checks know
+    nothing of, made again at the end of a load, refuses the rows: the file is rejected in
+    one line naming it, nothing is written, and the key is still there."""
+    with pg_schema() as url:
+        engine = db.connect(url)
+        try:
+            db.upgrade(engine)
+            import_catalog(engine, sample.catalog, actor="t")
+            import_merchants(engine, sample.merchants, actor="t")
+            with engine.begin() as conn:
+                conn.execute(text("CREATE TABLE test_tid (tid varchar(8) PRIMARY KEY)"))
+                conn.execute(
+                    text(
+                        "ALTER TABLE terminal ADD CONSTRAINT fk_test_tid "
+                        "FOREIGN KEY (tid) REFERENCES test_tid (tid)"
+                    )
+                )
+            with pytest.raises(RejectedFileError) as caught:
+                import_terminals(engine, sample.terminals, actor="t")
+            (line,) = caught.value.row_lines()
+            assert "the database refused the file: " in line
+            assert 'foreign key constraint "fk_test_tid"' in line
+            assert _terminals(engine) == []
+            assert "fk_test_tid" in dict(_schema_of(engine)[1])
+        finally:
+            engine.dispose()
+
+
+def test_a_unique_index_refuses_a_chunk_of_a_bulk_load(sample: SampleFiles) -> None:
+    """PostgreSQL: a load into an empty table ``COPY``s straight into it; a unique index
+    (kept through the load) refusing a row rejects the file, names the refusal, writes
+    nothing."""
+    with pg_schema() as url:
+        engine = db.connect(url)
+        try:
+            db.upgrade(engine)
+            import_catalog(engine, sample.catalog, actor="t")
+            import_merchants(engine, sample.merchants, actor="t")
+            with engine.begin() as conn:
+                conn.execute(text("CREATE UNIQUE INDEX ix_test_one_per_model ON terminal (model)"))
+            with pytest.raises(RejectedFileError) as caught:
+                import_terminals(engine, sample.terminals, actor="t", chunk=50)
+            assert caught.value.row_lines() == [
+                f"{sample.terminals}:?: the database refused a chunk (constraint)"
+            ]
+            assert _terminals(engine) == []
+        finally:
+            engine.dispose()

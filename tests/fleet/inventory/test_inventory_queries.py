@@ -7,12 +7,12 @@ import json
 from collections import Counter
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from typer.testing import CliRunner
 
 from fleet.cli import app
 from fleet.core.errors import NotFoundError
-from fleet.core.models import TerminalModel
+from fleet.core.models import MERCHANTS, TerminalModel
 from fleet.inventory import (
     get_merchant,
     iter_terminals,
@@ -23,6 +23,7 @@ from fleet.inventory import (
     terminal_detail,
     update_terminal,
 )
+from fleet.inventory.browse import TerminalFilter, terminal_page
 
 runner = CliRunner()
 
@@ -113,3 +114,41 @@ def test_linked_serials_are_the_reachable_live_terminals(loaded: Engine) -> None
     assert linked_serials(loaded) == []
     set_links(loaded, {live: "socket://127.0.0.1:9", stock: "socket://127.0.0.1:9"}, actor="t")
     assert linked_serials(loaded) == [live]
+
+
+def test_terminal_pages_match_every_filter_shape(loaded: Engine) -> None:
+    every = list(iter_terminals(loaded))
+    with loaded.connect() as conn:
+        regions = dict(conn.execute(select(MERCHANTS.c.id, MERCHANTS.c.region)).all())
+    one = next(t for t in every if t["merchant_id"] and t["tid"])
+    prefix = one["serial"][:-1]
+    wanted = {
+        TerminalFilter(): every,
+        TerminalFilter(status="deployed", model=one["model"]): [
+            t for t in every if t["status"] == "deployed" and t["model"] == one["model"]
+        ],
+        TerminalFilter(firmware=one["firmware"], region=regions[one["merchant_id"]]): [
+            t for t in every
+            if t["firmware"] == one["firmware"]
+            and regions.get(t["merchant_id"]) == regions[one["merchant_id"]]
+        ],
+        TerminalFilter(merchant=one["merchant_id"]): [
+            t for t in every if t["merchant_id"] == one["merchant_id"]
+        ],
+        TerminalFilter(q=f" {prefix} "): [t for t in every if t["serial"].startswith(prefix)],
+        TerminalFilter(q=one["tid"]): [t for t in every if one["tid"] in (t["tid"], t["serial"])],
+        TerminalFilter(q=prefix[:2] + "%"): [],  # LIKE's wildcards are literal text
+        TerminalFilter(q=prefix[:-1] + "_"): [],
+    }  # fmt: skip
+    for flt, expected in wanted.items():
+        seen: list[str] = []
+        after = None
+        while True:  # page by page: the pages join up, none twice, none missed
+            found = terminal_page(loaded, flt, after=after, limit=7)
+            seen += [t["serial"] for t in found.items]
+            if found.next_after is None:
+                break
+            after = found.next_after
+        assert seen == [t["serial"] for t in expected], flt
+    first = terminal_page(loaded, TerminalFilter(merchant=one["merchant_id"]), limit=1).items[0]
+    assert first["merchant"] is not None  # the merchant's name, joined

@@ -5,6 +5,7 @@ no notice), and codes already sent keep verifying."""
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -42,8 +43,11 @@ def test_the_content_check_refused_codes_like_these() -> None:
 
 
 def test_a_code_drawn_with_www_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    draws = iter("1234567WWW" + "CARD712345" + "7KQ2M9XD4T")
-    monkeypatch.setattr(codes.secrets, "choice", lambda _alphabet: next(draws))
+    def bits(raw: str) -> int:  # the 50 random bits that draw ``raw``
+        return int("".join(f"{codes.ALPHABET.index(c):05b}" for c in raw), 2)
+
+    draws = iter([bits("1234567WWW"), bits("CARD712345"), bits("7KQ2M9XD4T")])
+    monkeypatch.setattr(codes.secrets, "randbits", lambda n: next(draws) if n == 50 else 0)
     code = new_code()
     assert code == "7KQ2M-9XD4T"
     assert [name for name, text in _composed(code) if forbidden(text)] == []
@@ -67,3 +71,13 @@ def test_codes_already_sent_keep_reading_back_as_stored() -> None:
     for code in UNSAFE:
         assert normalise_code(code) == code
         assert normalise_code(code.lower().replace("-", "")) == code
+
+
+def test_the_probes_checked_together_pass_exactly_when_each_passes_alone() -> None:
+    rng = random.Random(18)
+    pieces = [*codes.ALPHABET, "WWW", "CARD", "CVV", "CVC", "TXT", "CN", "ME", "NET", "1"]
+    for _ in range(3000):
+        raw = "".join(rng.choice(pieces) for _ in range(10))[:10]
+        code = f"{raw[:5]}-{raw[5:]}"
+        alone = all(forbidden(p.format(code=code)) is None for p in codes._PROBES)
+        assert code_is_safe(code) == alone, code
