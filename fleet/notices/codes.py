@@ -25,6 +25,10 @@ _READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1", "U": "V"})
 
 _PROBES = ("Tell {code}.", "Ref {code}. To check", "(ref {code})", "{code}")
 """Where a code stands in a message: after a verb, before a full stop, in brackets."""
+_APART = "\n.。\n"
+"""Between the probes, checked in one go: no pattern of the content check matches across
+it (a request stops at either full stop, a link holds no line break), so the probes
+together pass exactly when each one does."""
 
 
 def code_is_safe(code: str) -> bool:
@@ -35,7 +39,7 @@ def code_is_safe(code: str) -> bool:
     """
     from fleet.notices.content import forbidden  # noqa: PLC0415 - not on the verify path
 
-    return all(forbidden(probe.format(code=code)) is None for probe in _PROBES)
+    return forbidden(_APART.join(probe.format(code=code) for probe in _PROBES)) is None
 
 
 def new_code() -> str:

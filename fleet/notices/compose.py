@@ -33,7 +33,7 @@ from fleet.notices.payloads import NoticePayload
 from fleet.notices.sms import cost
 from fleet.notices.text import NoticeItem, render, template_language
 
-__all__ = ["ComposeResult", "compose", "sms_overflow"]
+__all__ = ["ComposeResult", "compose", "compose_some", "sms_overflow"]
 
 
 @dataclass
@@ -62,10 +62,25 @@ def compose(
     at = at or now()
     after = ""
     while True:
-        result, after = _compose_some(engine, policy, at, after, merchants)
+        result, after = compose_some(engine, policy, at=at, after=after, merchants=merchants)
         total.add(result)
         if not after:
             return total
+
+
+def compose_some(
+    engine: Engine,
+    policy: NoticePolicy,
+    *,
+    after: str = "",
+    at: datetime | None = None,
+    merchants: int = 2000,
+) -> tuple[ComposeResult, str]:
+    """One transaction of :func:`compose`: the merchants with a notice due whose id is
+    after ``after``, up to ``merchants`` of them. Returns what it composed and the
+    ``after`` of the next call ("": this pass over the merchants is over). A dispatcher
+    composes so, a part at a time, while it sends what it composed before."""
+    return _compose_some(engine, policy, at or now(), after, merchants)
 
 
 def _compose_some(
@@ -329,8 +344,9 @@ _NOTICE_COMPOSED = (
 
 
 def _store(conn: Connection, pending: list[tuple[dict[str, Any], list[int]]]) -> None:
-    """Insert the composed messages and link their notices, in bulk. A code already taken
-    (2^-50 per pair) is drawn again before the insert."""
+    """Insert the composed messages (their ids come back with the insert) and link their
+    notices, in bulk. A code already taken (2^-50 per pair) is drawn again before the
+    insert."""
     if not pending:
         return
     codes = [values["code"] for values, _ in pending]
@@ -350,17 +366,13 @@ def _store(conn: Connection, pending: list[tuple[dict[str, Any], list[int]]]) ->
                 values[key] = values[key].replace(values["code"], code)
             values["code"] = code
         seen.add(code)
-    conn.execute(insert(MESSAGES), [values for values, _ in pending])
-    ids: dict[str, int] = {}
-    codes = [values["code"] for values, _ in pending]
-    for start in range(0, len(codes), 500):
-        chunk = codes[start : start + 500]
-        ids.update(
-            (code, id_)
-            for id_, code in conn.execute(
-                select(MESSAGES.c.id, MESSAGES.c.code).where(MESSAGES.c.code.in_(chunk))
-            )
+    ids: dict[str, int] = {
+        code: id_
+        for id_, code in conn.execute(
+            insert(MESSAGES).returning(MESSAGES.c.id, MESSAGES.c.code),
+            [values for values, _ in pending],
         )
+    }
     conn.execute(
         _NOTICE_COMPOSED,
         [

@@ -25,18 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, func, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 
 from fleet.core.db import writer
 from fleet.core.events import emit
-from fleet.core.leases import Backoff, Leased, worker_identity
+from fleet.core.leases import Backoff, worker_identity
 from fleet.core.masking import redact_addresses
 from fleet.core.models import MERCHANTS, MESSAGES, NOTICES, now
 from fleet.core.money import format_minor
 from fleet.core.policy import NoticePolicy
 from fleet.notices.channels import Outgoing, SmtpTransport, Transport, TransportError
-from fleet.notices.compose import ComposeResult, compose
+from fleet.notices.compose import ComposeResult, compose_some
 from fleet.notices.contact import next_allowed
+from fleet.notices.recording import LEASED, GroupRecorder, Recorder, Sent
 
 __all__ = ["DispatchResult", "Dispatcher"]
 
@@ -73,75 +74,6 @@ class _Locked:
 
     def close(self) -> None:
         pass
-
-
-LEASED = Leased(MESSAGES, "sending")
-
-_MESSAGE_SENT = (
-    update(MESSAGES)
-    .where(LEASED.held(bindparam("mid"), bindparam("owner")))
-    .values(
-        status="sent", sent_at=bindparam("at"), provider_ref=bindparam("ref"),
-        transport=bindparam("via"), error=None, lease_until=None,
-    )
-)  # fmt: skip
-_NOTICES_SENT = (
-    update(NOTICES).where(NOTICES.c.message_id == bindparam("mid")).values(status="sent")
-)
-
-
-class _Recorder:
-    """Marks a sender's messages sent: :data:`_MESSAGE_SENT` and :data:`_NOTICES_SENT` in one
-    short transaction per message, on a DB-API connection of its own, kept for the run.
-
-    The statements are compiled once, by SQLAlchemy, for the engine's dialect, and run on
-    the plain driver: a transaction through a pooled SQLAlchemy connection costs about
-    seven times as much CPU as the database's own work here (about 240 µs against 35 µs
-    per message on SQLite), and there is one per message sent — kept per message so that
-    a kill repeats at most one mail per connection."""
-
-    def __init__(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        self._sqlite = dialect.name == "sqlite"
-        self._at = MESSAGES.c.sent_at.type.bind_processor(dialect)
-        self._statements = [
-            (str(c), c.positiontup, dict(c.params))
-            for c in (s.compile(dialect=dialect) for s in (_MESSAGE_SENT, _NOTICES_SENT))
-        ]
-        self._raw: Any = engine.raw_connection()
-
-    def _run(self, cursor: Any, which: int, values: Mapping[str, Any]) -> int:
-        sql, order, defaults = self._statements[which]
-        params = {**defaults, **values}
-        cursor.execute(sql, tuple(params[n] for n in order) if order else params)
-        return int(cursor.rowcount)
-
-    def sent(self, mid: int, owner: str, ref: str, via: str) -> bool:
-        """Record message ``mid`` sent if ``owner`` still holds it; False otherwise."""
-        at = now()
-        cursor = self._raw.cursor()
-        try:
-            if self._sqlite:
-                cursor.execute("BEGIN IMMEDIATE")  # see fleet.core.db.writer
-            done = self._run(
-                cursor, 0,
-                {"mid": mid, "owner": owner, "at": self._at(at) if self._at else at,
-                 "ref": ref[:200], "via": via},
-            )  # fmt: skip
-            if done:
-                self._run(cursor, 1, {"mid": mid})
-            self._raw.commit()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self._raw.rollback()
-            raise
-        finally:
-            cursor.close()
-        return bool(done)
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
 
 
 _CLAIMED = tuple(
@@ -241,6 +173,12 @@ class Dispatcher:
         are not tried (each would wait for the same dead server) but rescheduled."""
         self.receipt_window_s = receipt_window_s
         """SMS with no final receipt this long after sending fall back (None: never)."""
+        self._writing: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+        """Held by this dispatcher's writes on SQLite (one writer at a time there): its
+        threads wait for each other on it, not in SQLite's busy loop, which sleeps in
+        steps of up to 100 ms."""
 
     def claim(self, at: datetime | None = None) -> list[dict[str, Any]]:
         """Up to ``batch`` messages that are ready, or whose sender's lease ran out."""
@@ -252,7 +190,7 @@ class Dispatcher:
             .order_by(MESSAGES.c.id)
             .limit(self.batch)
         )
-        with writer(self.engine).begin() as conn:
+        with self._writing, writer(self.engine).begin() as conn:
             rows = LEASED.claim(
                 conn, pick, owner=self.worker, until=at + self.lease, returning=_CLAIMED
             )
@@ -273,7 +211,7 @@ class Dispatcher:
 
     def _finish(self, message: Mapping[str, Any], **values: Any) -> bool:
         """Record an outcome if this worker still holds the message; False otherwise."""
-        with writer(self.engine).begin() as conn:
+        with self._writing, writer(self.engine).begin() as conn:
             done = LEASED.finish(conn, message["id"], self.worker, **values)
             if done and values["status"] == "failed":
                 conn.execute(
@@ -291,14 +229,13 @@ class Dispatcher:
         return done
 
     def _sent(self, message: Mapping[str, Any], ref: str, transport: str) -> bool:
-        """The hot path of :meth:`_finish` (outside :meth:`run`, whose senders each keep a
-        :class:`_Recorder`)."""
-        recorder = _Recorder(self.engine)
+        """The hot path of :meth:`_finish` (outside :meth:`run`, whose senders share a
+        :class:`~fleet.notices.recording.GroupRecorder`)."""
+        recorder = Recorder(self.engine, self.worker)
         try:
-            return recorder.sent(message["id"], self.worker, ref, transport)
+            return recorder.record([Sent(message["id"], ref, transport)])[0]
         finally:
-            if recorder is not None:
-                recorder.close()
+            recorder.close()
 
     def outgoing(self, message: Mapping[str, Any]) -> Outgoing:
         return Outgoing(
@@ -373,8 +310,9 @@ class Dispatcher:
 
         Sending overlaps the bookkeeping: :attr:`connections` sender threads (an SMTP
         transport: one connection each) send what this thread claimed and mark each
-        message sent as soon as the server took it, while this thread composes and claims
-        the next batch and the other senders keep sending. A dispatcher killed between a
+        message sent as soon as the server took it, while this thread composes (a batch of
+        merchants at a time, :func:`~fleet.notices.compose.compose_some`) and claims the
+        next batch and the other senders keep sending. A dispatcher killed between a
         server's 250 and that commit leaves the message ``sending``; it is sent again, with
         the same Message-ID, once its lease runs out. The window: at most one message per
         connection.
@@ -384,9 +322,13 @@ class Dispatcher:
         result = DispatchResult()
         todo: queue.SimpleQueue[Mapping[str, Any] | None] = queue.SimpleQueue()
         done: queue.SimpleQueue[_Sent] = queue.SimpleQueue()
+        records = GroupRecorder(self.engine, self.worker, self._writing, self.connections > 1)
         senders = [
             threading.Thread(
-                target=self._sender, args=(own, todo, done), name=f"dispatch-{i}", daemon=True
+                target=self._sender,
+                args=(own, todo, done, records),
+                name=f"dispatch-{i}",
+                daemon=True,
             )
             for i, own in enumerate(self._per_connection())
         ]
@@ -394,6 +336,7 @@ class Dispatcher:
             t.start()
         lease_s = self.lease.total_seconds()
         next_renew = time.monotonic() + lease_s / 3
+        compose_from = ""  # composing goes on from this merchant ("": a new pass)
         try:
             while not stop():
                 if once and self._down:
@@ -404,8 +347,13 @@ class Dispatcher:
                     if self.receipt_window_s is not None:
                         from fleet.notices.receipts import sweep  # noqa: PLC0415
 
-                        result.fell_back += sweep(self.engine, self.receipt_window_s)
-                    result.composed.add(compose(self.engine, self.policy))
+                        with self._writing:
+                            result.fell_back += sweep(self.engine, self.receipt_window_s)
+                    with self._writing:
+                        composed, compose_from = compose_some(
+                            self.engine, self.policy, after=compose_from, merchants=self.batch
+                        )
+                    result.composed.add(composed)
                     batch = self.claim()
                     for message in batch:
                         if message["id"] in self._flying:
@@ -413,11 +361,13 @@ class Dispatcher:
                         self._flying[message["id"]] = time.monotonic() + 0.8 * lease_s
                         todo.put(message)
                     if not batch and not self._flying:
+                        if compose_from:
+                            continue  # the rest of this pass over the merchants first
                         if once and not self._pending_soon():
                             break
                         time.sleep(poll_s)
                         continue
-                self._collect(done, result, wait=0.05)
+                self._collect(done, result, wait=0.02)
                 if self._flying and time.monotonic() >= next_renew:
                     next_renew = time.monotonic() + lease_s / 3
                     self._renew()
@@ -428,16 +378,20 @@ class Dispatcher:
                 todo.put(None)
             for t in senders:
                 t.join()
+            records.close()
             self._collect(done, result, wait=0.0)
             for transport in self.transports.values():
                 transport.close()
         return result
 
     def _collect(self, done: queue.SimpleQueue[_Sent], result: DispatchResult, wait: float) -> int:
-        """Record what the senders finished (waiting up to ``wait`` s for the first one)."""
+        """Record what the senders finished, ``wait`` s from now: all of it at once (a
+        sender finishes a message every millisecond or so; waking up for each would cost
+        more than recording them)."""
+        if wait:
+            time.sleep(wait)
         items: list[_Sent] = []
         with contextlib.suppress(queue.Empty):
-            items.append(done.get(timeout=wait) if wait else done.get_nowait())
             while True:
                 items.append(done.get_nowait())
         for d in items:
@@ -458,7 +412,7 @@ class Dispatcher:
         message whose lease is gone is not sent by this dispatcher."""
         ids = list(self._flying)
         at = now()
-        with writer(self.engine).begin() as conn:
+        with self._writing, writer(self.engine).begin() as conn:
             kept = set(
                 conn.execute(
                     update(MESSAGES)
@@ -499,8 +453,8 @@ class Dispatcher:
         transports: Mapping[str, Transport],
         todo: queue.SimpleQueue[Mapping[str, Any] | None],
         done: queue.SimpleQueue[_Sent],
+        records: GroupRecorder,
     ) -> None:
-        recorder: _Recorder | None = None
         try:
             while (message := todo.get()) is not None:
                 transport = transports[message["channel"]]
@@ -521,15 +475,12 @@ class Dispatcher:
                 # recorded at once, by this sender: a kill repeats at most the one message
                 # each connection has sent and not yet recorded
                 try:
-                    recorder = recorder or _Recorder(self.engine)
-                    held = recorder.sent(message["id"], self.worker, ref, transport.name)
+                    held = records.record(Sent(message["id"], ref, transport.name))
                 except Exception as exc:  # the database is gone: the run ends with it
                     done.put(_Sent(message, ref, transport.name, transport, fatal=exc))
                     return
                 done.put(_Sent(message, ref, transport.name, transport, recorded=held))
         finally:
-            if recorder is not None:
-                recorder.close()
             for t in transports.values():
                 if t in self._clones:
                     t.close()

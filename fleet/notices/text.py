@@ -14,7 +14,6 @@ language, money with its currency), so templates hold no logic but the digest lo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -145,7 +144,8 @@ def context(item: NoticeItem, *, language: str, zone: str, policy: NoticePolicy)
 
 
 _SECTIONS: dict[tuple[Any, ...], tuple[str, str, NoticePolicy]] = {}
-"""Rendered sections (title, body) by kind, channel, language, zone, payload and policy:
+"""Rendered sections (title, body) by kind, channel, language, zone, payload (its
+``repr``: JSON values) and policy:
 a fee change sends one section to thousands of merchants, each message differs only in
 its frame (name, code). Bounded; the policy is kept with its entries, so its ``id``
 cannot be reused while they are."""
@@ -154,18 +154,18 @@ cannot be reused while they are."""
 def _section(
     item: NoticeItem, *, channel: str, language: str, zone: str, policy: NoticePolicy
 ) -> tuple[str, str]:
-    key = (item.kind, channel, language, zone, id(policy),
-           json.dumps(item.payload, sort_keys=True, default=str))  # fmt: skip
-    hit = _SECTIONS.get(key)
+    key = (item.kind, channel, language, zone, id(policy), repr(item.payload))
+    hit = _SECTIONS.get(key) if type(item.payload) is dict else None  # a dict's repr is it
     if hit is not None:
         return hit[0], hit[1]
     text = _ENV.get_template(f"{item.kind}.{language}.{channel}.j2").render(
         context(item, language=language, zone=zone, policy=policy)
     )
     title, _, body = text.strip().partition("\n")
-    if len(_SECTIONS) >= 4096:
-        _SECTIONS.clear()
-    _SECTIONS[key] = (title.strip(), body.strip() or title, policy)
+    if type(item.payload) is dict:
+        if len(_SECTIONS) >= 4096:
+            _SECTIONS.clear()
+        _SECTIONS[key] = (title.strip(), body.strip() or title, policy)
     return title.strip(), body.strip() or title
 
 

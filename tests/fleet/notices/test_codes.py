@@ -5,6 +5,7 @@ no notice), and codes already sent keep verifying."""
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -70,3 +71,13 @@ def test_codes_already_sent_keep_reading_back_as_stored() -> None:
     for code in UNSAFE:
         assert normalise_code(code) == code
         assert normalise_code(code.lower().replace("-", "")) == code
+
+
+def test_the_probes_checked_together_pass_exactly_when_each_passes_alone() -> None:
+    rng = random.Random(18)
+    pieces = [*codes.ALPHABET, "WWW", "CARD", "CVV", "CVC", "TXT", "CN", "ME", "NET", "1"]
+    for _ in range(3000):
+        raw = "".join(rng.choice(pieces) for _ in range(10))[:10]
+        code = f"{raw[:5]}-{raw[5:]}"
+        alone = all(forbidden(p.format(code=code)) is None for p in codes._PROBES)
+        assert code_is_safe(code) == alone, code
