@@ -4,6 +4,11 @@ one-statement upsert that writes a chunk of rows.
 An import is **atomic** (every row is checked; one bad row rejects the file and nothing is
 written) and an **idempotent upsert** (re-importing a file changes nothing; columns a file
 does not have are left as they are).
+
+Over 400 lines: the writing half of every import stays in one place — the upsert, its
+PostgreSQL ``COPY`` path, the bulk load of an empty table and the writer thread — because
+they share one transaction's rules (savepoints, what a refused chunk leaves) and the
+``COPY`` details.
 """
 
 from __future__ import annotations
