@@ -48,7 +48,7 @@ __all__ = [
 
 DEFAULT_DB = "posfleet.db"
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 """The newest migration's revision: what :func:`require_current` wants to find."""
 _VERSION_TABLE = "alembic_version"
 

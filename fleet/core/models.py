@@ -207,6 +207,7 @@ class Terminal(SQLModel, table=True):
         Index("ix_terminal_status", "status"),
         Index("ix_terminal_status_serial", "status", "serial"),
         Index("ix_terminal_model_serial", "model", "serial"),
+        Index("ix_terminal_status_model_serial", "status", "model", "serial"),
         CheckConstraint(
             "status IN ('in_stock', 'deployed', 'faulty', 'swapped_out', 'retired')",
             name="ck_terminal_status",
