@@ -33,8 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The suite runs on PYTEST_WORKERS pytest-xdist workers: one per CPU, at least 2 (most tests
+# wait on subprocesses, ptys and sockets), at most 4 (each worker builds the module fixtures
+# it uses and holds PostgreSQL schemas). PYTEST_WORKERS=0 runs in one process, which is
+# quicker for a single file: make pytest PYTEST_WORKERS=0 PYTEST_ARGS=tests/x.py
+PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(); print(min(4, max(2, n or 1)))')
+PYTEST_ARGS ?=
 pytest: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

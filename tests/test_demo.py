@@ -17,6 +17,8 @@ from sqlalchemy import create_engine, func, select
 
 from fleet.core.models import MESSAGES, NOTICES, ROLLOUTS, SWAPS, TERMINALS
 
+pytestmark = pytest.mark.slow  # handed out first under xdist (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = (
     "1. a seeded fleet in SQLite",

@@ -64,6 +64,7 @@ __all__ = [
     "State",
     "TableJson",
     "check_format",
+    "counted_progress",
     "emit",
     "emit_json",
     "err_console",
@@ -97,6 +98,11 @@ class SafeConsole(Console):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("markup", False)
         super().__init__(**kwargs)
+        if kwargs.get("width") is None:
+            # Rich fixes the width from ``COLUMNS`` as it was at construction; these consoles
+            # are made at import, so follow ``COLUMNS`` (or the terminal) as it is when
+            # printing instead (a process that sets it later, a test runner's worker)
+            self._width = None
 
     def render_str(self, text: str, **kwargs: Any) -> Text:
         return super().render_str(terminal_text(text), **kwargs)
@@ -576,6 +582,35 @@ def _emit(
         text = json.dumps(doc, indent=2, ensure_ascii=False, default=_text)
         stream.write(terminal_text(text) + "\n")  # in a JSON string, \uXXXX is the same text
     return count
+
+
+@contextmanager
+def counted_progress(label: str, total: int) -> Iterator[Callable[[bool], None]]:
+    """A bar on stderr for a command working through ``total`` terminals: how many are done,
+    how many failed so far, the time taken. Yields ``advance(failed)``, to call once per
+    terminal as it is done."""
+    from rich.progress import (  # noqa: PLC0415
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    failed = 0
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}", markup=False), TimeElapsedColumn(),
+        console=err_console,
+    ) as progress:  # fmt: skip
+        task = progress.add_task(label, total=total, note="")
+
+        def advance(bad: bool) -> None:
+            nonlocal failed
+            failed += bad
+            progress.update(task, advance=1, note=f"{failed} failed" if failed else "")
+
+        yield advance
 
 
 def emit_json(doc: Any) -> None:

@@ -4,7 +4,7 @@ show a terminal's health history."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -12,9 +12,9 @@ from fleet.cli.common import (
     FileFormatOpt,
     TableJson,
     TableJsonOpt,
+    counted_progress,
     emit,
     emit_json,
-    err_console,
     fail,
     out,
     state,
@@ -42,40 +42,17 @@ def health_poll(
     fmt: TableJsonOpt = TableJson.TABLE,
 ) -> None:
     """Poll terminals' health and store it in their history; exit 1 if any failed."""
-    from rich.progress import (  # noqa: PLC0415
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
     from fleet.device.health import poll, poll_targets  # noqa: PLC0415
 
     if concurrency < 1:
         raise fail("--concurrency must be at least 1", 2)
     engine = state(ctx).engine()
     targets = poll_targets(engine, serials or None)
-    progress = Progress(
-        TextColumn("health"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}", markup=False),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
-    with progress:
-        task = progress.add_task("poll", total=len(targets), note="")
-        failed = 0
-
-        def advance(result: Any) -> None:
-            nonlocal failed
-            failed += not result.ok
-            progress.update(task, advance=1, note=f"{failed} failed" if failed else "")
-
+    with counted_progress("health", len(targets)) as advance:
         results = poll(
-            engine, targets, sign_on=sign_on, concurrency=concurrency, t2=timeout, progress=advance
-        )
+            engine, targets, sign_on=sign_on, concurrency=concurrency, t2=timeout,
+            progress=lambda result: advance(not result.ok),
+        )  # fmt: skip
     bad = [r for r in results if not r.ok]
     if fmt == TableJson.JSON:
         emit_json([r.as_dict() for r in results])

@@ -5,8 +5,6 @@ The domain is imported inside the commands (see :mod:`fleet.cli`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +19,7 @@ from fleet.cli.common import (
     OutOpt,
     TableJson,
     TableJsonOpt,
+    counted_progress,
     emit,
     emit_json,
     err_console,
@@ -156,10 +155,10 @@ def sync_command(
     serials: list[str | None] = [terminal]
     if all_:
         serials = list(linked_serials(engine))
-        with _sync_progress(len(serials)) as advance:
+        with counted_progress("sync", len(serials)) as advance:
             outcomes = sync_many(
                 engine, [s for s in serials if s], actor=st.actor, workers=jobs, baud=baud,
-                t2=timeout, done=advance,
+                t2=timeout, done=lambda _serial, outcome: advance(isinstance(outcome, SyncError)),
             )  # fmt: skip
     else:
         try:
@@ -188,25 +187,3 @@ def sync_command(
         emit(good, ["serial", "model", "firmware", "tables", "changed"], "table", title="Synced")
     if failures:
         raise typer.Exit(1)
-
-
-@contextmanager
-def _sync_progress(total: int) -> Iterator[Callable[[str, Any], None]]:
-    """A bar on stderr for ``sync --all``: terminals done of ``total``, failures so far."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
-
-    from fleet.device.sync import SyncError  # noqa: PLC0415
-
-    failed = 0
-    with Progress(
-        TextColumn("sync"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-        console=err_console, transient=False,
-    ) as progress:  # fmt: skip
-        task = progress.add_task("sync", total=total, note="")
-
-        def advance(serial: str, outcome: Any) -> None:
-            nonlocal failed
-            failed += isinstance(outcome, SyncError)
-            progress.update(task, advance=1, note=f"{failed} failed" if failed else "")
-
-        yield advance

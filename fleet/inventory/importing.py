@@ -126,6 +126,8 @@ def upsert(
     rows: list[dict[str, Any]],
     keys: Iterable[str],
     update: Iterable[str],
+    *,
+    fresh: bool = False,
 ) -> None:
     """INSERT … ON CONFLICT (keys) DO UPDATE SET update = excluded.update, in one executemany
     (PostgreSQL with psycopg 3: the rows are COPYed into a staging table, then upserted from
@@ -147,7 +149,7 @@ def upsert(
     else:
         stmt = ins.on_conflict_do_nothing(index_elements=list(keys))
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _copy_upsert(conn, table, rows, list(keys), update)
+        _copy_upsert(conn, table, rows, list(keys), update, fresh=fresh)
         return
     if conn.dialect.name != "sqlite":
         conn.execute(stmt, rows)
@@ -172,7 +174,13 @@ def upsert(
 
 
 def _copy_upsert(
-    conn: Connection, table: Table, rows: list[dict[str, Any]], keys: list[str], update: list[str]
+    conn: Connection,
+    table: Table,
+    rows: list[dict[str, Any]],
+    keys: list[str],
+    update: list[str],
+    *,
+    fresh: bool = False,
 ) -> None:
     """PostgreSQL: ``COPY`` the rows into a temporary staging table of the same columns
     (psycopg 3 writes each value in COPY's text format: tabs, newlines, backslashes and
@@ -180,7 +188,9 @@ def _copy_upsert(
 
     Values go through the columns' own bind processors first, as ``conn.execute`` would
     send them; a key repeated within the rows keeps its last row (what one upsert per row
-    would leave). The staging table lives until the transaction ends.
+    would leave). The staging table lives until the transaction ends. ``fresh``: the table
+    held no row when the load began and the caller checked the keys unique (a
+    :func:`bulk_load`): the rows are ``COPY``ed straight into it, nothing to upsert.
     """
     names = list(rows[0])
     key_of = operator.itemgetter(*keys)
@@ -200,22 +210,29 @@ def _copy_upsert(
     target = quote(table.name)
     if table.schema:
         target = f"{quote(table.schema)}.{target}"
-    conn.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
-        f"SELECT {cols} FROM {target} WITH NO DATA"
-    )
-    conn.exec_driver_sql(f"TRUNCATE {stage}")
+    if not fresh:
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DROP AS "
+            f"SELECT {cols} FROM {target} WITH NO DATA"
+        )
+        conn.exec_driver_sql(f"TRUNCATE {stage}")
+    into = target if fresh else stage
     dbapi = conn.connection.driver_connection
     assert dbapi is not None
-    with dbapi.cursor() as cur, cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
-        for row in rows:
-            if processors:
-                values = list(cells(row))
-                for i, process in processors:
-                    values[i] = process(values[i])
-                copy.write_row(values)
-            else:
-                copy.write_row(cells(row))
+    try:
+        with dbapi.cursor() as cur, cur.copy(f"COPY {into} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                if processors:
+                    values = list(cells(row))
+                    for i, process in processors:
+                        values[i] = process(values[i])
+                    copy.write_row(values)
+                else:
+                    copy.write_row(cells(row))
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:  # a unique index refused a row
+        raise IntegrityError(f"COPY {into}", None, exc) from None
+    if fresh:
+        return
     key_list = ", ".join(quote(k) for k in keys)
     if update:
         sets = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update)
@@ -325,8 +342,17 @@ class ChunkWriter:
     is written after that) or after the ``with`` block.
     """
 
-    def __init__(self, conn: Connection, table: Table, keys: list[str], update: list[str]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        table: Table,
+        keys: list[str],
+        update: list[str],
+        *,
+        fresh: bool = False,
+    ) -> None:
         self.conn, self.table, self.keys, self.update = conn, table, keys, update
+        self.fresh = fresh
         self.refused: list[dict[str, Any]] | None = None
         self._savepoint = conn.dialect.name != "sqlite"
         self._failed: BaseException | None = None
@@ -375,7 +401,7 @@ class ChunkWriter:
             return
         try:
             with self.conn.begin_nested() if self._savepoint else nullcontext():
-                upsert(self.conn, self.table, rows, self.keys, self.update)
+                upsert(self.conn, self.table, rows, self.keys, self.update, fresh=self.fresh)
         except IntegrityError:
             self.refused = rows
 

@@ -93,8 +93,12 @@ def import_terminals(
                 explained = True
 
         try:
-            # an empty table on PostgreSQL: foreign keys and indexes made once, at the end
-            with bulk_load(conn, table), ChunkWriter(conn, table, ["serial"], update) as chunks:
+            # an empty table on PostgreSQL: rows COPYed straight in, foreign keys and plain
+            # indexes made once, at the end
+            with (
+                bulk_load(conn, table) as bulk,
+                ChunkWriter(conn, table, ["serial"], update, fresh=bulk) as chunks,
+            ):
                 for row in rows:
                     total += 1
                     if progress is not None and total % 10_000 == 0:

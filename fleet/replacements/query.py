@@ -1,11 +1,12 @@
 """The one SQL query of the replacements: every rule evaluated in the database.
 
-One statement joins terminals to their model, their firmware, the model's successor, the
-open advisories and their latest health with its wear sums (``terminal_health``),
-evaluates every rule (:mod:`fleet.replacements.rules`) as a boolean column and returns
-only the terminals where at least one holds; :func:`flag` streams them through the pure
-:class:`~fleet.replacements.rules.Replacer`, which words the reasons and ranks them. A
-million terminals take seconds (``make bench``).
+One statement joins terminals to their model, their firmware, the open advisories and
+their latest health with its wear lines (``terminal_health``), evaluates every rule
+(:mod:`fleet.replacements.rules`) and returns only the terminals where at least one
+holds, with their own columns and rules; the catalog's part, the same for every terminal
+of a model and firmware, is read once per pair (:func:`catalog_statement`, catalog-sized).
+:func:`flag` streams the rows through the pure :class:`~fleet.replacements.rules.Replacer`,
+which words the reasons and ranks them. A million terminals take seconds (``make bench``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from fleet.core.values import add_years
 from fleet.replacements.rules import Replacement, Replacer
 from fleet.replacements.wear import days
 
-__all__ = ["flag", "flag_statement", "open_advisories"]
+__all__ = ["catalog_statement", "flag", "flag_statement", "open_advisories"]
 
 
 def _open_advisories(*columns: Any) -> Select[Any]:
@@ -113,32 +114,93 @@ def _wear(counter: str, policy: ReplacementPolicy, horizon_end: date) -> ColumnE
     )
 
 
-def flag_statement(
-    policy: ReplacementPolicy, horizon_end: date, *, in_serial_order: bool = False
-) -> Select[Any]:
-    """The flagging query: every terminal (of the policy's statuses) for which some rule
-    holds by ``horizon_end``, with each rule as a boolean column ``r_<code>`` and the
-    catalog columns the rules are worded from. ``in_serial_order``: the status test is
-    kept off the indexes, so the database walks terminals in serial order and a page can
-    stop early (else it would gather and sort every flagged terminal first)."""
-    t, m, f = TERMINALS, MODELS, FIRMWARE
-    succ = MODELS.alias("successor_model")
-    open_adv = (
+def _open_advisory_counts() -> Any:
+    """(model, version) → how many open advisories: a subquery."""
+    return (
         _open_advisories(
             ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version, func.count().label("n")
         )
         .group_by(ADVISORY_FIRMWARE.c.model, ADVISORY_FIRMWARE.c.version)
         .subquery("open_advisory")
     )
-    # A terminal reaches the age limit by the horizon when made on or before this day.
-    made_by = add_years(horizon_end, -policy.max_age_years)
-    rules = {
-        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
+
+
+def _catalog_rules(
+    policy: ReplacementPolicy, horizon_end: date, open_adv: Any
+) -> dict[str, ColumnElement[bool]]:
+    """The rules a terminal's model and firmware alone decide (the same SQL in the flagging
+    query's WHERE and in :func:`catalog_statement`)."""
+    m, f = MODELS, FIRMWARE
+    return {
         "model-eos": func.coalesce(m.c.end_of_support <= horizon_end, false()),
         "pts": func.coalesce(m.c.pts_expires_on <= horizon_end, false()),
         "firmware-eos": func.coalesce(f.c.end_of_support <= horizon_end, false()),
         "advisory": open_adv.c.n.is_not(None),
         "capability": or_(false(), *[~m.c[cap] for cap in policy.require]),
+    }
+
+
+def _label(code: str) -> str:
+    return f"r_{code.replace('-', '_')}"
+
+
+def catalog_statement(policy: ReplacementPolicy, horizon_end: date) -> Select[Any]:
+    """One row per (model, firmware version) of the catalog: the catalog rules as boolean
+    columns ``r_<code>`` and the catalog columns they are worded from, the replacement
+    (successor or same model) and its price, and each wear counter's rated life. The
+    flagging query sends only a terminal's serial, model and firmware and its own columns;
+    the :class:`~fleet.replacements.rules.Replacer` looks the rest up here once per pair."""
+    m, f = MODELS, FIRMWARE
+    succ = MODELS.alias("successor_model")
+    open_adv = _open_advisory_counts()
+    rules = _catalog_rules(policy, horizon_end, open_adv)
+    return (
+        select(
+            m.c.code.label("model"),
+            f.c.version.label("firmware"),
+            *[rule.label(_label(code)) for code, rule in rules.items()],
+            m.c.end_of_support.label("model_eos"),
+            m.c.pts_version,
+            m.c.pts_expires_on,
+            f.c.end_of_support.label("firmware_eos"),
+            m.c.unit_price,
+            m.c.currency,
+            succ.c.code.label("successor"),
+            succ.c.unit_price.label("successor_price"),
+            succ.c.currency.label("successor_currency"),
+            *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+            *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
+        )
+        .select_from(m)
+        .join(f, f.c.model == m.c.code)
+        .outerjoin(succ, succ.c.code == m.c.successor)
+        .outerjoin(open_adv, and_(open_adv.c.model == m.c.code, open_adv.c.version == f.c.version))
+    )
+
+
+def flag_statement(
+    policy: ReplacementPolicy,
+    horizon_end: date,
+    *,
+    in_serial_order: bool = False,
+    catalog_rules: bool = False,
+) -> Select[Any]:
+    """The flagging query: every terminal (of the policy's statuses) for which some rule
+    holds by ``horizon_end``, with the per-terminal rules as boolean columns ``r_<code>``
+    and the terminal's own columns the rules are worded from; the catalog's part, the same
+    for every terminal of a model and firmware, is :func:`catalog_statement`'s (with
+    ``catalog_rules``, the catalog rules' columns are returned too, for one terminal).
+    ``in_serial_order``: the status test is kept off the indexes, so the database walks
+    terminals in serial order and a page can stop early (else it would gather and sort
+    every flagged terminal first)."""
+    t, m, f = TERMINALS, MODELS, FIRMWARE
+    open_adv = _open_advisory_counts()
+    # A terminal reaches the age limit by the horizon when made on or before this day.
+    made_by = add_years(horizon_end, -policy.max_age_years)
+    catalog = _catalog_rules(policy, horizon_end, open_adv)
+    rules = {
+        "age": func.coalesce(t.c.manufactured_on <= made_by, false()),
+        **catalog,
         "faults": t.c.fault_count >= policy.fault_threshold,
         "key": _foreign_key(),
         "tamper": func.coalesce(TERMINAL_HEALTH.c.tamper, false()),
@@ -155,20 +217,13 @@ def flag_statement(
         t.c.fault_count,
         t.c.key_version,
         t.c.key_next,
-        m.c.end_of_support.label("model_eos"),
-        m.c.pts_version,
-        m.c.pts_expires_on,
-        f.c.end_of_support.label("firmware_eos"),
-        m.c.unit_price,
-        m.c.currency,
-        succ.c.code.label("successor"),
-        succ.c.unit_price.label("successor_price"),
-        succ.c.currency.label("successor_currency"),
-        *[rule.label(f"r_{code.replace('-', '_')}") for code, rule in rules.items()],
-        *[m.c[cap].label(f"cap_{cap}") for cap in policy.require],
+        *[
+            rule.label(_label(code))
+            for code, rule in rules.items()
+            if catalog_rules or code not in catalog
+        ],
         TERMINAL_HEALTH.c.tampered_at,
         *[TERMINAL_HEALTH.c[value].label(f"{c}_value") for c, (value, _) in WEAR.items()],
-        *[m.c[rated].label(f"{c}_rated") for c, (_, rated) in WEAR.items()],
         *[TERMINAL_HEALTH.c[f"{c}_{what}"] for c in WEAR for what in ("n", "slope", "intercept")],
     ]
     return (
@@ -176,7 +231,6 @@ def flag_statement(
         .select_from(t)
         .join(m, m.c.code == t.c.model)
         .outerjoin(f, and_(f.c.model == t.c.model, f.c.version == t.c.firmware))
-        .outerjoin(succ, succ.c.code == m.c.successor)
         .outerjoin(TERMINAL_HEALTH, TERMINAL_HEALTH.c.serial == t.c.serial)
         .outerjoin(
             open_adv, and_(open_adv.c.model == t.c.model, open_adv.c.version == t.c.firmware)
@@ -220,9 +274,14 @@ def flag(
     if model is not None:
         stmt = stmt.where(TERMINALS.c.model == model)
     with engine.connect() as conn:
+        # catalog-sized, read first in the same transaction (one snapshot on SQLite)
+        catalog = {
+            (row.model, row.firmware): row
+            for row in conn.execute(catalog_statement(policy, horizon_end))
+        }
         result = conn.execute(stmt.execution_options(yield_per=200 if page else 10_000))
         replacement = Replacer(
-            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys())
+            policy, as_of, horizon_end, urgent_end, advisories, list(result.keys()), catalog
         )
         # the whole fleet: the server computes the next batch while this one is worded
         for row in result if page else ahead(result):

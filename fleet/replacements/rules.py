@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from fleet.core.errors import ConflictError
 from fleet.core.money import format_minor
 from fleet.core.policy import ReplacementPolicy
 from fleet.core.values import add_years
@@ -204,9 +206,9 @@ _PER_TERMINAL = (
     "key_next",
 )
 """Columns of the flagging query read for every row (by position: a row's attributes cost
-ten times more). The others come from the catalog and are functions of the terminal's
+ten times more). The query sends no catalog column: those are functions of the terminal's
 model and firmware (its model, firmware, successor and open advisories), the same for
-every terminal of that pair in the one statement."""
+every terminal of that pair, read once per pair from the catalog statement's rows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,17 +225,21 @@ class _CatalogReasons:
     cost: int
     currency: str
     """The replacement: the successor model, or the same model, and its price."""
+    rated: dict[str, Any]
+    """Wear counter → the model's rated life (None: not rated)."""
 
 
 class Replacer:
     """Rows of the flagging query → :class:`Replacement`, worded once per distinct input.
 
-    The reasons of a row are worded from its catalog columns (shared by all terminals of a
-    model and firmware), its manufacture date (``age``) and its fault count (``faults``).
-    Each is worded the first time it is met and the (immutable) :class:`Reason` reused,
-    so a million rows cost dictionary look-ups rather than a million f-strings.
-    ``columns`` are the query's, in order; ``advisories`` the open advisories' ids per
-    (model, firmware), for the wording.
+    The reasons of a row are worded from its model and firmware's catalog row (shared by
+    all terminals of the pair), its manufacture date (``age``), its fault count
+    (``faults``), its key versions and its health. Each is worded the first time it is met
+    and the (immutable) :class:`Reason` reused, so a million rows cost dictionary look-ups
+    rather than a million f-strings. ``columns`` are the flagging query's, in order;
+    ``catalog`` the catalog statement's rows per (model, firmware)
+    (:func:`fleet.replacements.query.catalog_statement`); ``advisories`` the open
+    advisories' ids per (model, firmware), for the wording.
     """
 
     def __init__(
@@ -244,18 +250,20 @@ class Replacer:
         urgent_end: date,
         advisories: dict[tuple[str, str], list[str]],
         columns: list[str],
+        catalog: Mapping[tuple[str, str], Any],
     ) -> None:
         self.policy = policy
         self.as_of = as_of
         self.horizon_end = horizon_end
         self.urgent_end = urgent_end
         self.advisories = advisories
+        self.catalog = catalog
         self._cells = operator.itemgetter(*[columns.index(name) for name in _PER_TERMINAL])
         self._health = operator.itemgetter(*[columns.index(name) for name in _HEALTH])
         self._tampered_at = columns.index("tampered_at")
         self._wear_cells = {
             c: operator.itemgetter(
-                *[columns.index(f"{c}_{w}") for w in ("value", "rated", "n", "slope", "intercept")]
+                *[columns.index(f"{c}_{w}") for w in ("value", "n", "slope", "intercept")]
             )
             for c in ("reader", "printer", "battery")
         }
@@ -267,7 +275,13 @@ class Replacer:
         effect = due <= self.as_of
         return Reason(code, now if effect else later, due, effect)
 
-    def _catalog_reasons(self, row: Any) -> _CatalogReasons:
+    def _catalog_reasons(self, model: str, firmware: str) -> _CatalogReasons:
+        row = self.catalog.get((model, firmware))
+        if row is None:  # the flagging query joined it: the catalog changed in between
+            raise ConflictError(
+                f"model {model} firmware {firmware} is not in the catalog read for this "
+                "flagging (it changed meanwhile): flag again"
+            )
         policy, reason = self.policy, self._reason
         reasons: list[Reason] = []
         if row.r_model_eos:
@@ -317,6 +331,7 @@ class Replacer:
             new_model,
             cost,
             currency,
+            {c: getattr(row, f"{c}_rated") for c in _UNITS},
         )
 
     def _age_reason(self, made: date) -> Reason:
@@ -342,8 +357,8 @@ class Replacer:
             "tamper", f"tamper switch tripped {when}: it may be compromised", self.as_of, True
         )
 
-    def _wear_reason(self, row: Any, counter: str) -> Reason | None:
-        value, rated, n, rate, intercept = self._wear_cells[counter](row)
+    def _wear_reason(self, row: Any, counter: str, rated: int) -> Reason | None:
+        value, n, rate, intercept = self._wear_cells[counter](row)
         percent = self.policy.wear_percent
         unit = _UNITS[counter]
         if value * 100 >= rated * percent:
@@ -360,12 +375,14 @@ class Replacer:
         )
         return Reason(counter, detail, forecast, False)
 
-    def _health_reasons(self, row: Any, flags: tuple[Any, ...]) -> list[Reason]:
+    def _health_reasons(
+        self, row: Any, flags: tuple[Any, ...], rated: dict[str, Any]
+    ) -> list[Reason]:
         tamper, *wear = flags
         found = [self._tamper_reason(row[self._tampered_at])] if tamper else []
         for counter, holds in zip(("reader", "printer", "battery"), wear, strict=True):
             if holds:
-                reason = self._wear_reason(row, counter)
+                reason = self._wear_reason(row, counter, rated[counter])
                 if reason is not None:
                     found.append(reason)
         return found
@@ -375,7 +392,7 @@ class Replacer:
          foreign_key, key_version, key_next) = self._cells(row)  # fmt: skip
         part = self._catalog.get((model, firmware))
         if part is None:
-            part = self._catalog[(model, firmware)] = self._catalog_reasons(row)
+            part = self._catalog[(model, firmware)] = self._catalog_reasons(model, firmware)
         reasons = part.reasons
         due = part.due
         pressing = False  # over age, or over the fault threshold, already
@@ -401,7 +418,7 @@ class Replacer:
             due, security = self.as_of, True
         health = self._health(row)
         if any(health):  # a tripped tamper switch, or a worn part
-            for reason in self._health_reasons(row, health):
+            for reason in self._health_reasons(row, health, part.rated):
                 reasons = (*reasons, reason)
                 if due is None or reason.due < due:
                     due = reason.due

@@ -128,7 +128,9 @@ def default_code(conn: Connection, policy: Policy, old: Mapping[str, Any], at: d
     rule within the policy's horizon (:func:`fleet.notices.reasons.default_swap_code`)."""
     horizon_end = at.date() + timedelta(days=policy.replacement.horizon_days)
     row = conn.execute(
-        flag_statement(policy.replacement, horizon_end).where(TERMINALS.c.serial == old["serial"])
+        flag_statement(policy.replacement, horizon_end, catalog_rules=True).where(
+            TERMINALS.c.serial == old["serial"]
+        )
     ).first()
     rules = []
     if row is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import errno
 import re
 import socket
 import threading
@@ -74,9 +75,17 @@ def free_port() -> int:
 def smtp_server(sink: Sink | None = None) -> Iterator[tuple[str, Sink]]:
     """``smtp://127.0.0.1:PORT`` and its sink, for the duration of the block."""
     sink = sink or Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
+    for attempt in range(20):
+        # a port found free may be taken (another test, another xdist worker) before the
+        # controller binds it: then another one
+        port = free_port()
+        controller = Controller(sink, hostname="127.0.0.1", port=port)
+        try:
+            controller.start()
+            break
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 19:
+                raise
     try:
         yield f"smtp://127.0.0.1:{port}", sink
     finally:

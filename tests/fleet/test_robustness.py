@@ -10,6 +10,7 @@ before the class was fixed at its root.
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -230,7 +231,6 @@ def test_a_dispatch_that_could_not_send_exits_1_and_marks_nothing_sent(
     from fleet.core.db import writer  # noqa: PLC0415
     from fleet.core.models import MERCHANTS, MESSAGES, NOTICES  # noqa: PLC0415
     from tests.fleet.notices.test_notices import merchants, put  # noqa: PLC0415
-    from tests.fleet.smtp_sink import free_port  # noqa: PLC0415
 
     ids = merchants(loaded, 3)
     with writer(loaded).begin() as conn:
@@ -246,12 +246,14 @@ def test_a_dispatch_that_could_not_send_exits_1_and_marks_nothing_sent(
         '[notices]\nquiet_hours = "00:00-00:00"\ndigest_window = "0m"\nmax_per_window = 100\n',
         encoding="utf-8",
     )
-    down = f"smtp://127.0.0.1:{free_port()}"  # nothing listens there
-    res = runner.invoke(
-        app,
-        ["--db", db_url, "--policy", str(policy), "notices", "dispatch",
-         "--outbox", str(tmp_path / "outbox"), "--smtp", down],
-    )  # fmt: skip
+    with socket.socket() as held:  # bound, never listening, for the whole run: refused
+        held.bind(("127.0.0.1", 0))
+        down = f"smtp://127.0.0.1:{held.getsockname()[1]}"
+        res = runner.invoke(
+            app,
+            ["--db", db_url, "--policy", str(policy), "notices", "dispatch",
+             "--outbox", str(tmp_path / "outbox"), "--smtp", down],
+        )  # fmt: skip
     assert res.exit_code == 1 and "Traceback" not in res.stderr, res.output
     [line] = [x for x in res.stderr.splitlines() if "error" in x]  # after the progress bar
     assert "3 messages not sent (3 to retry later, 0 failed)" in line, line

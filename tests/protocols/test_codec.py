@@ -256,7 +256,7 @@ messages = st.builds(
 
 
 @given(messages)
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_random_messages_round_trip(msg: Message) -> None:
     data = encode(msg)
     assert decode(data) == msg

@@ -113,11 +113,11 @@ def test_refusals_and_checks_are_not_retryable(fleet: FleetServer) -> None:
 
 
 def test_a_closed_port_and_a_bad_url_fail_as_link_errors() -> None:
-    with socket.socket() as s:
+    flow = lambda: Conversation(TID, bytes(16)).echo()  # noqa: E731
+    # the port held bound, never listening, for the whole run: nothing else can take it
+    with socket.socket() as s, Engine() as engine:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    flow = lambda: Conversation(TID, bytes(16)).echo()  # noqa: E731
-    with Engine() as engine:
         refused, bad = engine.run(
             [Job(f"socket://127.0.0.1:{port}", flow), Job("/dev/ttyS0", flow)]
         )

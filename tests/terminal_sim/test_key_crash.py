@@ -28,6 +28,8 @@ from protocols.mac import MasterKey, TerminalKey
 from protocols.session import HostSession, RotationStep
 from tests.terminal_sim.conftest import MASTER, MID, SERIAL, TID, make_table
 
+pytestmark = pytest.mark.slow  # handed out first under xdist (tests/conftest.py)
+
 POSSIM = str(Path(sys.executable).with_name("possim"))
 VERSIONS = range(1, 31)
 KEYS = {

@@ -22,7 +22,8 @@ def _flat(text: str) -> str:
 
 def test_keys_new_writes_a_private_versioned_file_and_never_overwrites(tmp_path: Path) -> None:
     path = tmp_path / "fleet-v2.key"
-    res = runner.invoke(app, ["keys", "new", str(path), "--version", "2"])
+    # wide: the temporary path is one long word, which a narrow terminal folds mid-word
+    res = runner.invoke(app, ["keys", "new", str(path), "--version", "2"], env={"COLUMNS": "400"})
     assert res.exit_code == 0, res.output
     master = read_master_key(path)
     assert master.version == 2 and os.stat(path).st_mode & 0o777 == 0o600

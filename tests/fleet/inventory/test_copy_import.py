@@ -172,3 +172,25 @@ def test_bulk_load_backstop_names_the_refused_constraint(
             assert "fk_test_tid" in dict(_schema_of(engine)[1])
         finally:
             engine.dispose()
+
+
+def test_a_unique_index_refuses_a_chunk_of_a_bulk_load(sample: SampleFiles) -> None:
+    """PostgreSQL: a load into an empty table ``COPY``s straight into it; a unique index
+    (kept through the load) refusing a row rejects the file, names the refusal, writes
+    nothing."""
+    with pg_schema() as url:
+        engine = db.connect(url)
+        try:
+            db.upgrade(engine)
+            import_catalog(engine, sample.catalog, actor="t")
+            import_merchants(engine, sample.merchants, actor="t")
+            with engine.begin() as conn:
+                conn.execute(text("CREATE UNIQUE INDEX ix_test_one_per_model ON terminal (model)"))
+            with pytest.raises(RejectedFileError) as caught:
+                import_terminals(engine, sample.terminals, actor="t", chunk=50)
+            assert caught.value.row_lines() == [
+                f"{sample.terminals}:?: the database refused a chunk (constraint)"
+            ]
+            assert _terminals(engine) == []
+        finally:
+            engine.dispose()

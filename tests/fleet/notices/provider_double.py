@@ -68,6 +68,8 @@ class ProviderDouble:
     _cv: threading.Condition = field(default_factory=threading.Condition)
     _stop: bool = False
     _seq: int = 0
+    _inflight: int = 0
+    """Callbacks taken off the queue whose answer has not come back yet."""
 
     @property
     def apprise_url(self) -> str:
@@ -101,7 +103,7 @@ class ProviderDouble:
                     )
                     self._seq += 1
                     heapq.heappush(self._queue, (at, self._seq, doc))
-            self._cv.notify()
+            self._cv.notify_all()
 
     def post_status(self, doc: dict[str, str], client: httpx.Client) -> int:
         if self.plan.json_body:
@@ -124,21 +126,28 @@ class ProviderDouble:
                     if self._stop:
                         return
                     _, _, doc = heapq.heappop(self._queue)
+                    self._inflight += 1
                 self.sent.append(doc)
                 try:
                     self.answers.append(self.post_status(doc, client))
                 except httpx.HTTPError:
                     self.answers.append(0)
+                finally:
+                    with self._cv:
+                        self._inflight -= 1
+                        self._cv.notify_all()
 
-    def idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every planned callback went out."""
+    def idle(self, timeout: float = 120.0) -> bool:
+        """Wait until every planned callback went out and its answer came back (the
+        timeout only bounds a hung run)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._cv:
-                if not self._queue:
-                    return True
-            time.sleep(0.02)
-        return False
+        with self._cv:
+            while self._queue or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(timeout=min(left, 0.5))
+        return True
 
     def replay(self, client: httpx.Client | None = None) -> list[int]:
         """Send every callback made so far again, in the same order."""
@@ -170,11 +179,11 @@ def _handler(double: ProviderDouble) -> type[BaseHTTPRequestHandler]:
             taken = Taken("SM" + secrets.token_hex(16), phone.replace("%2B", "+"),
                           self.headers.get("X-Posfleet-Reference", ""), str(doc.get("message")))  # fmt: skip
             double.taken.append(taken)
+            double._schedule(taken)  # before the answer: once the send returns, it is planned
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(json.dumps({"sid": taken.provider_id}).encode())
-            double._schedule(taken)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -205,7 +214,7 @@ def provider_double(
     finally:
         with double._cv:
             double._stop = True
-            double._cv.notify()
+            double._cv.notify_all()
         server.shutdown()
         server.server_close()
         caller.join(timeout=5)

@@ -38,7 +38,7 @@ from fleet.notices.compose import compose
 from fleet.notices.dispatch import Dispatcher
 from fleet.notices.preferences import record_contact
 from fleet.notices.verify import verify
-from tests.fleet.smtp_sink import Sink, free_port, smtp_server
+from tests.fleet.smtp_sink import Sink, smtp_server
 
 POSFLEET = str(Path(sys.executable).with_name("posfleet"))
 # Open all day, no digest wait, generous limits: each test turns on the rule it checks.
@@ -290,7 +290,7 @@ def test_sms_through_apprise(loaded: Engine) -> None:
     set_merchant(loaded, m, channels=["sms"], language="en", phone="+353861234567")
     put(loaded, m, "swap_done", "swap:1", datetime.now(UTC) - timedelta(minutes=1))
     _Gateway.received = []
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _Gateway)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gateway)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"json://127.0.0.1:{server.server_address[1]}/sms/{{phone}}"

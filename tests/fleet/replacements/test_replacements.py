@@ -12,10 +12,14 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from fleet.cli import app
+from fleet.core.errors import ConflictError
+from fleet.core.models import TERMINALS
 from fleet.core.money import format_minor
 from fleet.core.policy import Policy, PolicyError, ReplacementPolicy
 from fleet.inventory import import_catalog, import_merchants, import_terminals
 from fleet.replacements import Forecast, Replacement, assess, flag, priority, quarter
+from fleet.replacements.query import catalog_statement, flag_statement
+from fleet.replacements.rules import Replacer
 
 AS_OF = date(2026, 11, 1)  # horizon 180 d → 2027-04-30; urgent 90 d → 2027-01-30
 
@@ -426,3 +430,26 @@ def test_cli_json_is_the_assessment(fleet: Engine) -> None:
         "replacement_model,cost,currency"
     )
     assert len(rows) == 13 and rows[1].split(",")[5] == "P1"
+
+
+def test_catalog_part_read_once_per_model_and_firmware(fleet: Engine) -> None:
+    """The flagging query sends no catalog column; the catalog statement has one row per
+    (model, firmware) with the catalog rules, and a pair missing from it (the catalog
+    changed between the two statements) is a typed error, not a wrong reason."""
+    policy = ReplacementPolicy()
+    horizon_end = date(2027, 4, 30)
+    with fleet.connect() as conn:
+        result = conn.execute(flag_statement(policy, horizon_end).order_by(TERMINALS.c.serial))
+        columns, rows = list(result.keys()), result.all()
+        catalog = {
+            (r.model, r.firmware): r for r in conn.execute(catalog_statement(policy, horizon_end))
+        }
+    assert "model_eos" not in columns and "r_model_eos" not in columns
+    assert "successor" not in columns and "reader_rated" not in columns
+    assert {(r.model, r.firmware) for r in rows} <= set(catalog)
+    assert catalog[("OLDEOS", "1.0")].r_model_eos
+    words = Replacer(policy, AS_OF, horizon_end, date(2027, 1, 30), {}, columns, catalog)
+    assert words(rows[0]) is not None
+    stale = Replacer(policy, AS_OF, horizon_end, date(2027, 1, 30), {}, columns, {})
+    with pytest.raises(ConflictError, match=r"not in the catalog read for this flagging"):
+        stale(rows[0])

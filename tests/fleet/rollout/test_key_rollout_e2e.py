@@ -45,6 +45,8 @@ from tests.fleet.rollout.test_rollout_e2e import (
     tcp_fleet,
 )
 
+pytestmark = pytest.mark.slow  # handed out first under xdist (tests/conftest.py)
+
 runner = CliRunner()
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import fleet_scale
+
+pytestmark = pytest.mark.slow  # handed out first under xdist (tests/conftest.py)
 
 
 def test_fleet_scale_path_small(tmp_path: Path) -> None:

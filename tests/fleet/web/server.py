@@ -50,38 +50,62 @@ class Served:
 def serve(
     db: str, tmp: Path, *, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> Iterator[Served]:
-    port = free_port()
-    log = tmp / f"serve-{port}.log"
     env = os.environ | {"POSFLEET_DB": db, "POSFLEET_ACTOR": "test"} | (extra_env or {})
-    cmd = [POSFLEET, "serve", "--port", str(port),
-           "--log-level", "warning", *args]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    for attempt in range(10):
+        port = free_port()
+        log = tmp / f"serve-{port}.log"
+        cmd = [POSFLEET, "serve", "--port", str(port),
+               "--log-level", "warning", *args]  # fmt: skip
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            if _up(proc, port, log):
+                break
+        except BaseException:
+            _stop(proc)
+            raise
+        # the port found free was taken (another test, another xdist worker) before the
+        # server bound it: another port
+        if attempt == 9:
+            raise RuntimeError(f"posfleet serve found no free port: {log.read_text()}")
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"posfleet serve exited {proc.returncode}: {log.read_text()}")
-            try:
-                # ours, not another process that took the port before our bind
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200 and _listens(
-                    proc.pid, port
-                ):
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"posfleet serve not up in 60 s: {log.read_text()}")
-            time.sleep(0.1)
         yield Served(url, db, log, proc)
     finally:
-        proc.send_signal(signal.SIGTERM)
+        _stop(proc)
+
+
+def _up(proc: subprocess.Popen[bytes], port: int, log: Path) -> bool:
+    """Wait for the server to answer ``/health``: True when up, False when it exited for
+    want of its port, an error otherwise."""
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            text = log.read_text(errors="replace")
+            if "address already in use" in text.lower():
+                return False
+            raise RuntimeError(f"posfleet serve exited {proc.returncode}: {text}")
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            # ours, not another process that took the port before our bind
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200 and _listens(
+                proc.pid, port
+            ):
+                return True
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"posfleet serve not up in 60 s: {log.read_text()}")
+        time.sleep(0.1)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _listens(pid: int, port: int) -> bool:
